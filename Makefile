@@ -1,0 +1,56 @@
+# smar: `make run` runs the whole pipeline on the default dataset; `make test` runs the tests.
+# Both create .venv and install (pinned by constraints.txt) on first use, and only then.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+export PATH := $(BIN):$(PATH)
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: install run test data repro prefect-server deploy mlflow-ui serve clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+data/dataset.json: | $(INSTALLED)
+	smar data synth
+
+data: data/dataset.json
+
+run: install data
+	smar pipeline
+
+test: install
+	python -m pytest
+
+repro: install data
+	dvc repro
+
+prefect-server: install
+	prefect server start --host 127.0.0.1
+
+deploy: install data
+	PREFECT_API_URL=http://127.0.0.1:4200/api smar pipeline --serve
+
+mlflow-ui: install
+	mlflow server --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+serve: install
+	smar serve --host 127.0.0.1 --port 5001
+
+clean:
+	rm -rf outputs mlruns .prefect

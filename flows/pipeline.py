@@ -1,0 +1,104 @@
+"""The whole pipeline as one Prefect flow: one task per step, each a thin call into smar.stages.
+
+Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
+trigger runs with a parameter form from the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+for _name, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "smar",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from smar import stages  # noqa: E402
+from smar.config import SmarConfig, load_config  # noqa: E402
+from smar.evaluate import format_table  # noqa: E402
+from smar.paths import Paths  # noqa: E402
+
+DEPLOYMENT_NAME = "default"
+
+
+def _step_task(name: str, step):
+    """A Prefect task around one step; always runs (DVC is the tool that skips unchanged steps)."""
+
+    def run_step(config: SmarConfig, paths: Paths) -> dict:
+        result = step(config, paths)
+        return result if isinstance(result, dict) else vars(result)
+
+    return task(run_step, name=name, cache_policy=NO_CACHE)
+
+
+validate_task = _step_task("validate", stages.validate)
+train_task = _step_task("train", stages.train)
+export_task = _step_task("export", stages.export)
+index_task = _step_task("index", stages.build_index)
+evaluate_task = _step_task("evaluate", stages.evaluate)
+register_task = _step_task("register", stages.register)
+
+
+@flow(name="smar-pipeline", log_prints=True)
+def smar_pipeline(
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+    outputs_dir: str = "outputs",
+    config: SmarConfig | None = None,
+) -> dict:
+    """validate -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
+
+    `config` overrides `params_file` when given (the Prefect UI renders it as a form).
+    """
+    config = config or load_config(params_file)
+    paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
+    summary = {"data": data_dir, "outputs": outputs_dir}
+    summary["validate"] = validate_task(config, paths)["counts"]
+    summary["train"] = train_task(config, paths)
+    summary["export"] = export_task(config, paths)
+    summary["index"] = index_task(config, paths)
+    summary["evaluate"] = evaluate_task(config, paths)
+    summary["register"] = register_task(config, paths)
+    create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
+    train, evaluation, registration = summary["train"], summary["evaluate"], summary["register"]
+    decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
+    return "\n".join(
+        [
+            "",
+            f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
+            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
+            f"  trained     {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
+            f"  indexed     {summary['index']['items']} items ({summary['index']['factory']}, dim {summary['index']['dim']})",
+            "",
+            f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items:",
+            format_table(evaluation),
+            "",
+            f"Model {registration['model_name']} version {registration['version']} (MLflow run {registration['run_id']})",
+            f"  {decision}: {registration['reason']}.",
+        ]
+    )
+
+
+def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", outputs_dir: str = "outputs") -> None:
+    """Serve the flow as deployment `smar-pipeline/default`; runs triggered in the UI execute here."""
+    smar_pipeline.serve(
+        name=DEPLOYMENT_NAME,
+        parameters={"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir},
+        description="The whole smar pipeline. Leave `config` empty to use the params file.",
+    )
+
+
+if __name__ == "__main__":
+    serve_deployment()

@@ -1,0 +1,3 @@
+from smar.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""The `smar` command line: one verb per pipeline step, plus data, pipeline and serving.
+
+Heavy libraries are imported inside the commands, so `smar --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="SMAR multimodal retrieval: data, training, indexing, evaluation, registry and serving.", no_args_is_help=True)
+data_app = typer.Typer(help="Build datasets in the data contract.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file (params.yaml layout).")]
+DataOption = Annotated[Path, typer.Option("--data", help="Dataset directory.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Directory for the steps' outputs.")]
+
+log = logging.getLogger("smar")
+
+
+def _setup() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("great_expectations", "alembic", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(step, params: Path, data: Path, out: Path) -> None:
+    """Load the config, run one step, print its result as JSON; user errors exit 1 without a traceback."""
+    from smar.config import load_config
+    from smar.errors import SmarError
+    from smar.paths import Paths
+
+    _setup()
+    try:
+        result = step(load_config(params), Paths(data, out))
+    except SmarError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result if isinstance(result, dict) else vars(result), indent=2, default=str))
+
+
+def _step_command(name: str, function_name: str, help_text: str) -> None:
+    def command(params: ParamsOption = Path("params.yaml"), data: DataOption = Path("data"), out: OutOption = Path("outputs")):
+        from smar import stages
+
+        _run(getattr(stages, function_name), params, data, out)
+
+    command.__doc__ = help_text
+    app.command(name)(command)
+
+
+_step_command("validate", "validate", "Check the dataset (Great Expectations suites + image checks).")
+_step_command("train", "train", "Train the two-tower model; one MLflow run.")
+_step_command("export", "export", "Encode every catalog item into item_embeddings.npy.")
+_step_command("index", "build_index", "Build the FAISS index over the item embeddings.")
+_step_command("evaluate", "evaluate", "Recall/Precision/F1/MRR/NDCG on held-out queries, beside a random baseline.")
+_step_command("register", "register", "Log the retriever to the MLflow registry and run the promotion gate.")
+
+
+@data_app.command("synth")
+def data_synth(
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data"),
+    preset: Annotated[str | None, typer.Option(help="Named size (small, tiny) instead of params.yaml's `data` section.")] = None,
+) -> None:
+    """Write the deterministic synthetic default dataset."""
+    from smar.config import load_config
+    from smar.errors import SmarError
+    from smar.synth import PRESETS, synthesize
+
+    _setup()
+    try:
+        if preset is not None and preset not in PRESETS:
+            raise SmarError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
+        config = PRESETS[preset] if preset else load_config(params).data
+    except SmarError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    manifest = synthesize(config, data)
+    typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
+
+
+@app.command()
+def pipeline(
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data"),
+    out: OutOption = Path("outputs"),
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the flow as a deployment for runs triggered from the Prefect UI.")] = False,
+) -> None:
+    """Run the whole chain (validate -> train -> export -> index -> evaluate -> register) as one Prefect flow run."""
+    from smar.config import load_config
+    from smar.errors import SmarError
+
+    _setup()
+    try:
+        config = load_config(params)
+    except SmarError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    from flows.pipeline import format_summary, serve_deployment, smar_pipeline
+
+    if serve:
+        serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
+        return
+    try:
+        summary = smar_pipeline(params_file=str(params), data_dir=str(data), outputs_dir=str(out), config=config)
+    except SmarError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
+    model_uri: Annotated[str, typer.Option(help="Model to serve.")] = "models:/smar-retriever@champion",
+) -> None:
+    """Serve the champion over HTTP (POST /invocations with {"dataframe_records": [{"query": "..."}], "params": {"k": 10}})."""
+    from smar import tracking
+
+    tracking.configure()
+    bin_dir = str(Path(sys.executable).parent)  # `mlflow models serve` starts uvicorn through the shell
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port)]
+    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.DEFAULT_TRACKING_URI)
+    os.execv(command[0], command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The one configuration schema: `params.yaml`, grouped by pipeline step.
+
+The CLI, the DVC stages and the Prefect flow all load it through `load_config`; an invalid
+value fails here, before any work, with the field named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from smar.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """The synthetic default dataset (`smar data synth`)."""
+
+    seed: int = 0
+    num_items: int = Field(1200, ge=10)
+    num_queries: int = Field(1500, ge=10)
+    image_size: int = Field(64, ge=16, le=512)
+    title_attribute_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="Fraction of titles that state the item's colour and pattern."
+    )
+    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+
+
+class ValidateConfig(_Section):
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="Larger images are rejected.")
+    example_rows: int = Field(5, ge=1, le=50, description="Failing rows quoted per failed check.")
+
+
+class ModelConfig(_Section):
+    embedding_dim: int = Field(64, ge=8)
+    text_hidden_size: int = Field(64, ge=8)
+    text_layers: int = Field(2, ge=1)
+    text_heads: int = Field(4, ge=1)
+    max_text_length: int = Field(32, ge=4)
+    vocab_size: int = Field(2000, ge=100)
+    share_text_encoder: bool = Field(True, description="Query and title towers share one text encoder.")
+    text_pooling: Literal["cls", "mean"] = "mean"
+    image_backbone: str = Field("test_efficientnet", description="Any timm model name.")
+    image_size: int = Field(64, ge=16, le=512)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelConfig:
+        if self.text_hidden_size % self.text_heads:
+            raise ValueError(
+                f"text_hidden_size ({self.text_hidden_size}) must be a multiple of text_heads ({self.text_heads})"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    seed: int = 0
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(128, ge=2)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    initial_temperature: float = Field(0.07, gt=0, lt=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_steps: int | None = Field(None, ge=1, description="Stop early after this many steps (smoke runs).")
+
+
+class ExportConfig(_Section):
+    batch_size: int = Field(256, ge=1)
+
+
+class IndexConfig(_Section):
+    factory: str = Field("Flat", description="faiss.index_factory string; inner product on normalised vectors.")
+
+
+class EvaluateConfig(_Section):
+    split: Literal["valid", "test"] = "test"
+    ks: tuple[int, ...] = (10, 50)
+    plot_max_k: int = Field(100, ge=1)
+    random_baseline_draws: int = Field(5, ge=1)
+
+
+class RegisterConfig(_Section):
+    model_name: str = "smar-retriever"
+    min_recall_at_10: float = Field(0.2, ge=0.0, le=1.0, description="Absolute gate for promotion.")
+    tolerance: float = Field(0.0, ge=0.0, le=1.0, description="How far below the champion a candidate may be.")
+
+
+class SmarConfig(_Section):
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+    index: IndexConfig = IndexConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def load_config(path: str | Path = "params.yaml") -> SmarConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such parameters file. Pass --params FILE or run from the project root.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of step names to settings, got {type(raw).__name__}.")
+    try:
+        return SmarConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: invalid parameters:\n{_describe(error)}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        value = f" (got {problem['input']!r})" if "input" in problem and not isinstance(problem["input"], dict) else ""
+        lines.append(f"  - {field}: {problem['msg']}{value}")
+    return "\n".join(lines)

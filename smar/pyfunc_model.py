@@ -1,0 +1,25 @@
+"""The MLflow pyfunc model logged for each version (MLflow "models from code").
+
+MLflow loads this file when it loads a version; it is not imported by the rest of smar.
+Input: a frame with a `query` column; param `k` (default 10). Output: one row per query
+with `item_ids` and `scores`, best first.
+"""
+
+import mlflow
+import pandas as pd
+
+from smar.retriever import Retriever
+
+
+class SmarRetrieverModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.retriever = Retriever(context.artifacts["model"], context.artifacts["index"])
+
+    def predict(self, context, model_input, params=None):
+        k = int((params or {}).get("k", 10))
+        queries = pd.DataFrame(model_input)["query"].astype(str).tolist()
+        item_ids, scores = self.retriever.search(queries, k)
+        return pd.DataFrame({"query": queries, "item_ids": item_ids, "scores": scores})
+
+
+mlflow.models.set_model(SmarRetrieverModel())

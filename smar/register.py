@@ -1,0 +1,139 @@
+"""Step 6, register: log the retriever as one MLflow pyfunc version, then run the promotion gate.
+
+The new version gets alias `challenger`. It takes `champion` only if its Recall@10 passes
+the configured threshold AND is not worse (beyond `tolerance`) than the current champion,
+both measured here, through their served pyfunc models, on the same evaluation queries.
+The decision and its reason are tags on the version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from smar.config import SmarConfig
+from smar.paths import Paths, require, write_text_atomic
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def promotion_decision(candidate: float, champion: float | None, threshold: float, tolerance: float = 0.0) -> Decision:
+    """The gate, on Recall@10: above the threshold, and not worse than the champion."""
+    if candidate < threshold:
+        return Decision(False, f"Recall@10 {candidate:.4f} is below the threshold {threshold:.4f}")
+    if champion is None:
+        return Decision(True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet")
+    if candidate < champion - tolerance:
+        return Decision(False, f"Recall@10 {candidate:.4f} is worse than the champion's {champion:.4f} on the same queries")
+    return Decision(
+        True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's {champion:.4f}"
+    )
+
+
+def register(config: SmarConfig, paths: Paths) -> dict:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from smar import tracking
+    from smar.dataset import load_dataset
+
+    settings = config.register_
+    mlflow = tracking.configure()
+    client = MlflowClient()
+    dataset = load_dataset(paths.data)
+    split = config.evaluate.split
+    queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
+
+    require(paths.index_dir, "index")
+    require(paths.metrics_file, "evaluate")
+    run_id = tracking.run_id_of(require(paths.model_dir, "train"))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="retriever",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(paths.model_dir), "index": str(paths.index_dir)},
+            signature=_signature(),
+            pip_requirements=_pinned_requirements(),
+            registered_model_name=settings.model_name,
+        )
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
+
+    candidate = recall_at_10(f"models:/{settings.model_name}/{version}", queries, relevant)
+    try:
+        champion_version = str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
+    except MlflowException:
+        champion_version = None
+    champion = recall_at_10(f"models:/{settings.model_name}/{champion_version}", queries, relevant) if champion_version else None
+    decision = promotion_decision(candidate, champion, settings.min_recall_at_10, settings.tolerance)
+
+    tags = {
+        "gate.decision": "promoted" if decision.promote else "rejected",
+        "gate.reason": decision.reason,
+        "gate.recall_at_10": f"{candidate:.6f}",
+        "gate.threshold": str(settings.min_recall_at_10),
+        "gate.split": split,
+        "gate.champion_version": champion_version or "none",
+        "gate.champion_recall_at_10": f"{champion:.6f}" if champion is not None else "none",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    if decision.promote:
+        client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags({"registered_version": version, "gate.decision": tags["gate.decision"]})
+        mlflow.log_metric(f"gate_{split}_recall_at_10", candidate)
+
+    result = {
+        "model_name": settings.model_name,
+        "version": version,
+        "run_id": run_id,
+        "recall_at_10": candidate,
+        "champion_version": champion_version,
+        "champion_recall_at_10": champion,
+    } | asdict(decision)
+    write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def recall_at_10(model_uri: str, queries, relevant) -> float:
+    """Recall@10 of a registered version, searched through its pyfunc model as it is served."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from smar.evaluate import rank
+    from smar.metrics import retrieval_metrics
+
+    model = mlflow.pyfunc.load_model(model_uri)
+
+    def search(texts: list[str], k: int) -> list[list[str]]:
+        return model.predict(pd.DataFrame({"query": texts}), params={"k": k})["item_ids"].tolist()
+
+    return retrieval_metrics(rank(search, queries, 10), relevant, ks=(10,))["recall@10"]
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "query")]), params=ParamSchema([ParamSpec("k", "long", 10)]))
+
+
+def _pinned_requirements() -> list[str]:
+    """The runtime packages at the versions this model was built with (smar itself is installed from this repo)."""
+    pins = []
+    for package in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{package}=={metadata.version(package).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            pass
+    return pins

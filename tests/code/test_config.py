@@ -1,0 +1,123 @@
+"""params.yaml loading and validation through `smar.config.load_config`."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from smar.config import SmarConfig, load_config
+from smar.errors import ConfigError
+
+PARAMS = Path(__file__).parents[2] / "params.yaml"
+SECTION_ATTRIBUTES = {"validate": "validate_", "register": "register_"}
+
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def _shipped_with(tmp_path, section: str, key: str, value) -> Path:
+    """The shipped params.yaml with one value replaced."""
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw[section][key] = value
+    return _write(tmp_path, yaml.safe_dump(raw))
+
+
+def test_shipped_params_load_with_stated_values():
+    config = load_config(PARAMS)
+    assert config.register_.model_name == "smar-retriever"
+    assert config.register_.min_recall_at_10 == 0.2
+    assert config.validate_.max_image_pixels == 4096 * 4096
+    assert config.evaluate.ks == (10, 50)
+    assert config.index.factory == "Flat"
+    assert config.model.text_hidden_size % config.model.text_heads == 0
+
+
+def test_every_value_in_shipped_params_equals_the_schema_default():
+    raw = yaml.safe_load(PARAMS.read_text())
+    loaded, defaults = load_config(PARAMS), SmarConfig()
+    for section, values in raw.items():
+        attribute = SECTION_ATTRIBUTES.get(section, section)
+        for key, stated in values.items():
+            got = getattr(getattr(loaded, attribute), key)
+            expected = tuple(stated) if isinstance(stated, list) else stated
+            assert got == expected, f"{section}.{key}: loaded {got!r}, file states {stated!r}"
+            assert got == getattr(getattr(defaults, attribute), key), f"{section}.{key} differs from the default"
+
+
+def test_yaml_section_names_map_to_aliased_attributes(tmp_path):
+    path = _write(tmp_path, "validate:\n  example_rows: 7\nregister:\n  model_name: other\n")
+    config = load_config(path)
+    assert config.validate_.example_rows == 7
+    assert config.register_.model_name == "other"
+    assert config.train == SmarConfig().train
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(_write(tmp_path, "")) == SmarConfig()
+
+
+def test_negative_learning_rate_names_file_and_field(tmp_path):
+    path = _shipped_with(tmp_path, "train", "learning_rate", -1)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "train.learning_rate" in message
+    assert "-1" in message
+
+
+def test_heads_not_dividing_hidden_size_is_rejected(tmp_path):
+    path = _shipped_with(tmp_path, "model", "text_heads", 5)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "model" in message
+    assert "text_hidden_size (64) must be a multiple of text_heads (5)" in message
+
+
+def test_unknown_key_is_rejected_by_name(tmp_path):
+    path = _shipped_with(tmp_path, "train", "epochz", 3)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert "train.epochz" in str(error.value)
+
+
+def test_unknown_section_is_rejected_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="trian"):
+        load_config(_write(tmp_path, "trian:\n  epochs: 2\n"))
+
+
+def test_wrong_literal_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"evaluate\.split"):
+        load_config(_write(tmp_path, "evaluate:\n  split: train\n"))
+
+
+def test_missing_file_raises_config_error(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="no such parameters file") as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_invalid_yaml_raises_config_error(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_non_mapping_yaml_raises_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_config_is_frozen():
+    config = SmarConfig()
+    with pytest.raises(ValidationError, match="frozen"):
+        config.train.epochs = 3  # type: ignore[misc]

@@ -1,0 +1,120 @@
+"""FAISS index build: stable 64-bit ids, the id map, search, and failed builds."""
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smar.config import SmarConfig
+from smar.errors import MissingInputError
+from smar.export import EMBEDDINGS_FILE, IDS_FILE
+from smar.index import ID_MAP_FILE, INDEX_FILE, build_index, faiss_id, load_index
+from smar.paths import Paths
+
+N, DIM = 50, 16
+ITEM_IDS = [f"sku-{n}" for n in range(N)]
+
+
+def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) -> None:
+    """The layout `smar.export` writes."""
+    paths.embeddings_dir.mkdir(parents=True)
+    np.save(paths.embeddings_dir / EMBEDDINGS_FILE, vectors.astype(np.float32))
+    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    raw = np.random.default_rng(0).normal(size=(N, DIM)).astype(np.float32)
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def built(tmp_path, vectors):
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    _write_embeddings(paths, vectors, ITEM_IDS)
+    stats = build_index(SmarConfig(), paths)
+    return paths, stats
+
+
+def test_faiss_id_is_blake2b_masked_to_63_bits():
+    digest = hashlib.blake2b(b"sku-17", digest_size=8).digest()
+    assert faiss_id("sku-17") == int.from_bytes(digest, "big") & (2**63 - 1)
+    assert faiss_id("sku-17") == 2916329150191044202  # pinned: ids must not change between releases
+    assert faiss_id("sku-17") == faiss_id("sku-17")
+    assert faiss_id("sku-17") != faiss_id("sku-18")
+    assert all(0 <= faiss_id(i) < 2**63 for i in ITEM_IDS)
+
+
+def test_build_reports_stats_and_writes_files(built):
+    paths, stats = built
+    assert stats["items"] == N
+    assert stats["dim"] == DIM
+    assert stats["factory"] == "Flat"
+    assert stats["index_dir"] == str(paths.index_dir)
+    assert sorted(p.name for p in paths.index_dir.iterdir()) == sorted([INDEX_FILE, ID_MAP_FILE, "build.json"])
+    assert json.loads((paths.index_dir / "build.json").read_text())["items"] == N
+
+
+def test_id_map_has_one_row_per_item_with_hashed_ids(built):
+    paths, _ = built
+    id_map = pd.read_parquet(paths.index_dir / ID_MAP_FILE)
+    assert len(id_map) == N
+    assert id_map["item_id"].tolist() == ITEM_IDS
+    assert id_map["faiss_id"].tolist() == [faiss_id(i) for i in ITEM_IDS]
+    index, mapping = load_index(paths.index_dir)
+    assert index.ntotal == N
+    assert mapping == {faiss_id(i): i for i in ITEM_IDS}
+
+
+@pytest.mark.parametrize("row", [0, 17, N - 1])
+def test_stored_vector_finds_itself(built, vectors, row):
+    paths, _ = built
+    index, mapping = load_index(paths.index_dir)
+    scores, ids = index.search(vectors[row : row + 1], 3)
+    assert mapping[int(ids[0, 0])] == f"sku-{row}"
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert scores[0, 1] < scores[0, 0]
+
+
+def test_unnormalised_vectors_are_normalised_before_indexing(tmp_path, vectors):
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    _write_embeddings(paths, vectors * 7.0, ITEM_IDS)
+    build_index(SmarConfig(), paths)
+    index, mapping = load_index(paths.index_dir)
+    scores, ids = index.search(vectors[5:6], 1)
+    assert mapping[int(ids[0, 0])] == "sku-5"
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_missing_embeddings_leaves_existing_index_untouched(tmp_path):
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    paths.index_dir.mkdir(parents=True)
+    (paths.index_dir / "marker.txt").write_text("previous good index")
+    with pytest.raises(MissingInputError) as error:
+        build_index(SmarConfig(), paths)
+    assert str(paths.embeddings_dir) in str(error.value)
+    assert "smar export" in str(error.value)
+    assert [p.name for p in paths.index_dir.iterdir()] == ["marker.txt"]
+    assert (paths.index_dir / "marker.txt").read_text() == "previous good index"
+    assert sorted(p.name for p in paths.outputs.iterdir()) == ["index"]  # no scratch dirs left behind
+
+
+def test_repeated_item_id_is_rejected_and_existing_index_kept(tmp_path, vectors):
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    _write_embeddings(paths, vectors, ITEM_IDS[:-1] + [ITEM_IDS[0]])
+    paths.index_dir.mkdir(parents=True)
+    (paths.index_dir / "marker.txt").write_text("previous good index")
+    with pytest.raises(ValueError, match="repeats"):
+        build_index(SmarConfig(), paths)
+    assert [p.name for p in paths.index_dir.iterdir()] == ["marker.txt"]
+
+
+def test_rebuild_replaces_previous_index(built, vectors):
+    paths, _ = built
+    (paths.index_dir / "marker.txt").write_text("stale")
+    build_index(SmarConfig(), paths)
+    assert not (paths.index_dir / "marker.txt").exists()
+    assert (paths.index_dir / INDEX_FILE).is_file()
+    assert sorted(p.name for p in paths.outputs.iterdir()) == ["embeddings", "index"]

@@ -1,0 +1,161 @@
+"""Dataset validation: a good dataset passes and gets a report; each kind of breakage is named."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from smar.config import SmarConfig
+from smar.errors import DatasetError
+from smar.paths import Paths
+from smar.synth import PRESETS, synthesize
+from smar.validate import ValidationFailed, require_passed, validate
+
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("validate") / "data"
+    synthesize(PRESETS["tiny"], data)
+    return data
+
+
+@pytest.fixture
+def broken(good_data, tmp_path):
+    """A fresh copy of the good dataset to break, plus its Paths."""
+    data = tmp_path / "data"
+    shutil.copytree(good_data, data)
+    return data, Paths(data, tmp_path / "outputs")
+
+
+def _edit(path: Path, change) -> None:
+    frame = pd.read_parquet(path)
+    frame = change(frame)
+    frame.to_parquet(path, index=False)
+
+
+def _fails(paths: Paths, *needles: str) -> ValidationFailed:
+    with pytest.raises(ValidationFailed) as error:
+        validate(SmarConfig(), paths)
+    message = str(error.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in:\n{message}"
+    report = json.loads(paths.validation_report.read_text())
+    assert report["success"] is False and any(not check["success"] for check in report["checks"])
+    with pytest.raises(ValidationFailed):  # training refuses to start from this dataset
+        require_passed(paths)
+    return error.value
+
+
+def test_good_dataset_passes_and_writes_report(good_data, tmp_path):
+    paths = Paths(good_data, tmp_path / "outputs")
+    report = validate(SmarConfig(), paths)
+    assert report["success"] is True
+    assert report["counts"]["items"] == 160
+    assert report["counts"]["queries"] == 160
+    assert all(check["success"] for check in report["checks"])
+    assert json.loads(paths.validation_report.read_text()) == report
+
+
+def test_duplicate_item_id(broken):
+    data, paths = broken
+    _edit(data / "items.parquet", lambda f: pd.concat([f, f.iloc[[4]]], ignore_index=True))
+    failure = _fails(paths, "items.parquet", "[item_id]", "unique", "I000004")
+    assert [(f.file, f.column) for f in failure.failures] == [("items.parquet", "item_id")]
+
+
+def test_whitespace_title(broken):
+    data, paths = broken
+    def blank(frame):
+        frame.loc[3, "title"] = "   "
+        return frame
+    _edit(data / "items.parquet", blank)
+    failure = _fails(paths, "items.parquet", "[title]", "I000003")
+    assert [(f.column, f.unexpected_count) for f in failure.failures] == [("title", 1)]
+
+
+def test_qrels_item_not_in_items(broken):
+    data, paths = broken
+    def dangling(frame):
+        frame.loc[0, "item_id"] = "I999999"
+        return frame
+    _edit(data / "qrels.parquet", dangling)
+    _fails(paths, "qrels.parquet", "[item_id]", "I999999")
+
+
+def test_zero_label(broken):
+    data, paths = broken
+    qrels = pd.read_parquet(data / "qrels.parquet")
+    query_id, item_id = qrels.loc[0, "query_id"], qrels.loc[0, "item_id"]
+    def zero(frame):
+        frame.loc[0, "label"] = 0
+        return frame
+    _edit(data / "qrels.parquet", zero)
+    failure = _fails(paths, "qrels.parquet", "[label]", query_id, item_id)
+    assert [f.column for f in failure.failures] == ["label"]
+
+
+def test_unknown_split_value(broken):
+    data, paths = broken
+    qrels = pd.read_parquet(data / "qrels.parquet")
+    query_id = qrels.loc[qrels["split"] == "train", "query_id"].iloc[0]
+    def rename(frame):
+        frame.loc[frame["query_id"] == query_id, "split"] = "training"
+        return frame
+    _edit(data / "qrels.parquet", rename)
+    _fails(paths, "qrels.parquet", "[split]", query_id)
+
+
+def test_missing_image_file(broken):
+    data, paths = broken
+    (data / "images" / "I000005.png").unlink()
+    failure = _fails(paths, "items.parquet", "[image]", "image_file_exists", "I000005")
+    assert [f.check for f in failure.failures] == ["image_file_exists"]
+
+
+def test_corrupt_image_bytes(broken):
+    data, paths = broken
+    (data / "images" / "I000007.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
+    failure = _fails(paths, "items.parquet", "[image]", "image_decodes", "I000007")
+    assert [f.check for f in failure.failures] == ["image_decodes"]
+
+
+def test_image_path_outside_dataset_is_missing(broken):
+    data, paths = broken
+    def escape(frame):
+        frame.loc[2, "image"] = "../outside.png"
+        return frame
+    (data.parent / "outside.png").write_bytes((data / "images" / "I000002.png").read_bytes())
+    _edit(data / "items.parquet", escape)
+    _fails(paths, "items.parquet", "[image]", "image_file_exists", "I000002")
+
+
+def test_missing_column_raises_dataset_error(broken):
+    data, paths = broken
+    _edit(data / "items.parquet", lambda f: f.drop(columns="title"))
+    with pytest.raises(DatasetError) as error:
+        validate(SmarConfig(), paths)
+    message = str(error.value)
+    assert "items.parquet" in message
+    assert "missing column(s) title" in message
+    assert not paths.validation_report.exists()
+
+
+def test_missing_dataset_directory_raises_dataset_error(tmp_path):
+    paths = Paths(tmp_path / "no-such-data", tmp_path / "outputs")
+    with pytest.raises(DatasetError, match="no such dataset directory") as error:
+        validate(SmarConfig(), paths)
+    assert "no-such-data" in str(error.value)
+    assert not paths.validation_report.exists()
+
+
+def test_a_failed_run_replaces_the_last_good_report(broken):
+    data, paths = broken
+    validate(SmarConfig(), paths)
+    (data / "images" / "I000003.png").unlink()
+    _fails(paths, "image_file_exists", "I000003")
+    _edit(data / "items.parquet", lambda f: f.drop(columns="title"))
+    with pytest.raises(DatasetError):
+        validate(SmarConfig(), paths)
+    assert not paths.validation_report.exists()

@@ -1,0 +1,62 @@
+"""Shared test set-up: an isolated MLflow store and Prefect home, a tiny dataset and config."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+_STATE = Path(tempfile.mkdtemp(prefix="smar-tests-"))
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_STATE / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{_STATE / 'mlruns' / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+# Small enough to train in seconds on 2 CPU cores, large enough to beat random ranking clearly.
+TINY_PARAMS = {
+    "model": {"embedding_dim": 32, "text_hidden_size": 32, "text_layers": 1, "text_heads": 2, "vocab_size": 400, "image_size": 32},
+    "train": {"epochs": 8, "batch_size": 32, "learning_rate": 0.003},
+    "evaluate": {"plot_max_k": 50, "random_baseline_draws": 2},
+    "register": {"min_recall_at_10": 0.05},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    from smar.synth import PRESETS, synthesize
+
+    root = tmp_path_factory.mktemp("dataset") / "data"
+    synthesize(PRESETS["tiny"], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tmp_path_factory) -> Path:
+    """The shipped params.yaml with TINY_PARAMS laid over it (DVC needs every section present)."""
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for section, values in TINY_PARAMS.items():
+        params[section].update(values)
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,47 @@
+"""`dvc repro` runs the same steps through the CLI, in a fresh git + DVC repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.slow
+
+
+def test_dvc_repro_runs_every_stage(tiny_data, tiny_params, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(PROJECT / "dvc.yaml", repo)
+    shutil.copy(tiny_params, repo / "params.yaml")
+    shutil.copytree(tiny_data, repo / "data")
+    shutil.copytree(PROJECT / "smar", repo / "smar", ignore=shutil.ignore_patterns("__pycache__"))  # stage deps
+    bin_dir = Path(sys.executable).parent
+    env = os.environ | {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+    }
+
+    def run(*command: str) -> str:
+        done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("dvc", "add", "-q", "data")
+    run("dvc", "repro")
+
+    metrics = json.loads((repo / "outputs" / "evaluation" / "metrics.json").read_text())
+    assert metrics["model"]["recall@10"] > metrics["random"]["recall@10"]
+    registration = json.loads((repo / "outputs" / "registration.json").read_text())
+    assert registration["version"] == "1" and registration["promote"] is True
+    assert "recall@10" in run("dvc", "metrics", "show")
+    assert "up to date" in run("dvc", "status")  # nothing left to reproduce
+    lock = (repo / "dvc.lock").read_text()
+    assert all(f"  {stage}:" in lock for stage in ("validate", "train", "export", "index", "evaluate", "register"))

@@ -1,0 +1,143 @@
+"""The whole pipeline as one real Prefect flow run, then the registry, the gate and serving over HTTP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from smar.config import load_config
+from smar.paths import Paths
+
+pytestmark = pytest.mark.slow
+MODEL_NAME = "smar-retriever"
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, tiny_data, tiny_params, tmp_path_factory):
+    from flows.pipeline import smar_pipeline
+
+    outputs = tmp_path_factory.mktemp("run1") / "outputs"
+    summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(outputs))
+    return summary, Paths(tiny_data, outputs)
+
+
+def test_every_step_writes_its_artifacts(first_run):
+    import faiss
+    import numpy as np
+
+    summary, paths = first_run
+    assert json.loads(paths.validation_report.read_text())["success"] is True
+    assert {"weights.pt", "tokenizer.json", "model_config.json", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
+
+    items = pd.read_parquet(paths.data / "items.parquet")
+    embeddings = np.load(paths.embeddings_dir / "item_embeddings.npy")
+    assert embeddings.shape == (len(items), 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    assert faiss.read_index(str(paths.index_dir / "items.faiss")).ntotal == len(items)
+
+    metrics = json.loads(paths.metrics_file.read_text())
+    for name in ("recall@10", "precision@10", "f1@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"):
+        assert 0.0 <= metrics["model"][name] <= 1.0
+    assert metrics["model"]["recall@10"] > 2 * metrics["random"]["recall@10"]  # it learned something
+    curve = pd.read_csv(paths.recall_curve_file)
+    assert list(curve.columns) == ["k", "model", "random"] and curve["model"].is_monotonic_increasing
+    assert (paths.evaluation_dir / "recall_at_k.png").stat().st_size > 1000
+    assert summary["register"]["version"] == json.loads(paths.registration_file.read_text())["version"]
+
+
+def test_mlflow_run_holds_the_lineage(first_run):
+    from mlflow import MlflowClient
+
+    summary, paths = first_run
+    client = MlflowClient()
+    run = client.get_run(summary["train"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["git.commit"]
+    assert run.data.tags["data.dataset"] == "smar-synthetic@1"
+    assert run.data.tags["prefect.flow_run_id"]
+    assert run.data.params["train.epochs"] == "8"
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert len(losses) > 5 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss curve falls
+    assert "test_recall_at_10" in run.data.metrics
+
+
+def test_first_model_passing_the_gate_becomes_champion(first_run):
+    from mlflow import MlflowClient
+
+    summary, _ = first_run
+    client = MlflowClient()
+    version = summary["register"]["version"]
+    assert summary["register"]["promote"] is True
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == version
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == version
+    tags = client.get_model_version(MODEL_NAME, version).tags
+    assert tags["gate.decision"] == "promoted" and "no champion yet" in tags["gate.reason"]
+
+
+def test_served_champion_answers_over_http(first_run, tmp_path):
+    summary, paths = first_run
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smar = Path(sys.executable).with_name("smar")
+    server = subprocess.Popen(
+        [str(smar), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(tmp_path / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"PATH": f"{smar.parent}{os.pathsep}{os.environ['PATH']}"},
+        start_new_session=True,
+    )
+    try:
+        import httpx
+
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(1)
+        response = httpx.post(
+            f"{url}/invocations",
+            json={"dataframe_records": [{"query": "red striped mug"}, {"query": "blue lamp"}], "params": {"k": 5}},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        catalog = set(pd.read_parquet(paths.data / "items.parquet")["item_id"])
+        assert [p["query"] for p in predictions] == ["red striped mug", "blue lamp"]
+        for prediction in predictions:
+            assert len(prediction["item_ids"]) == 5 and set(prediction["item_ids"]) <= catalog
+            assert prediction["scores"] == sorted(prediction["scores"], reverse=True)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tiny_params, tmp_path):
+    from mlflow import MlflowClient
+
+    from flows.pipeline import smar_pipeline
+
+    summary, _ = first_run
+    champion = summary["register"]["version"]
+    untrained = load_config(tiny_params).model_copy(
+        update={"train": load_config(tiny_params).train.model_copy(update={"max_steps": 1})}
+    )
+    second = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=untrained)
+    registration = second["register"]
+    client = MlflowClient()
+    assert registration["promote"] is False and "worse than the champion" in registration["reason"]
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == champion
+    assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == registration["version"]
+    assert client.get_model_version(MODEL_NAME, registration["version"]).tags["gate.decision"] == "rejected"

@@ -26,8 +26,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
+# Generated deterministically, so `dvc add` records the same hash as the committed data.dvc
+# (and puts the files in the local DVC cache, leaving `dvc status` clean).
 data/dataset.json: | $(INSTALLED)
 	smar data synth
+	dvc add --quiet data
 
 data: data/dataset.json
 

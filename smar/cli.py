@@ -5,6 +5,7 @@ Heavy libraries are imported inside the commands, so `smar --help` answers at on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,23 +27,36 @@ log = logging.getLogger("smar")
 
 
 def _setup() -> None:
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     for noisy in ("great_expectations", "alembic", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run(step, params: Path, data: Path, out: Path) -> None:
-    """Load the config, run one step, print its result as JSON; user errors exit 1 without a traceback."""
-    from smar.config import load_config
+@contextlib.contextmanager
+def _user_errors():
+    """Errors the user can fix exit 1 with their message, without a traceback."""
     from smar.errors import SmarError
-    from smar.paths import Paths
 
-    _setup()
     try:
-        result = step(load_config(params), Paths(data, out))
+        yield
     except SmarError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+def _run(step, params: Path, data: Path, out: Path) -> None:
+    """Load the config, run one step, print its result as JSON."""
+    from smar.config import load_config
+    from smar.paths import Paths
+
+    _setup()
+    with _user_errors():
+        result = step(load_config(params), Paths(data, out))
     typer.echo(json.dumps(result if isinstance(result, dict) else vars(result), indent=2, default=str))
 
 
@@ -76,13 +90,10 @@ def data_synth(
     from smar.synth import PRESETS, synthesize
 
     _setup()
-    try:
+    with _user_errors():
         if preset is not None and preset not in PRESETS:
             raise SmarError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
         config = PRESETS[preset] if preset else load_config(params).data
-    except SmarError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     manifest = synthesize(config, data)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
 
@@ -96,24 +107,17 @@ def pipeline(
 ) -> None:
     """Run the whole chain (validate -> train -> export -> index -> evaluate -> register) as one Prefect flow run."""
     from smar.config import load_config
-    from smar.errors import SmarError
 
     _setup()
-    try:
+    with _user_errors():
         config = load_config(params)
-    except SmarError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     from flows.pipeline import format_summary, serve_deployment, smar_pipeline
 
     if serve:
         serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
         return
-    try:
+    with _user_errors():
         summary = smar_pipeline(params_file=str(params), data_dir=str(data), outputs_dir=str(out), config=config)
-    except SmarError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(format_summary(summary))
 
 
@@ -126,11 +130,25 @@ def serve(
     """Serve the champion over HTTP (POST /invocations with {"dataframe_records": [{"query": "..."}], "params": {"k": 10}})."""
     from smar import tracking
 
+    _setup()
     tracking.configure()
+    if model_uri.startswith("models:/") and "@" in model_uri:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from smar.errors import MissingInputError
+
+        name, alias = model_uri.removeprefix("models:/").split("@", 1)
+        with _user_errors():
+            try:
+                version = MlflowClient().get_model_version_by_alias(name, alias).version
+            except MlflowException:
+                raise MissingInputError(f"{model_uri}: no version of {name} has alias '{alias}' yet. Run `smar pipeline` first.") from None
+        log.info("serving %s (version %s) on http://%s:%d", model_uri, version, host, port)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.DEFAULT_TRACKING_URI)
     bin_dir = str(Path(sys.executable).parent)  # `mlflow models serve` starts uvicorn through the shell
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port)]
-    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.DEFAULT_TRACKING_URI)
     os.execv(command[0], command)
 
 

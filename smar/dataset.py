@@ -64,17 +64,36 @@ def load_dataset(root: str | Path) -> Dataset:
 
 
 def data_version(root: str | Path) -> dict[str, str]:
-    """Identify the data a run used: the DVC hash from `<root>.dvc` when it exists, and dataset.json."""
+    """Identify the data a run used: its DVC directory hash, whether `<root>.dvc` records that
+    same hash, and the name@version from dataset.json."""
     root = Path(root)
-    version: dict[str, str] = {}
+    version = {"dvc_md5": dvc_directory_md5(root)}
     pointer = root.with_name(root.name + ".dvc")
     if pointer.is_file():
         import yaml
 
         outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
-        version["dvc_md5"] = str(outs[0].get("md5", ""))
+        version["matches_dvc_pointer"] = str(outs[0].get("md5") == version["dvc_md5"]).lower()
     manifest = root / "dataset.json"
     if manifest.is_file():
         meta = json.loads(manifest.read_text())
         version["dataset"] = f"{meta.get('name', '?')}@{meta.get('version', '?')}"
     return version
+
+
+def dvc_directory_md5(root: Path) -> str:
+    """The hash `dvc add` records for a directory: md5 of the sorted (relpath, file md5) listing."""
+    import hashlib
+    import os
+
+    entries = []
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = Path(directory) / name
+            digest = hashlib.md5()
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            entries.append({"md5": digest.hexdigest(), "relpath": path.relative_to(root).as_posix()})
+    entries.sort(key=lambda entry: entry["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"

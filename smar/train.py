@@ -6,7 +6,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from smar.config import SmarConfig
 from smar.paths import Paths, replace_on_success

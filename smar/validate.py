@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smar.config import SmarConfig, ValidateConfig
-from smar.errors import SmarError
 from smar.dataset import SPLITS, Dataset, load_dataset
+from smar.errors import SmarError
 from smar.paths import Paths, require, write_text_atomic
 
 

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from smar.dataset import dvc_directory_md5
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow
@@ -35,6 +37,8 @@ def test_dvc_repro_runs_every_stage(tiny_data, tiny_params, tmp_path):
     run("git", "init", "-q")
     run("dvc", "init", "-q")
     run("dvc", "add", "-q", "data")
+    recorded = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
+    assert dvc_directory_md5(repo / "data") == recorded  # the hash runs are tagged with is DVC's own
     run("dvc", "repro")
 
     metrics = json.loads((repo / "outputs" / "evaluation" / "metrics.json").read_text())

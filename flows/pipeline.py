@@ -4,8 +4,6 @@ Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve
 trigger runs with a parameter form from the Prefect UI.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

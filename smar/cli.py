@@ -72,7 +72,7 @@ def _step_command(name: str, function_name: str, help_text: str) -> None:
 
 _step_command("validate", "validate", "Check the dataset (Great Expectations suites + image checks).")
 _step_command("train", "train", "Train the two-tower model; one MLflow run.")
-_step_command("export", "export", "Encode every catalog item into item_embeddings.npy.")
+_step_command("export", "export", "Encode every catalog item (one embeddings file per served view).")
 _step_command("index", "build_index", "Build the FAISS index over the item embeddings.")
 _step_command("evaluate", "evaluate", "Recall/Precision/F1/MRR/NDCG on held-out queries, beside a random baseline.")
 _step_command("register", "register", "Log the retriever to the MLflow registry and run the promotion gate.")

@@ -38,7 +38,15 @@ class ValidateConfig(_Section):
     example_rows: int = Field(5, ge=1, le=50, description="Failing rows quoted per failed check.")
 
 
+ModelKind = Literal["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
+
+
 class ModelConfig(_Section):
+    kind: ModelKind = Field(
+        "smar",
+        description="smar (the paper), text_only (DPSR-like), image_only, late_fusion (sum of text and image vectors), "
+        "smar_fused_only (fused loss alone), smar_no_xattn (SMAR losses, MLP fusion without cross-attention).",
+    )
     embedding_dim: int = Field(64, ge=8)
     text_hidden_size: int = Field(64, ge=8)
     text_layers: int = Field(2, ge=1)
@@ -49,6 +57,9 @@ class ModelConfig(_Section):
     text_pooling: Literal["cls", "mean"] = "mean"
     image_backbone: str = Field("test_efficientnet", description="Any timm model name.")
     image_size: int = Field(64, ge=16, le=512)
+    image_layers: int = Field(1, ge=1, description="Transformer layers over the backbone's patch tokens.")
+    fusion_layers: int = Field(1, ge=1, description="Cross-attention layers from title tokens to image tokens.")
+    adaptive_routing: bool = Field(True, description="smar only: a query head picks the multimodal or the text index.")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelConfig:
@@ -66,6 +77,10 @@ class TrainConfig(_Section):
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     initial_temperature: float = Field(0.07, gt=0, lt=1)
+    alpha: float = Field(1.0, ge=0, description="Weight of L_t(query, item text).")
+    beta: float = Field(1.0, ge=0, description="Weight of L_i(query, item image).")
+    gamma: float = Field(1.0, ge=0, description="Weight of L_m(query, fused item).")
+    router_epochs: int = Field(30, ge=1, description="Epochs of the adaptive-routing head (stage 2).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = Field(None, ge=1, description="Stop early after this many steps (smoke runs).")
 

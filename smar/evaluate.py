@@ -51,7 +51,8 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
         raise DatasetError(f"{paths.data / 'qrels.parquet'}: the '{settings.split}' split has no queries to evaluate.")
     retriever = Retriever(require(paths.model_dir, "train"), require(paths.index_dir, "index"))
     depth = max(*settings.ks, settings.plot_max_k)
-    rankings = rank(lambda texts, k: retriever.search(texts, k)[0], queries, depth)
+    hits = retriever.search(queries["text"].tolist(), depth)
+    rankings = dict(zip(queries["query_id"], hits.item_ids))
     model_scores = metrics.retrieval_metrics(rankings, relevant, settings.ks)
 
     catalog = dataset.items["item_id"].astype(str).tolist()
@@ -72,9 +73,9 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
     )
     per_query = pd.DataFrame(
         [
-            {"query_id": q, "text": t, "relevant": len(relevant[q]), "top10": rankings[q][:10]}
+            {"query_id": q, "text": t, "relevant": len(relevant[q]), "index": view, "ranking": rankings[q]}
             | metrics.per_query_metrics(rankings[q], relevant[q], settings.ks)
-            for q, t in zip(queries["query_id"], queries["text"])
+            for q, t, view in zip(queries["query_id"], queries["text"], hits.views)
         ]
     )
     result = {
@@ -83,6 +84,7 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
         "items": len(catalog),
         "model": _rounded(model_scores),
         "random": _rounded(random_scores),
+        "served_by_index": {view: hits.views.count(view) for view in sorted(set(hits.views))},
     }
     with replace_on_success(paths.evaluation_dir) as scratch:
         (scratch / paths.metrics_file.name).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""Step 4, index: item embeddings -> FAISS index (inner product on L2-normalised vectors).
+"""Step 4, index: item embeddings -> one FAISS index per served view (`items.<view>.faiss`),
+inner product on L2-normalised vectors.
 
 The index stores 64-bit ids (a stable hash of each item id) through `IndexIDMap2`, and
 `id_map.parquet` maps them back to the catalog's string ids. A hash rather than a row
@@ -15,7 +16,11 @@ from pathlib import Path
 from smar.config import SmarConfig
 from smar.paths import Paths, replace_on_success, require
 
-INDEX_FILE, ID_MAP_FILE = "items.faiss", "id_map.parquet"
+ID_MAP_FILE = "id_map.parquet"
+
+
+def index_file(view: str) -> str:
+    return f"items.{view}.faiss"
 
 
 def faiss_id(item_id: str) -> int:
@@ -35,31 +40,37 @@ def build_index(config: SmarConfig, paths: Paths) -> dict:
     ids = np.array([faiss_id(i) for i in item_ids], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"{paths.embeddings_dir}: two item ids hash to the same 64-bit id (or an item id repeats).")
-    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
-    faiss.normalize_L2(vectors)
-    index = faiss.index_factory(vectors.shape[1], f"IDMap2,{config.index.factory}", faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        index.train(vectors)
-    index.add_with_ids(vectors, ids)
+    indexes = {}
+    for view, array in embeddings.items():
+        vectors = np.ascontiguousarray(array, dtype=np.float32)
+        faiss.normalize_L2(vectors)
+        indexes[view] = faiss.index_factory(vectors.shape[1], f"IDMap2,{config.index.factory}", faiss.METRIC_INNER_PRODUCT)
+        if not indexes[view].is_trained:
+            indexes[view].train(vectors)
+        indexes[view].add_with_ids(vectors, ids)
     stats = {
         "factory": config.index.factory,
-        "items": int(index.ntotal),
-        "dim": int(vectors.shape[1]),
+        "views": list(indexes),
+        "items": len(ids),
+        "dim": int(next(iter(embeddings.values())).shape[1]),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
     with replace_on_success(paths.index_dir) as scratch:
-        faiss.write_index(index, str(scratch / INDEX_FILE))
+        for view, index in indexes.items():
+            faiss.write_index(index, str(scratch / index_file(view)))
         pd.DataFrame({"faiss_id": ids, "item_id": item_ids}).to_parquet(scratch / ID_MAP_FILE, index=False)
-        stats["index_bytes"] = (scratch / INDEX_FILE).stat().st_size
+        stats["index_bytes"] = sum((scratch / index_file(view)).stat().st_size for view in indexes)
         (scratch / "build.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats | {"index_dir": str(paths.index_dir)}
 
 
 def load_index(directory: Path):
-    """(faiss index, {faiss_id: item_id})."""
+    """({view: faiss index}, {faiss_id: item_id})."""
     import faiss
     import pandas as pd
 
     directory = Path(directory)
     id_map = pd.read_parquet(directory / ID_MAP_FILE)
-    return faiss.read_index(str(directory / INDEX_FILE)), dict(zip(id_map["faiss_id"].tolist(), id_map["item_id"].tolist()))
+    views = sorted(p.name.split(".")[1] for p in directory.glob(index_file("*")))
+    indexes = {view: faiss.read_index(str(directory / index_file(view))) for view in views}
+    return indexes, dict(zip(id_map["faiss_id"].tolist(), id_map["item_id"].tolist()))

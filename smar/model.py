@@ -1,13 +1,16 @@
-"""The two-tower retrieval model and its checkpoint format.
+"""The SMAR model, its baselines and ablations, and the checkpoint format.
 
-Query tower: a small BERT over the query text. Item tower: a small BERT over the title
-(with category and brand) and a timm CNN over the image, fused into one vector. Both
-sides are L2-normalised; the score is their dot product.
+Query tower Q: a small BERT over the query. Item towers: S_t, the text encoder over title,
+category and brand; S_i, a timm backbone whose feature map becomes patch tokens for a small
+Transformer with a CLS token; S_m, title tokens fused with image tokens by cross-attention.
+Every output is L2-normalised; the score is the dot product. `KINDS` says, per model kind,
+how the item is fused and which views are trained and served.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -65,7 +68,47 @@ def images_to_tensor(paths, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
+@dataclass(frozen=True)
+class KindSpec:
+    """How a model kind fuses the item's modalities and which item views it trains and serves."""
+
+    fusion: str | None  # "cross_attention", "mlp", "sum", or None for a single modality
+    losses: tuple[str, ...]  # item views aligned to the query, each by its own InfoNCE loss
+    serve: str  # the item view that is indexed ("multimodal", "text" or "image")
+
+
+KINDS = {
+    "smar": KindSpec("cross_attention", ("text", "image", "multimodal"), "multimodal"),
+    "smar_fused_only": KindSpec("cross_attention", ("multimodal",), "multimodal"),
+    "smar_no_xattn": KindSpec("mlp", ("text", "image", "multimodal"), "multimodal"),
+    "late_fusion": KindSpec("sum", ("multimodal",), "multimodal"),
+    "text_only": KindSpec(None, ("text",), "text"),
+    "image_only": KindSpec(None, ("image",), "image"),
+}
+
+
+def served_views(config: ModelConfig) -> tuple[str, ...]:
+    """The item views that get an index. Two views: the routing head picks one per query."""
+    spec = KINDS[config.kind]
+    if config.kind == "smar" and config.adaptive_routing:
+        return ("multimodal", "text")
+    return (spec.serve,)
+
+
+def _transformer_layer(config: ModelConfig, decoder: bool = False) -> nn.Module:
+    layer = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+    width = config.text_hidden_size
+    return layer(width, config.text_heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+
+
+def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 class TextEncoder(nn.Module):
+    """Small BERT: token states [B, L, H] and a pooled, projected vector [B, D]."""
+
     def __init__(self, config: ModelConfig, vocab_size: int):
         super().__init__()
         from transformers import BertConfig, BertModel
@@ -82,69 +125,170 @@ class TextEncoder(nn.Module):
         self.projection = nn.Linear(config.text_hidden_size, config.embedding_dim)
         self.pooling = config.text_pooling
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pooling == "cls":
-            return self.projection(hidden[:, 0])
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return self.projection((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = tokens[:, 0] if self.pooling == "cls" else _masked_mean(tokens, attention_mask)
+        return tokens, self.projection(pooled)
 
 
 class ImageEncoder(nn.Module):
+    """timm backbone feature map -> patch tokens -> projection -> small Transformer with a CLS token."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         import timm
 
-        self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0)
-        self.projection = nn.Linear(self.backbone.num_features, config.embedding_dim)
+        self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
+        with torch.no_grad():
+            grid = self._patches(torch.zeros(2, 3, config.image_size, config.image_size)).shape[1]
+        width = config.text_hidden_size
+        self.patch_projection = nn.Linear(self.backbone.num_features, width)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.position = nn.Parameter(torch.randn(1, 1 + grid, width) * 0.02)
+        self.transformer = nn.TransformerEncoder(_transformer_layer(config), config.image_layers, enable_nested_tensor=False)
+        self.projection = nn.Linear(width, config.embedding_dim)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(pixels)
+        return features.flatten(2).transpose(1, 2) if features.ndim == 4 else features  # CNN map or ViT tokens
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = images.float().div(127.5).sub(1.0)  # uint8 -> [-1, 1]
-        return self.projection(self.backbone(pixels))
+        patches = self.patch_projection(self._patches(pixels))
+        tokens = torch.cat([self.cls.expand(len(patches), -1, -1), patches], dim=1) + self.position
+        tokens = self.transformer(tokens)
+        return tokens, self.projection(tokens[:, 0])
 
 
-class TwoTowerModel(nn.Module):
+class CrossAttentionFusion(nn.Module):
+    """Title tokens attend to image tokens (self-attention, cross-attention, MLP), then pool."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.layers = nn.TransformerDecoder(_transformer_layer(config, decoder=True), config.fusion_layers)
+        self.projection = nn.Linear(config.text_hidden_size, config.embedding_dim)
+
+    def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
+        fused = self.layers(tgt=text_tokens, memory=image_tokens, tgt_key_padding_mask=~text_mask.bool())
+        return self.projection(_masked_mean(fused, text_mask))
+
+
+class MlpFusion(nn.Module):
+    """The two pooled vectors, concatenated, through an MLP: fusion without cross-attention."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        width = 2 * config.embedding_dim
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, config.embedding_dim))
+
+    def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
+        return self.mlp(torch.cat([F.normalize(text_vector, dim=-1), F.normalize(image_vector, dim=-1)], dim=-1))
+
+
+class SumFusion(nn.Module):
+    """Late fusion: the sum of the normalised text and image vectors."""
+
+    def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
+        return F.normalize(text_vector, dim=-1) + F.normalize(image_vector, dim=-1)
+
+
+FUSIONS = {"cross_attention": CrossAttentionFusion, "mlp": MlpFusion, "sum": lambda config: SumFusion()}
+
+
+class RetrievalModel(nn.Module):
+    """Query tower Q and item towers S_t (text), S_i (image), S_m (fused), per `config.kind`."""
+
     def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07):
         super().__init__()
-        self.config = config
-        self.vocab_size = vocab_size
+        self.config, self.vocab_size = config, vocab_size
+        self.spec = KINDS[config.kind]
+        self.views = tuple(dict.fromkeys(self.spec.losses + served_views(config)))
         self.query_encoder = TextEncoder(config, vocab_size)
-        self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size)
-        self.image_encoder = ImageEncoder(config)
-        self.fusion = nn.Sequential(
-            nn.Linear(2 * config.embedding_dim, 2 * config.embedding_dim),
-            nn.GELU(),
-            nn.Linear(2 * config.embedding_dim, config.embedding_dim),
-        )
-        self.logit_scale = nn.Parameter(torch.tensor(1.0 / initial_temperature).log())
+        uses_text = self.spec.fusion is not None or "text" in self.views
+        uses_image = self.spec.fusion is not None or "image" in self.views
+        self.title_encoder = None
+        if uses_text:
+            self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size)
+        self.image_encoder = ImageEncoder(config) if uses_image else None
+        self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
+        start = torch.tensor(1.0 / initial_temperature).log()
+        self.logit_scales = nn.ParameterDict({view: nn.Parameter(start.clone()) for view in self.spec.losses})
+        self.router = None
+        if len(served_views(config)) > 1:
+            width = config.embedding_dim
+            self.router = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+            nn.init.zeros_(self.router[-1].weight)  # until stage 2 trains it, P sends every query to multimodal
+            nn.init.constant_(self.router[-1].bias, 1.0)
 
     def encode_queries(self, input_ids, attention_mask) -> torch.Tensor:
-        return F.normalize(self.query_encoder(input_ids, attention_mask).float(), dim=-1)
+        return F.normalize(self.query_encoder(input_ids, attention_mask)[1].float(), dim=-1)
 
-    def encode_items(self, input_ids, attention_mask, images) -> torch.Tensor:
-        text = F.normalize(self.title_encoder(input_ids, attention_mask), dim=-1)
-        image = F.normalize(self.image_encoder(images), dim=-1)
-        return F.normalize(self.fusion(torch.cat([text, image], dim=-1)).float(), dim=-1)
+    def encode_items(self, input_ids, attention_mask, images, views=None) -> dict[str, torch.Tensor]:
+        """L2-normalised item vectors for each requested view (default: every view the kind uses)."""
+        views = views or self.views
+        text_tokens = text_vector = image_tokens = image_vector = None
+        if self.title_encoder is not None and ("text" in views or "multimodal" in views):
+            text_tokens, text_vector = self.title_encoder(input_ids, attention_mask)
+        if self.image_encoder is not None and ("image" in views or "multimodal" in views):
+            image_tokens, image_vector = self.image_encoder(images)
+        vectors = {"text": text_vector, "image": image_vector}
+        if "multimodal" in views:
+            vectors["multimodal"] = self.fusion(text_tokens, attention_mask, text_vector, image_tokens, image_vector)
+        return {view: F.normalize(vectors[view].float(), dim=-1) for view in views}
 
-    def temperature(self) -> float:
-        return float(1.0 / self.logit_scale.detach().exp())
+    @torch.inference_mode()
+    def route_to_multimodal(self, query_vectors: torch.Tensor) -> torch.Tensor:
+        """Stage 2: True where the multimodal index should serve the query, False for the text index."""
+        if self.router is None:
+            return torch.ones(len(query_vectors), dtype=torch.bool, device=query_vectors.device)
+        return self.router(query_vectors.float()).squeeze(-1) >= 0
+
+    def temperatures(self) -> dict[str, float]:
+        return {view: float(1.0 / scale.detach().exp()) for view, scale in self.logit_scales.items()}
 
 
-def in_batch_softmax_loss(query_vectors, item_vectors, logit_scale, also_relevant=None) -> torch.Tensor:
-    """InfoNCE over the batch: row i's positive is column i, every other column a negative.
+def in_batch_softmax_loss(query_vectors, item_vectors, logit_scale, item_ids, query_ids=None, known_pairs=None, num_items=0):
+    """InfoNCE over in-batch negatives: row i's positive is item i, every other item a negative.
 
-    `also_relevant[i, j]` marks columns j != i that are relevant to query i too (the same
-    item twice in a batch, or another known positive); they are masked out, not negatives.
+    Columns that are not negatives are masked out: the same item id as the positive (a
+    duplicate in the batch) and, given `known_pairs` (sorted query_id * num_items + item_id
+    keys), any other known positive of the query. Under torch.distributed the items of every
+    rank are gathered (with gradients) as extra negatives; one process gives the same result
+    as before.
     """
+    all_items, all_item_ids, offset = _gather_items(item_vectors, item_ids)
     scale = logit_scale.clamp(max=torch.tensor(100.0).log()).exp()
-    logits = scale * query_vectors @ item_vectors.T
-    if also_relevant is not None:
-        logits = logits.masked_fill(also_relevant, float("-inf"))
-    targets = torch.arange(len(logits), device=logits.device)
-    return F.cross_entropy(logits, targets)
+    logits = scale * query_vectors.float() @ all_items.float().T
+    targets = offset + torch.arange(len(logits), device=logits.device)
+    not_negative = item_ids[:, None] == all_item_ids[None, :]
+    if known_pairs is not None:
+        not_negative |= torch.isin(query_ids[:, None] * num_items + all_item_ids[None, :], known_pairs)
+    not_negative[torch.arange(len(logits)), targets] = False
+    return F.cross_entropy(logits.masked_fill(not_negative, float("-inf")), targets)
 
 
-def save_model(model: TwoTowerModel, tokenizer, directory: Path) -> None:
+def multitask_loss(model: RetrievalModel, query_vectors, item_vectors: dict, item_ids, query_ids, known_pairs, num_items, weights: dict):
+    """Stage 1: the weighted sum of one InfoNCE loss per trained item view (alpha L_t + beta L_i + gamma L_m)."""
+    parts = {
+        view: in_batch_softmax_loss(query_vectors, item_vectors[view], model.logit_scales[view], item_ids, query_ids, known_pairs, num_items)
+        for view in model.spec.losses
+    }
+    return sum(weights[view] * part for view, part in parts.items()), parts
+
+
+def _gather_items(item_vectors: torch.Tensor, item_ids: torch.Tensor):
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return item_vectors, item_ids, 0
+    from torch.distributed.nn.functional import all_gather
+
+    ids = [torch.empty_like(item_ids) for _ in range(dist.get_world_size())]
+    dist.all_gather(ids, item_ids)
+    return torch.cat(all_gather(item_vectors)), torch.cat(ids), dist.get_rank() * len(item_vectors)
+
+
+def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
     directory = Path(directory)
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     tokenizer.save(str(directory / TOKENIZER_FILE))
@@ -159,7 +303,7 @@ def load_model(directory: str | Path, device: str = "cpu"):
     directory = Path(directory)
     meta = json.loads((directory / CONFIG_FILE).read_text())
     config = ModelConfig.model_validate(meta["model"])
-    model = TwoTowerModel(config, meta["vocab_size"])
+    model = RetrievalModel(config, meta["vocab_size"])
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
     tokenizer = _with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), config)
     return model.to(device).eval(), tokenizer
@@ -179,7 +323,7 @@ def autocast(device: str):
 
 
 @torch.inference_mode()
-def encode_texts(model: TwoTowerModel, tokenizer, texts: list[str], batch_size: int = 512) -> torch.Tensor:
+def encode_texts(model: RetrievalModel, tokenizer, texts: list[str], batch_size: int = 512) -> torch.Tensor:
     device = next(model.parameters()).device.type
     vectors = []
     for start in range(0, len(texts), batch_size):
@@ -190,8 +334,9 @@ def encode_texts(model: TwoTowerModel, tokenizer, texts: list[str], batch_size: 
 
 
 @torch.inference_mode()
-def encode_item_batch(model: TwoTowerModel, tokenizer, texts: list[str], images: torch.Tensor) -> torch.Tensor:
+def encode_item_batch(model: RetrievalModel, tokenizer, texts: list[str], images: torch.Tensor, views=None) -> dict[str, torch.Tensor]:
     device = next(model.parameters()).device.type
     tokens = {k: v.to(device) for k, v in tokenize(tokenizer, texts).items()}
     with autocast(device):
-        return model.encode_items(**tokens, images=images.to(device)).float().cpu()
+        vectors = model.encode_items(**tokens, images=images.to(device), views=views)
+    return {view: vector.float().cpu() for view, vector in vectors.items()}

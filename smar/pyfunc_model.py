@@ -2,7 +2,7 @@
 
 MLflow loads this file when it loads a version; it is not imported by the rest of smar.
 Input: a frame with a `query` column; param `k` (default 10). Output: one row per query
-with `item_ids` and `scores`, best first.
+with `item_ids` and `scores`, best first, and `index`, the item view that served it.
 """
 
 import mlflow
@@ -18,8 +18,8 @@ class SmarRetrieverModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         k = int((params or {}).get("k", 10))
         queries = pd.DataFrame(model_input)["query"].astype(str).tolist()
-        item_ids, scores = self.retriever.search(queries, k)
-        return pd.DataFrame({"query": queries, "item_ids": item_ids, "scores": scores})
+        hits = self.retriever.search(queries, k)
+        return pd.DataFrame({"query": queries, "item_ids": hits.item_ids, "scores": hits.scores, "index": hits.views})
 
 
 mlflow.models.set_model(SmarRetrieverModel())

@@ -1,29 +1,56 @@
-"""The retriever as it is served: query encoder + FAISS index + id map.
+"""The retriever as it is served: query encoder + routing head + FAISS indexes + id map.
 
 Evaluation, the promotion gate and serving all search through this one class; the MLflow
-pyfunc model is a thin wrapper around it.
+pyfunc model is a thin wrapper around it. A SMAR model with adaptive routing carries two
+indexes (multimodal and text item embeddings); its routing head picks one per query.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Hits:
+    item_ids: list[list[str]]  # per query, best first
+    scores: list[list[float]]
+    views: list[str]  # which index served each query
 
 
 class Retriever:
     def __init__(self, model_dir: str | Path, index_dir: str | Path):
         from smar.index import load_index
-        from smar.model import load_model
+        from smar.model import load_model, served_views
 
         self.model, self.tokenizer = load_model(model_dir)
-        self.index, self.item_ids = load_index(index_dir)
+        self.indexes, self.item_ids = load_index(index_dir)
+        expected = set(served_views(self.model.config))
+        if set(self.indexes) != expected:
+            raise ValueError(f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; rebuild the index.")
 
-    def search(self, queries: list[str], k: int = 10) -> tuple[list[list[str]], list[list[float]]]:
-        """Top-k (item ids, scores) for each query text, best first."""
+    def search(self, queries: list[str], k: int = 10) -> Hits:
+        """Top-k item ids and scores for each query text, best first."""
+        import numpy as np
+
         from smar.model import encode_texts
 
         if not queries:
-            return [], []
-        vectors = encode_texts(self.model, self.tokenizer, list(queries)).numpy()
-        scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
-        found = [[self.item_ids[i] for i in row if i >= 0] for row in ids]
-        return found, [[float(s) for s, i in zip(row, id_row) if i >= 0] for row, id_row in zip(scores, ids)]
+            return Hits([], [], [])
+        vectors = encode_texts(self.model, self.tokenizer, list(queries))
+        if len(self.indexes) == 1:
+            views = [next(iter(self.indexes))] * len(queries)
+        else:
+            views = ["multimodal" if m else "text" for m in self.model.route_to_multimodal(vectors).tolist()]
+        vectors = vectors.numpy()
+        item_ids: list[list[str]] = [[] for _ in queries]
+        scores: list[list[float]] = [[] for _ in queries]
+        for view, index in self.indexes.items():
+            rows = np.array([row for row, chosen in enumerate(views) if chosen == view], dtype=np.int64)
+            if not len(rows):
+                continue
+            found_scores, found_ids = index.search(vectors[rows], min(k, index.ntotal))
+            for row, id_row, score_row in zip(rows, found_ids, found_scores):
+                item_ids[row] = [self.item_ids[i] for i in id_row if i >= 0]
+                scores[row] = [float(s) for s, i in zip(score_row, id_row) if i >= 0]
+        return Hits(item_ids, scores, views)

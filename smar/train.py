@@ -1,4 +1,9 @@
-"""Step 2, train: dataset + config -> checkpoint in `outputs/model`, tracked as one MLflow run."""
+"""Step 2, train: dataset + config -> checkpoint in `outputs/model`, tracked as one MLflow run.
+
+Stage 1 aligns every item view the model kind trains (text, image, fused) to the query,
+each with its own in-batch softmax loss and learned temperature, weighted alpha/beta/gamma.
+Stage 2 (SMAR with adaptive routing) trains the routing head on the frozen towers.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     model_dir: str
     run_id: str
+    kind: str
     final_loss: float
     valid_recall_at_10: float
     seconds: float
@@ -27,16 +33,14 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     import numpy as np
     import torch
 
-    from smar import metrics, tracking
+    from smar import tracking
     from smar.dataset import load_dataset
     from smar.model import (
-        TwoTowerModel,
+        RetrievalModel,
         autocast,
-        encode_item_batch,
-        encode_texts,
         images_to_tensor,
-        in_batch_softmax_loss,
         item_text,
+        multitask_loss,
         resolve_device,
         save_model,
         tokenize,
@@ -59,29 +63,34 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     train_qrels = dataset.split_qrels("train")
     pair_queries = torch.tensor(train_qrels["query_id"].map(query_row).to_numpy(), dtype=torch.long)
     pair_items = torch.tensor(train_qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
-    known_pairs = torch.sort(pair_queries * len(items) + pair_items).values  # for masking other positives
+    known_pairs = torch.sort(pair_queries * len(items) + pair_items).values  # other positives are not negatives
 
-    item_tokens = tokenize(tokenizer, item_texts)
+    catalog = Catalog(
+        tokens=tokenize(tokenizer, item_texts),
+        images=images_to_tensor([paths.data / p for p in items["image"]], config.model.image_size),
+        item_ids=items["item_id"].tolist(),
+    )
     query_tokens = tokenize(tokenizer, train_queries["text"].tolist())
-    item_images = images_to_tensor([paths.data / p for p in items["image"]], config.model.image_size)
+    valid_queries = dataset.split_queries("valid")
+    valid_relevant = dataset.relevant_items("valid")
 
-    model = TwoTowerModel(config.model, tokenizer.get_vocab_size(), settings.initial_temperature).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), settings.initial_temperature).to(device)
+    stage_one = [p for name, p in model.named_parameters() if not name.startswith("router.")]
+    optimizer = torch.optim.AdamW(stage_one, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(pair_items) / settings.batch_size)
     total_steps = min(settings.epochs * steps_per_epoch, settings.max_steps or 10**12)
     warmup = max(1, total_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     )
-    valid_relevant = dataset.relevant_items("valid")
-    valid_queries = dataset.split_queries("valid")
+    weights = {"text": settings.alpha, "image": settings.beta, "multimodal": settings.gamma}
 
     mlflow = tracking.configure()
-    with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tags(tracking.run_tags(paths.data) | {"device": device})
+    with mlflow.start_run(run_name=f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+        mlflow.set_tags(tracking.run_tags(paths.data) | {"device": device, "model.kind": config.model.kind})
         mlflow.log_params(tracking.flatten(config.model_dump(mode="json", by_alias=True)))
         mlflow.log_params({"data.train_pairs": len(pair_items), "data.items": len(items), "train.total_steps": total_steps})
-        log.info("training on %s: %d pairs, %d items, %d steps", device, len(pair_items), len(items), total_steps)
+        log.info("training %s on %s: %d pairs, %d items, %d steps", config.model.kind, device, len(pair_items), len(items), total_steps)
 
         generator = torch.Generator().manual_seed(settings.seed)
         step, losses, valid_recall = 0, [], float("nan")
@@ -91,46 +100,148 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
             for batch in torch.randperm(len(pair_items), generator=generator).split(settings.batch_size):
                 if step >= total_steps or len(batch) < 2:
                     break
-                queries, positives = pair_queries[batch], pair_items[batch]
-                keys = queries[:, None] * len(items) + positives[None, :]
-                also_relevant = torch.isin(keys, known_pairs) & ~torch.eye(len(batch), dtype=torch.bool)
+                queries, positives = pair_queries[batch].to(device), pair_items[batch].to(device)
                 with autocast(device):
-                    query_vectors = model.encode_queries(**{k: v[queries].to(device) for k, v in query_tokens.items()})
-                    item_vectors = model.encode_items(
-                        **{k: v[positives].to(device) for k, v in item_tokens.items()}, images=item_images[positives].to(device)
-                    )
-                loss = in_batch_softmax_loss(query_vectors, item_vectors, model.logit_scale, also_relevant.to(device))
+                    query_vectors = model.encode_queries(**{k: v[pair_queries[batch]].to(device) for k, v in query_tokens.items()})
+                    item_vectors = model.encode_items(**catalog.batch(pair_items[batch], device), views=model.spec.losses)
+                loss, parts = multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs.to(device), len(items), weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 step += 1
                 epoch_losses.append(loss.item())
-                mlflow.log_metric("train_loss", loss.item(), step=step)
+                mlflow.log_metrics({"train_loss": loss.item()} | {f"train_loss_{view}": part.item() for view, part in parts.items()}, step=step)
             losses.extend(epoch_losses)
 
-            model.eval()
-            item_vectors = torch.cat(
-                [
-                    encode_item_batch(model, tokenizer, item_texts[s : s + 512], item_images[s : s + 512])
-                    for s in range(0, len(items), 512)
-                ]
-            )
-            query_vectors = encode_texts(model, tokenizer, valid_queries["text"].tolist())
-            top = (query_vectors @ item_vectors.T).topk(min(10, len(items)), dim=1).indices.numpy()
-            rankings = {q: [items["item_id"][i] for i in row] for q, row in zip(valid_queries["query_id"], top)}
-            valid_recall = metrics.retrieval_metrics(rankings, valid_relevant, ks=(10,))["recall@10"]
+            valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
             epoch_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-            mlflow.log_metrics(
-                {"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall, "temperature": model.temperature()}, step=epoch
-            )
+            mlflow.log_metrics({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall}
+                               | {f"temperature_{view}": t for view, t in model.temperatures().items()}, step=epoch)
             log.info("epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)", epoch, settings.epochs, epoch_loss, valid_recall, time.perf_counter() - started)
             if step >= total_steps:
                 break
+
+        if model.router is not None:
+            query_texts = train_queries["text"].tolist()
+            train_relevant = dataset.relevant_items("train")
+            router_stats = train_router(model, tokenizer, catalog, query_texts, [train_relevant[q] for q in train_queries["query_id"]], settings)
+            valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
+            mlflow.log_metrics(router_stats | {"valid_recall_at_10_routed": valid_recall})
+            log.info("routing head: %s; valid R@10 with routing %.3f", router_stats, valid_recall)
 
         with replace_on_success(paths.model_dir) as scratch:
             save_model(model.cpu(), tokenizer, scratch)
             tracking.save_run_id(scratch, run.info.run_id)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * settings.batch_size / seconds})
-    return TrainResult(str(paths.model_dir), run.info.run_id, losses[-1] if losses else float("nan"), valid_recall, seconds)
+    final_loss = losses[-1] if losses else float("nan")
+    return TrainResult(str(paths.model_dir), run.info.run_id, config.model.kind, final_loss, valid_recall, seconds)
+
+
+@dataclass
+class Catalog:
+    """The whole catalog, tokenised and decoded once for training."""
+
+    tokens: dict
+    images: object  # uint8 tensor [N, 3, H, W]
+    item_ids: list[str]
+
+    def batch(self, rows, device: str) -> dict:
+        return {k: v[rows].to(device) for k, v in self.tokens.items()} | {"images": self.images[rows].to(device)}
+
+    def vectors(self, model, views, batch_size: int = 512) -> dict:
+        """Every item's vector for each view, on the CPU."""
+        import torch
+
+        from smar.model import autocast
+
+        device = next(model.parameters()).device.type
+        chunks = []
+        with torch.inference_mode(), autocast(device):
+            for start in range(0, len(self.item_ids), batch_size):
+                rows = torch.arange(start, min(start + batch_size, len(self.item_ids)))
+                vectors = model.encode_items(**self.batch(rows, device), views=views)
+                chunks.append({view: vector.float().cpu() for view, vector in vectors.items()})
+        return {view: torch.cat([chunk[view] for chunk in chunks]) for view in views}
+
+
+def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
+    """Recall@10 of the model as served (through the routing head when it has one)."""
+    from smar import metrics
+    from smar.model import encode_texts, served_views
+
+    if queries.empty:
+        return float("nan")
+    model.eval()
+    views = served_views(model.config)
+    item_vectors = catalog.vectors(model, views)
+    query_vectors = encode_texts(model, tokenizer, queries["text"].tolist())
+    top = routed_scores(model, query_vectors, item_vectors).topk(min(10, len(catalog.item_ids)), dim=1).indices.numpy()
+    rankings = {q: [catalog.item_ids[i] for i in row] for q, row in zip(queries["query_id"], top)}
+    return metrics.retrieval_metrics(rankings, relevant, ks=(10,))["recall@10"]
+
+
+def routed_scores(model, query_vectors, item_vectors: dict):
+    """Scores of every query against every item through the view the model serves it with."""
+    import torch
+
+    from smar.model import served_views
+
+    views = served_views(model.config)
+    if len(views) == 1:
+        return query_vectors @ item_vectors[views[0]].T
+    with torch.inference_mode():
+        use_multimodal = model.route_to_multimodal(query_vectors).cpu()
+    return torch.where(use_multimodal[:, None], query_vectors @ item_vectors["multimodal"].T, query_vectors @ item_vectors["text"].T)
+
+
+def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list[dict], settings) -> dict[str, float]:
+    """Stage 2: teach the head P which item view serves each query better.
+
+    Target per training query: 1 when the multimodal index ranks its relevant items better
+    (nDCG@10) than the text index, 0 when the text index does; ties carry no signal and are
+    left out. The towers stay frozen: only P learns, on the query vector.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    from smar.model import encode_texts
+
+    model.eval()
+    item_vectors = catalog.vectors(model, ("multimodal", "text"))
+    query_vectors = encode_texts(model, tokenizer, query_texts)
+    row_of = {item_id: row for row, item_id in enumerate(catalog.item_ids)}
+    gains = {}
+    for view in ("multimodal", "text"):
+        top = (query_vectors @ item_vectors[view].T).topk(min(10, len(row_of)), dim=1).indices
+        gains[view] = torch.tensor([_ndcg_at_10(row.tolist(), {row_of[i] for i in rel}) for row, rel in zip(top, relevant)])
+    decisive = gains["multimodal"] != gains["text"]
+    targets = (gains["multimodal"] > gains["text"]).float()[decisive]
+    inputs = query_vectors[decisive]
+    device = next(model.parameters()).device
+    if len(inputs):
+        optimizer = torch.optim.Adam(model.router.parameters(), lr=1e-2)
+        model.router.train()
+        generator = torch.Generator().manual_seed(settings.seed)
+        for _ in range(settings.router_epochs):
+            for batch in torch.randperm(len(inputs), generator=generator).split(256):
+                logits = model.router(inputs[batch].to(device)).squeeze(-1)
+                loss = F.binary_cross_entropy_with_logits(logits, targets[batch].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        model.router.eval()
+    with torch.inference_mode():
+        routed = model.route_to_multimodal(query_vectors.to(device)).float().mean().item()
+    return {
+        "router_decisive_queries": float(len(inputs)),
+        "router_multimodal_better": float(targets.sum().item()) if len(inputs) else 0.0,
+        "router_train_fraction_multimodal": routed,
+    }
+
+
+def _ndcg_at_10(ranked_rows: list[int], relevant_rows: set[int]) -> float:
+    dcg = sum(1.0 / math.log2(rank + 2) for rank, row in enumerate(ranked_rows[:10]) if row in relevant_rows)
+    ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(10, len(relevant_rows))))
+    return dcg / ideal if ideal else 0.0

@@ -121,3 +121,18 @@ def test_config_is_frozen():
     config = SmarConfig()
     with pytest.raises(ValidationError, match="frozen"):
         config.train.epochs = 3  # type: ignore[misc]
+
+
+def test_gpu_preset_differs_only_in_sizes():
+    gpu = load_config(PARAMS.with_name("params.gpu.yaml"))
+    shipped = load_config(PARAMS)
+    assert gpu.model.kind == "smar" and gpu.model.embedding_dim > shipped.model.embedding_dim
+    assert gpu.train.device == "cuda" and gpu.train.batch_size > shipped.train.batch_size
+    assert gpu.data == shipped.data and gpu.register_ == shipped.register_
+
+
+def test_unknown_model_kind_lists_the_choices(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  kind: clip\n")
+    with pytest.raises(ConfigError, match=r"model\.kind.*smar.*text_only"):
+        load_config(path)

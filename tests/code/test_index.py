@@ -9,18 +9,20 @@ import pytest
 
 from smar.config import SmarConfig
 from smar.errors import MissingInputError
-from smar.export import EMBEDDINGS_FILE, IDS_FILE
-from smar.index import ID_MAP_FILE, INDEX_FILE, build_index, faiss_id, load_index
+from smar.export import IDS_FILE, embeddings_file
+from smar.index import ID_MAP_FILE, build_index, faiss_id, index_file, load_index
 from smar.paths import Paths
 
 N, DIM = 50, 16
+VIEW = "multimodal"
+INDEX_FILE = index_file(VIEW)
 ITEM_IDS = [f"sku-{n}" for n in range(N)]
 
 
 def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) -> None:
     """The layout `smar.export` writes."""
     paths.embeddings_dir.mkdir(parents=True)
-    np.save(paths.embeddings_dir / EMBEDDINGS_FILE, vectors.astype(np.float32))
+    np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors.astype(np.float32))
     pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
 
 
@@ -63,7 +65,8 @@ def test_id_map_has_one_row_per_item_with_hashed_ids(built):
     assert len(id_map) == N
     assert id_map["item_id"].tolist() == ITEM_IDS
     assert id_map["faiss_id"].tolist() == [faiss_id(i) for i in ITEM_IDS]
-    index, mapping = load_index(paths.index_dir)
+    indexes, mapping = load_index(paths.index_dir)
+    index = indexes[VIEW]
     assert index.ntotal == N
     assert mapping == {faiss_id(i): i for i in ITEM_IDS}
 
@@ -71,7 +74,8 @@ def test_id_map_has_one_row_per_item_with_hashed_ids(built):
 @pytest.mark.parametrize("row", [0, 17, N - 1])
 def test_stored_vector_finds_itself(built, vectors, row):
     paths, _ = built
-    index, mapping = load_index(paths.index_dir)
+    indexes, mapping = load_index(paths.index_dir)
+    index = indexes[VIEW]
     scores, ids = index.search(vectors[row : row + 1], 3)
     assert mapping[int(ids[0, 0])] == f"sku-{row}"
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
@@ -82,7 +86,8 @@ def test_unnormalised_vectors_are_normalised_before_indexing(tmp_path, vectors):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     _write_embeddings(paths, vectors * 7.0, ITEM_IDS)
     build_index(SmarConfig(), paths)
-    index, mapping = load_index(paths.index_dir)
+    indexes, mapping = load_index(paths.index_dir)
+    index = indexes[VIEW]
     scores, ids = index.search(vectors[5:6], 1)
     assert mapping[int(ids[0, 0])] == "sku-5"
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
@@ -118,3 +123,14 @@ def test_rebuild_replaces_previous_index(built, vectors):
     assert not (paths.index_dir / "marker.txt").exists()
     assert (paths.index_dir / INDEX_FILE).is_file()
     assert sorted(p.name for p in paths.outputs.iterdir()) == ["embeddings", "index"]
+
+
+def test_every_exported_view_gets_its_own_index(tmp_path, vectors):
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    _write_embeddings(paths, vectors, ITEM_IDS)
+    np.save(paths.embeddings_dir / embeddings_file("text"), -vectors)
+    stats = build_index(SmarConfig(), paths)
+    indexes, mapping = load_index(paths.index_dir)
+    assert stats["views"] == ["multimodal", "text"] and sorted(indexes) == ["multimodal", "text"]
+    scores, ids = indexes["text"].search(-vectors[:1], 1)
+    assert mapping[int(ids[0, 0])] == ITEM_IDS[0] and scores[0, 0] == pytest.approx(1.0, abs=1e-5)

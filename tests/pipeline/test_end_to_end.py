@@ -36,10 +36,11 @@ def test_every_step_writes_its_artifacts(first_run):
     assert {"weights.pt", "tokenizer.json", "model_config.json", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
 
     items = pd.read_parquet(paths.data / "items.parquet")
-    embeddings = np.load(paths.embeddings_dir / "item_embeddings.npy")
-    assert embeddings.shape == (len(items), 32)
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
-    assert faiss.read_index(str(paths.index_dir / "items.faiss")).ntotal == len(items)
+    for view in ("multimodal", "text"):  # SMAR with adaptive routing serves two item views
+        embeddings = np.load(paths.embeddings_dir / f"item_embeddings.{view}.npy")
+        assert embeddings.shape == (len(items), 32)
+        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+        assert faiss.read_index(str(paths.index_dir / f"items.{view}.faiss")).ntotal == len(items)
 
     metrics = json.loads(paths.metrics_file.read_text())
     for name in ("recall@10", "precision@10", "f1@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"):
@@ -119,6 +120,7 @@ def test_served_champion_answers_over_http(first_run, tmp_path):
         for prediction in predictions:
             assert len(prediction["item_ids"]) == 5 and set(prediction["item_ids"]) <= catalog
             assert prediction["scores"] == sorted(prediction["scores"], reverse=True)
+            assert prediction["index"] in {"multimodal", "text"}
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -1,0 +1,156 @@
+"""Quality benchmark: every model kind, several seeds, on one dataset, through the pipeline's own steps.
+
+    .venv/bin/python benchmarks/quality.py                  # all kinds, seeds 0 1 2, default data
+    .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
+
+Writes benchmarks/results/quality.json (every run and the mean/std per kind) and quality.md.
+Besides the overall metrics, test queries that name a colour or pattern are scored twice:
+against their relevant items whose titles state that look ("look in title"), and against
+those whose titles do not, so only the image shows it ("look only in image").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KINDS = ["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
+METRICS = ["recall@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"]
+SLICES = {"look in title": True, "look only in image": False}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="smar-quality-"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")  # keep benchmark runs apart
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("great_expectations", "alembic", "faiss", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from smar import stages
+    from smar.config import load_config
+    from smar.dataset import load_dataset
+    from smar.paths import Paths
+
+    base = load_config(args.params)
+    dataset = load_dataset(args.data)
+    stages.validate(base, Paths(args.data, scratch / "validated"))
+    runs = []
+    for kind in args.kinds:
+        for seed in args.seeds:
+            config = base.model_copy(
+                update={
+                    "model": base.model.model_copy(update={"kind": kind}),
+                    "train": base.train.model_copy(update={"seed": seed}),
+                }
+            )
+            paths = Paths(args.data, scratch / f"{kind}-{seed}")
+            paths.validation_report.parent.mkdir(parents=True)
+            paths.validation_report.write_bytes((scratch / "validated" / "validation" / "report.json").read_bytes())
+            started = time.perf_counter()
+            trained = stages.train(config, paths)
+            stages.export(config, paths)
+            stages.build_index(config, paths)
+            evaluation = stages.evaluate(config, paths)
+            runs.append(
+                {
+                    "kind": kind,
+                    "seed": seed,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "train_seconds": round(trained.seconds, 1),
+                    "overall": evaluation["model"],
+                    "served_by_index": evaluation["served_by_index"],
+                    **slice_metrics(dataset, paths, config.evaluate.split),
+                }
+            )
+            print(f"{kind} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f} R@50 {evaluation['model']['recall@50']:.4f}", flush=True)
+
+    summary = summarise(runs)
+    args.results.mkdir(parents=True, exist_ok=True)
+    meta = {"data": str(args.data), "params": str(args.params), "seeds": args.seeds, "split": base.evaluate.split}
+    (args.results / "quality.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=2) + "\n")
+    (args.results / "quality.md").write_text(markdown(summary, meta))
+    print(markdown(summary, meta))
+
+
+def slice_metrics(dataset, paths, split: str) -> dict:
+    """Metrics of the look-naming test queries against the relevant items of each slice."""
+    import pandas as pd
+
+    from smar.metrics import retrieval_metrics
+
+    per_query = pd.read_parquet(paths.evaluation_dir / "per_query.parquet")
+    rankings = {q: list(r) for q, r in zip(per_query["query_id"], per_query["ranking"])}
+    queries = dataset.queries.set_index("query_id")
+    states_look = dict(zip(dataset.items["item_id"], dataset.items["title_states_look"]))
+    names_look = {q for q in rankings if pd.notna(queries.at[q, "colour"]) or pd.notna(queries.at[q, "pattern"])}
+    result = {}
+    for name, stated in SLICES.items():
+        relevant = {
+            q: {item: label for item, label in items.items() if states_look[item] == stated}
+            for q, items in dataset.relevant_items(split).items()
+            if q in names_look
+        }
+        relevant = {q: items for q, items in relevant.items() if items}
+        result[name] = retrieval_metrics(rankings, relevant) | {"queries": len(relevant)}
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    summary = {}
+    for kind in dict.fromkeys(run["kind"] for run in runs):
+        mine = [run for run in runs if run["kind"] == kind]
+        summary[kind] = {
+            section: {
+                metric: {"mean": statistics.mean(r[section][metric] for r in mine), "std": statistics.pstdev(r[section][metric] for r in mine)}
+                for metric in METRICS
+            }
+            for section in ["overall", *SLICES]
+        }
+        summary[kind]["train_seconds"] = statistics.median(r["train_seconds"] for r in mine)
+    return summary
+
+
+def markdown(summary: dict, meta: dict) -> str:
+    def cell(stats: dict) -> str:
+        return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+    lines = [
+        f"Quality on `{meta['data']}` ({meta['split']} split), mean ± std over seeds {meta['seeds']}.",
+        "",
+        "| model | " + " | ".join(METRICS) + " | train s (median) |",
+        "|---|" + "---|" * (len(METRICS) + 1),
+    ]
+    for kind, stats in summary.items():
+        lines.append(f"| {kind} | " + " | ".join(cell(stats["overall"][m]) for m in METRICS) + f" | {stats['train_seconds']:.0f} |")
+    for name in SLICES:
+        lines += ["", f"Queries naming a colour or pattern, scored on relevant items with the **{name}**:", ""]
+        lines += ["| model | recall@10 | recall@50 | mrr@10 | ndcg@10 |", "|---|---|---|---|---|"]
+        for kind, stats in summary.items():
+            lines.append(f"| {kind} | " + " | ".join(cell(stats[name][m]) for m in ("recall@10", "recall@50", "mrr@10", "ndcg@10")) + " |")
+    if "smar" in summary and "text_only" in summary:
+        smar, text = summary["smar"]["overall"]["recall@50"]["mean"], summary["text_only"]["overall"]["recall@50"]["mean"]
+        lines += ["", f"SMAR vs text-only, Recall@50: {smar:.4f} vs {text:.4f} ({100 * (smar / text - 1):+.1f}% relative; the paper: +7.6%)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

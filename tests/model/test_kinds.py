@@ -1,0 +1,86 @@
+"""Every model kind builds the towers it needs and learns: a few steps on CPU lower its loss."""
+
+import pandas as pd
+import pytest
+import torch
+
+from smar.config import ModelConfig
+from smar.model import (
+    KINDS,
+    CrossAttentionFusion,
+    MlpFusion,
+    RetrievalModel,
+    SumFusion,
+    images_to_tensor,
+    item_text,
+    multitask_loss,
+    served_views,
+    tokenize,
+    train_tokenizer,
+)
+
+SMALL = {"embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "vocab_size": 300, "image_size": 32}
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_data):
+    items = pd.read_parquet(tiny_data / "items.parquet")
+    qrels = pd.read_parquet(tiny_data / "qrels.parquet")
+    queries = pd.read_parquet(tiny_data / "queries.parquet").set_index("query_id")
+    pairs = qrels[qrels["split"] == "train"].drop_duplicates("item_id").head(24)
+    rows = items.set_index("item_id").loc[pairs["item_id"]]
+    texts = [item_text(*row) for row in zip(rows["title"], rows["category"], rows["brand"])]
+    query_texts = queries.loc[pairs["query_id"], "text"].tolist()
+    tokenizer = train_tokenizer(texts + query_texts, ModelConfig(**SMALL))
+    return {
+        "vocab": tokenizer.get_vocab_size(),
+        "queries": tokenize(tokenizer, query_texts),
+        "items": tokenize(tokenizer, texts) | {"images": images_to_tensor([tiny_data / p for p in rows["image"]], 32)},
+        "ids": torch.arange(len(pairs)),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_kind_trains_with_falling_loss(kind, batch):
+    torch.manual_seed(0)
+    model = RetrievalModel(ModelConfig(kind=kind, **SMALL), batch["vocab"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    weights = {"text": 1.0, "image": 1.0, "multimodal": 1.0}
+    losses = []
+    for _ in range(12):
+        queries = model.encode_queries(**batch["queries"])
+        items = model.encode_items(**batch["items"], views=model.spec.losses)
+        loss, _ = multitask_loss(model, queries, items, batch["ids"], batch["ids"], None, len(batch["ids"]), weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize(
+    ("kind", "fusion", "losses", "served"),
+    [
+        ("smar", CrossAttentionFusion, ("text", "image", "multimodal"), ("multimodal", "text")),
+        ("smar_fused_only", CrossAttentionFusion, ("multimodal",), ("multimodal",)),
+        ("smar_no_xattn", MlpFusion, ("text", "image", "multimodal"), ("multimodal",)),
+        ("late_fusion", SumFusion, ("multimodal",), ("multimodal",)),
+        ("text_only", type(None), ("text",), ("text",)),
+        ("image_only", type(None), ("image",), ("image",)),
+    ],
+)
+def test_kind_has_the_towers_and_losses_it_promises(kind, fusion, losses, served):
+    config = ModelConfig(kind=kind, **SMALL)
+    model = RetrievalModel(config, 100)
+    assert isinstance(model.fusion, fusion)
+    assert model.spec.losses == losses and set(model.logit_scales) == set(losses)
+    assert served_views(config) == served
+    assert (model.image_encoder is None) == (kind == "text_only")
+    assert (model.title_encoder is None) == (kind == "image_only")
+    assert (model.router is not None) == (kind == "smar")
+
+
+def test_untrained_routing_head_sends_every_query_to_the_multimodal_index():
+    model = RetrievalModel(ModelConfig(kind="smar", **SMALL), 100)
+    assert model.route_to_multimodal(torch.randn(5, 16)).all()
+    assert served_views(ModelConfig(kind="smar", adaptive_routing=False, **SMALL)) == ("multimodal",)

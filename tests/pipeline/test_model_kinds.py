@@ -1,0 +1,35 @@
+"""Every model kind runs through the same pipeline by changing one parameter, `model.kind`,
+and its registered version serves queries."""
+
+import pytest
+
+from smar.config import load_config
+from smar.model import KINDS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_kind_runs_through_the_pipeline_and_serves(kind, prefect_harness, tiny_data, tiny_params, tmp_path):
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from flows.pipeline import smar_pipeline
+
+    base = load_config(tiny_params)
+    config = base.model_copy(
+        update={"model": base.model.model_copy(update={"kind": kind}), "train": base.train.model_copy(update={"epochs": 2})}
+    )
+    summary = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=config)
+
+    registration = summary["register"]
+    run = MlflowClient().get_run(registration["run_id"])
+    assert run.data.tags["model.kind"] == kind and run.data.params["model.kind"] == kind
+    assert summary["evaluate"]["model"]["recall@10"] > 0
+    model = mlflow.pyfunc.load_model(f"models:/{registration['model_name']}/{registration['version']}")
+    answer = model.predict(pd.DataFrame({"query": ["red striped mug", "acme lamp"]}), params={"k": 3})
+    assert answer["item_ids"].map(len).tolist() == [3, 3]
+    expected_indexes = {"smar": {"multimodal", "text"}, "text_only": {"text"}, "image_only": {"image"}}.get(kind, {"multimodal"})
+    assert set(answer["index"]) <= expected_indexes
+    assert set(summary["evaluate"]["served_by_index"]) <= expected_indexes

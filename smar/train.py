@@ -63,7 +63,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     train_qrels = dataset.split_qrels("train")
     pair_queries = torch.tensor(train_qrels["query_id"].map(query_row).to_numpy(), dtype=torch.long)
     pair_items = torch.tensor(train_qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
-    known_pairs = torch.sort(pair_queries * len(items) + pair_items).values  # other positives are not negatives
+    known_pairs = torch.sort(pair_queries * len(items) + pair_items).values.to(device)  # other positives are not negatives
 
     catalog = Catalog(
         tokens=tokenize(tokenizer, item_texts),
@@ -104,7 +104,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
                 with autocast(device):
                     query_vectors = model.encode_queries(**{k: v[pair_queries[batch]].to(device) for k, v in query_tokens.items()})
                     item_vectors = model.encode_items(**catalog.batch(pair_items[batch], device), views=model.spec.losses)
-                loss, parts = multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs.to(device), len(items), weights)
+                loss, parts = multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs, len(items), weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

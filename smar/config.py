@@ -23,12 +23,14 @@ class DataConfig(_Section):
     """The synthetic default dataset (`smar data synth`)."""
 
     seed: int = 0
-    num_items: int = Field(1200, ge=10)
-    num_queries: int = Field(1500, ge=10)
+    num_items: int = Field(3000, ge=10)
+    num_queries: int = Field(3000, ge=10)
     image_size: int = Field(64, ge=16, le=512)
     title_attribute_rate: float = Field(
         0.5, ge=0.0, le=1.0, description="Fraction of titles that state the item's colour and pattern."
     )
+    typo_rate: float = Field(0.05, ge=0.0, le=1.0, description="Fraction of titles with one typo.")
+    max_relevant_per_query: int = Field(30, ge=1, description="The most-clicked matching items kept per query.")
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
 

@@ -25,7 +25,7 @@ def export(config: SmarConfig, paths: Paths) -> dict:
     import pandas as pd
 
     from smar.dataset import load_dataset
-    from smar.model import encode_item_batch, images_to_tensor, item_text, load_model, served_views
+    from smar.model import encode_item_batch, item_images, item_text, load_model, served_views
 
     started = time.perf_counter()
     model, tokenizer = load_model(require(paths.model_dir, "train"))
@@ -36,7 +36,7 @@ def export(config: SmarConfig, paths: Paths) -> dict:
     for start in range(0, len(items), batch_size):
         batch = items.iloc[start : start + batch_size]
         texts = [item_text(*row) for row in zip(batch["title"], batch["category"], batch["brand"])]
-        images = images_to_tensor([paths.data / p for p in batch["image"]], model.config.image_size)
+        images = item_images(paths.data, batch["image"], model.config.image_size, rows=slice(start, start + len(batch)))
         for view, vectors in encode_item_batch(model, tokenizer, texts, images, views).items():
             embeddings[view][start : start + len(batch)] = vectors.numpy()
         log.info("exported %d/%d items", start + len(batch), len(items))

@@ -21,6 +21,7 @@ from smar.config import ModelConfig
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "weights.pt", "model_config.json", "tokenizer.json"
+IMAGE_FEATURES_FILE = "image_features.npy"  # precomputed image features, rows aligned with items.parquet
 
 
 def item_text(title: str, category: str | None, brand: str | None) -> str:
@@ -54,6 +55,30 @@ def tokenize(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
         "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
         "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
     }
+
+
+def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
+    """(tokens, dim) of the dataset's precomputed image features, or None when it ships image files."""
+    import numpy as np
+
+    path = Path(data_dir) / IMAGE_FEATURES_FILE
+    if not path.is_file():
+        return None
+    shape = np.load(path, mmap_mode="r").shape
+    return (1, shape[1]) if len(shape) == 2 else (shape[1], shape[2])
+
+
+def item_images(data_dir: str | Path, image_paths, size: int, rows=None) -> torch.Tensor:
+    """What the image tower reads for these items: decoded pixels (uint8 [N, 3, size, size]),
+    or, when the dataset ships them, its precomputed features (float32 [N, tokens, dim])."""
+    import numpy as np
+
+    path = Path(data_dir) / IMAGE_FEATURES_FILE
+    if path.is_file():
+        features = np.load(path, mmap_mode="r")
+        chosen = torch.from_numpy(np.array(features if rows is None else features[rows], dtype=np.float32))
+        return chosen.unsqueeze(1) if chosen.ndim == 2 else chosen
+    return images_to_tensor([Path(data_dir) / p for p in image_paths], size)
 
 
 def images_to_tensor(paths, size: int) -> torch.Tensor:
@@ -132,17 +157,26 @@ class TextEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """timm backbone feature map -> patch tokens -> projection -> small Transformer with a CLS token."""
+    """timm backbone feature map -> patch tokens -> projection -> small Transformer with a CLS token.
 
-    def __init__(self, config: ModelConfig):
+    Given `feature_shape` (tokens, dim), the dataset's precomputed image features take the
+    backbone's place: they are the patch tokens.
+    """
+
+    def __init__(self, config: ModelConfig, feature_shape: tuple[int, int] | None = None):
         super().__init__()
-        import timm
+        self.backbone = None
+        if feature_shape:
+            grid, channels = feature_shape
+        else:
+            import timm
 
-        self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
-        with torch.no_grad():
-            grid = self._patches(torch.zeros(2, 3, config.image_size, config.image_size)).shape[1]
+            self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
+            with torch.no_grad():
+                grid = self._patches(torch.zeros(2, 3, config.image_size, config.image_size)).shape[1]
+            channels = self.backbone.num_features
         width = config.text_hidden_size
-        self.patch_projection = nn.Linear(self.backbone.num_features, width)
+        self.patch_projection = nn.Linear(channels, width)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.position = nn.Parameter(torch.randn(1, 1 + grid, width) * 0.02)
         self.transformer = nn.TransformerEncoder(_transformer_layer(config), config.image_layers, enable_nested_tensor=False)
@@ -153,8 +187,11 @@ class ImageEncoder(nn.Module):
         return features.flatten(2).transpose(1, 2) if features.ndim == 4 else features  # CNN map or ViT tokens
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = images.float().div(127.5).sub(1.0)  # uint8 -> [-1, 1]
-        patches = self.patch_projection(self._patches(pixels))
+        if self.backbone is None:
+            patches = self.patch_projection(images.float())  # precomputed features [B, tokens, dim]
+        else:
+            pixels = images.float().div(127.5).sub(1.0)  # uint8 -> [-1, 1]
+            patches = self.patch_projection(self._patches(pixels))
         tokens = torch.cat([self.cls.expand(len(patches), -1, -1), patches], dim=1) + self.position
         tokens = self.transformer(tokens)
         return tokens, self.projection(tokens[:, 0])
@@ -198,9 +235,9 @@ FUSIONS = {"cross_attention": CrossAttentionFusion, "mlp": MlpFusion, "sum": lam
 class RetrievalModel(nn.Module):
     """Query tower Q and item towers S_t (text), S_i (image), S_m (fused), per `config.kind`."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07):
+    def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07, image_feature_shape=None):
         super().__init__()
-        self.config, self.vocab_size = config, vocab_size
+        self.config, self.vocab_size, self.image_feature_shape = config, vocab_size, image_feature_shape
         self.spec = KINDS[config.kind]
         self.views = tuple(dict.fromkeys(self.spec.losses + served_views(config)))
         self.query_encoder = TextEncoder(config, vocab_size)
@@ -209,7 +246,7 @@ class RetrievalModel(nn.Module):
         self.title_encoder = None
         if uses_text:
             self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size)
-        self.image_encoder = ImageEncoder(config) if uses_image else None
+        self.image_encoder = ImageEncoder(config, image_feature_shape) if uses_image else None
         self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
         start = torch.tensor(1.0 / initial_temperature).log()
         self.logit_scales = nn.ParameterDict({view: nn.Parameter(start.clone()) for view in self.spec.losses})
@@ -292,7 +329,7 @@ def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
     directory = Path(directory)
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     tokenizer.save(str(directory / TOKENIZER_FILE))
-    meta = {"model": model.config.model_dump(mode="json"), "vocab_size": model.vocab_size}
+    meta = {"model": model.config.model_dump(mode="json"), "vocab_size": model.vocab_size, "image_feature_shape": model.image_feature_shape}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -303,7 +340,7 @@ def load_model(directory: str | Path, device: str = "cpu"):
     directory = Path(directory)
     meta = json.loads((directory / CONFIG_FILE).read_text())
     config = ModelConfig.model_validate(meta["model"])
-    model = RetrievalModel(config, meta["vocab_size"])
+    model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
     tokenizer = _with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), config)
     return model.to(device).eval(), tokenizer

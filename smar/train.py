@@ -38,7 +38,8 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     from smar.model import (
         RetrievalModel,
         autocast,
-        images_to_tensor,
+        image_feature_shape,
+        item_images,
         item_text,
         multitask_loss,
         resolve_device,
@@ -67,14 +68,14 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
 
     catalog = Catalog(
         tokens=tokenize(tokenizer, item_texts),
-        images=images_to_tensor([paths.data / p for p in items["image"]], config.model.image_size),
+        images=item_images(paths.data, items["image"], config.model.image_size),
         item_ids=items["item_id"].tolist(),
     )
     query_tokens = tokenize(tokenizer, train_queries["text"].tolist())
     valid_queries = dataset.split_queries("valid")
     valid_relevant = dataset.relevant_items("valid")
 
-    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), settings.initial_temperature).to(device)
+    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), settings.initial_temperature, image_feature_shape(paths.data)).to(device)
     stage_one = [p for name, p in model.named_parameters() if not name.startswith("router.")]
     optimizer = torch.optim.AdamW(stage_one, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(pair_items) / settings.batch_size)

@@ -1,4 +1,4 @@
-"""The synthetic dataset: determinism, modality asymmetry, qrels, splits, images."""
+"""The synthetic dataset: determinism, streaming, modality asymmetry, realistic text, qrels, splits, images."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from smar.synth import BRANDS, COLOURS, PRESETS, synthesize
+from smar import synth
+from smar.synth import CATEGORIES, CATEGORY_SHAPES, COLOURS, MATERIALS, PATTERNS, PRESETS, synthesize
 
 TINY = PRESETS["tiny"]
 ATTRIBUTES = ("colour", "pattern", "brand", "material")
@@ -30,99 +31,127 @@ def _words(text: str) -> set[str]:
 
 
 def test_manifest_counts_match_files(tiny):
-    items = pd.read_parquet(tiny / "items.parquet")
-    queries = pd.read_parquet(tiny / "queries.parquet")
-    assert len(items) == TINY.num_items == 160
-    assert len(queries) == TINY.num_queries == 160
-    assert len(list((tiny / "images").glob("*.png"))) == 160
+    assert len(pd.read_parquet(tiny / "items.parquet")) == TINY.num_items == 200
+    assert len(pd.read_parquet(tiny / "queries.parquet")) == TINY.num_queries == 200
+    assert len(list((tiny / "images").rglob("*.png"))) == 200
+
+
+def test_presets_cover_small_to_a_million_items():
+    assert PRESETS["small"].num_items < PRESETS["medium"].num_items < PRESETS["large"].num_items == 1_000_000
+    assert len(CATEGORIES) >= 30 and len(set(CATEGORY_SHAPES.values())) == len(CATEGORIES)
 
 
 def test_same_parameters_give_byte_identical_files(tiny, tmp_path):
     synthesize(TINY, tmp_path / "again")
     first, second = _files(tiny), _files(tmp_path / "again")
-    assert sorted(first) == sorted(second)
-    assert len(first) == 160 + 4  # images + items, queries, qrels parquet + dataset.json
-    differing = [name for name in first if first[name] != second[name]]
-    assert differing == []
+    assert sorted(first) == sorted(second) and len(first) == 200 + 4
+    assert [name for name in first if first[name] != second[name]] == []
+
+
+def test_streaming_in_small_chunks_gives_the_same_rows(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(synth, "CHUNK", 7)
+    synthesize(TINY, tmp_path / "chunked")
+    for name in ("items.parquet", "queries.parquet", "qrels.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tiny / name), pd.read_parquet(tmp_path / "chunked" / name))
 
 
 def test_different_seed_gives_different_bytes(tiny, tmp_path):
     synthesize(TINY.model_copy(update={"seed": 1}), tmp_path / "other")
     first, other = _files(tiny), _files(tmp_path / "other")
     assert first["items.parquet"] != other["items.parquet"]
-    assert first["images/I000000.png"] != other["images/I000000.png"]
+    assert first["images/0000/I0000000.png"] != other["images/0000/I0000000.png"]
 
 
 def test_no_title_states_colour_at_rate_zero(tmp_path):
     synthesize(TINY.model_copy(update={"title_attribute_rate": 0.0}), tmp_path / "d")
     items = pd.read_parquet(tmp_path / "d" / "items.parquet")
-    stating = [t for t in items["title"] if _words(t) & set(COLOURS)]
-    assert stating == []
+    assert [t for t in items["title"] if _words(t) & set(COLOURS)] == []
     assert not items["title_states_look"].any()
 
 
-def test_every_title_states_its_colour_and_pattern_at_rate_one(tmp_path):
-    synthesize(TINY.model_copy(update={"title_attribute_rate": 1.0}), tmp_path / "d")
+def test_titles_state_look_brand_material_and_category_when_asked(tmp_path):
+    synthesize(TINY.model_copy(update={"title_attribute_rate": 1.0, "typo_rate": 0.0}), tmp_path / "d")
     items = pd.read_parquet(tmp_path / "d" / "items.parquet")
-    missing = [
-        (row.item_id, row.title)
-        for row in items.itertuples()
-        if row.colour not in _words(row.title) or row.pattern not in _words(row.title)
-    ]
-    assert missing == []
-    assert items["title_states_look"].all()
-
-
-def test_brand_and_material_appear_in_every_title(tiny):
-    items = pd.read_parquet(tiny / "items.parquet")
-    assert set(items["brand"]) <= set(BRANDS)
     for row in items.itertuples():
-        assert row.brand in _words(row.title), row.title
-        assert row.material in _words(row.title), row.title
-        assert row.category in _words(row.title), row.title
+        words = _words(row.title)
+        assert {row.colour, row.pattern, row.brand.lower(), row.material, *row.category.split()} <= words, row.title
 
 
-def _matches(item, query) -> bool:
-    if item.category != query.category:
-        return False
-    return all(pd.isna(getattr(query, a)) or getattr(item, a) == getattr(query, a) for a in ATTRIBUTES)
+def test_typos_change_one_word_of_some_titles(tmp_path):
+    synthesize(TINY.model_copy(update={"typo_rate": 0.0}), tmp_path / "clean")
+    synthesize(TINY.model_copy(update={"typo_rate": 1.0}), tmp_path / "typos")
+    clean = pd.read_parquet(tmp_path / "clean" / "items.parquet")
+    typos = pd.read_parquet(tmp_path / "typos" / "items.parquet")
+    changed = [(a, b) for a, b in zip(clean["title"], typos["title"]) if a != b]
+    assert len(changed) > 0.8 * len(clean)
+    for a, b in changed:
+        assert sorted(a) == sorted(b) and len(set(a.split()) ^ set(b.split())) == 2  # letters swapped within one word
 
 
-def test_qrels_are_exactly_the_attribute_matches(tiny):
+def test_colour_variants_of_one_listing_are_hard_negatives(tiny):
     items = pd.read_parquet(tiny / "items.parquet")
+    families = items.groupby("family").agg(colours=("colour", "nunique"), size=("item_id", "size"), brands=("brand", "nunique"))
+    multi = families[families["size"] > 1]
+    assert len(multi) >= 10
+    assert (multi["colours"] == multi["size"]).all() and (multi["brands"] == 1).all()
+
+
+def test_qrels_are_the_most_clicked_attribute_matches(tiny):
+    items = pd.read_parquet(tiny / "items.parquet").set_index("item_id")
     queries = pd.read_parquet(tiny / "queries.parquet")
     qrels = pd.read_parquet(tiny / "qrels.parquet")
     judged = qrels.groupby("query_id")["item_id"].apply(set).to_dict()
     for query in queries.itertuples():
-        expected = {item.item_id for item in items.itertuples() if _matches(item, query)}
-        assert expected, f"{query.query_id} matches no item"
-        assert judged.get(query.query_id, set()) == expected, query.query_id
-    assert set(qrels["label"]) == {1}
+        match = items["category"] == query.category
+        for attribute in ATTRIBUTES:
+            if pd.notna(getattr(query, attribute)):
+                match &= items[attribute] == getattr(query, attribute)
+        matching = items[match].sort_values("popularity", ascending=False)
+        expected = set(matching.index[: TINY.max_relevant_per_query])
+        assert expected and judged[query.query_id] == expected, query.query_id
+    assert qrels["label"].dtype.kind == "i" and qrels["label"].min() >= 1
 
 
-def test_query_text_names_category_and_attributes(tiny):
+def test_clicks_are_skewed_towards_popular_items(tmp_path):
+    synthesize(PRESETS["tiny"].model_copy(update={"num_items": 1000, "num_queries": 600}), tmp_path / "d")
+    clicks = pd.read_parquet(tmp_path / "d" / "qrels.parquet").groupby("item_id")["label"].sum().sort_values(ascending=False)
+    assert clicks.head(len(clicks) // 10).sum() > 0.3 * clicks.sum()  # a tenth of the items take a third of the clicks
+
+
+def test_query_text_names_category_and_attributes_or_their_synonyms(tiny):
     queries = pd.read_parquet(tiny / "queries.parquet")
+    vocabulary = {"colour": {c: (c, *s) for c, (_, s) in COLOURS.items()}, "pattern": {p: (p, *s) for p, s in PATTERNS.items()},
+                  "material": {m: (m, *s) for m, s in MATERIALS.items()}}
+    synonyms_used = 0
     for query in queries.itertuples():
-        named = {str(getattr(query, a)) for a in ATTRIBUTES if not pd.isna(getattr(query, a))}
-        assert named, query.query_id
-        assert _words(query.text) == named | {query.category}, query.text
-    assert queries["text"].is_unique
+        text = query.text.lower()
+        assert any(name in text for name in (query.category, *CATEGORIES[query.category])), query.text
+        for attribute in ATTRIBUTES:
+            value = getattr(query, attribute)
+            if pd.isna(value):
+                continue
+            options = vocabulary[attribute][value] if attribute in vocabulary else (value.lower(),)
+            assert any(option in text for option in options), (query.text, attribute, value)
+            synonyms_used += options[0] not in text
+    assert queries["text"].is_unique and synonyms_used > 5
 
 
 def test_each_query_has_exactly_one_split(tiny):
     qrels = pd.read_parquet(tiny / "qrels.parquet")
-    splits_per_query = qrels.groupby("query_id")["split"].nunique()
-    assert (splits_per_query == 1).all()
+    assert (qrels.groupby("query_id")["split"].nunique() == 1).all()
     assert set(qrels["split"]) == {"train", "valid", "test"}
 
 
 def test_solid_items_show_their_colour_at_the_centre(tiny):
     items = pd.read_parquet(tiny / "items.parquet")
-    solid = items[items["pattern"] == "solid"].head(8)
-    assert len(solid) >= 3
+    solid = items[(items["pattern"] == "solid") & ~items["category"].map(lambda c: CATEGORY_SHAPES[c][1] == "hole")]
+    assert len(solid) >= 5
     centre = TINY.image_size // 2
     for item in solid.itertuples():
-        pixels = np.asarray(Image.open(tiny / item.image).convert("RGB"), dtype=int)
-        assert pixels.shape == (TINY.image_size, TINY.image_size, 3)
-        patch = pixels[centre - 1 : centre + 2, centre - 1 : centre + 2].reshape(-1, 3)
-        assert np.abs(patch - np.array(COLOURS[item.colour])).max() <= 8, (item.item_id, item.colour, patch[4])
+        pixels = np.asarray(Image.open(tiny / item.image).convert("RGB"), dtype=float)
+        patch = np.median(pixels[centre - 1 : centre + 2, centre - 1 : centre + 2].reshape(-1, 3), axis=0)
+        distance = {
+            name: min(np.abs(patch - factor * np.array(rgb)).max() for factor in np.linspace(0.7, 1.25, 23))
+            for name, (rgb, _) in COLOURS.items()
+        }
+        assert min(distance, key=distance.get) == item.colour, (item.item_id, item.colour, patch)

@@ -38,7 +38,7 @@ def test_flow_stops_at_validation_and_registers_nothing(prefect_harness, broken_
 
     before = _registered_versions()
     outputs = tmp_path / "outputs"
-    with pytest.raises(ValidationFailed, match=r"items.parquet \[title\].*I000007"):
+    with pytest.raises(ValidationFailed, match=r"items.parquet \[title\].*I0000007"):
         smar_pipeline(params_file=str(tiny_params), data_dir=str(broken_data), outputs_dir=str(outputs))
     assert not (outputs / "model").exists() and not (outputs / "index").exists()
     assert _registered_versions() == before
@@ -51,7 +51,7 @@ def test_cli_reports_bad_input_without_a_traceback(broken_data, tiny_params, tmp
         capture_output=True, text=True, env=os.environ,
     )
     assert validate.returncode == 1
-    assert "items.parquet [title]" in validate.stderr and "I000007" in validate.stderr
+    assert "items.parquet [title]" in validate.stderr and "I0000007" in validate.stderr
     assert "Traceback" not in validate.stderr
 
     train = subprocess.run(

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -95,6 +95,50 @@ def data_synth(
             raise SmarError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
         config = PRESETS[preset] if preset else load_config(params).data
     manifest = synthesize(config, data)
+    typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
+
+
+@data_app.command("import")
+def data_import(
+    format: Annotated[Literal["table", "jd-tsv"], typer.Option("--format", help="table: items/queries/interactions files; jd-tsv: an id-encoded release directory (--source).")] = "table",
+    items: Annotated[Path | None, typer.Option(help="table: items file (.csv, .tsv, .jsonl, .parquet).")] = None,
+    queries: Annotated[Path | None, typer.Option(help="table: queries file.")] = None,
+    interactions: Annotated[Path | None, typer.Option(help="table: interactions file (clicks or graded labels, optional split).")] = None,
+    images: Annotated[Path | None, typer.Option(help="table: folder the items' image column is relative to (default: the items file's folder).")] = None,
+    source: Annotated[Path | None, typer.Option(help="jd-tsv: release directory (items.tsv, queries.tsv, interactions.tsv, image_features.npy, image_feature_ids.txt).")] = None,
+    maps: Annotated[list[str] | None, typer.Option("--map", help="TABLE.COLUMN=SOURCE_COLUMN, repeatable, e.g. items.item_id=sku; empty SOURCE_COLUMN: the source has none (brand, label, split).")] = None,
+    label: Annotated[Literal["clicks", "graded"], typer.Option(help="clicks: label = clicks summed per (query, item), 0 dropped; graded: the label column as is.")] = "clicks",
+    drop_items_without_features: Annotated[bool, typer.Option("--drop-items-without-features", help="jd-tsv: drop items with no feature row (with a warning) instead of failing.")] = False,
+    data: Annotated[Path, typer.Option("--data", help="Output dataset directory (replaced only if the import succeeds).")] = Path("data"),
+    name: Annotated[str, typer.Option(help="Dataset name in dataset.json.")] = "imported",
+    seed: Annotated[int, typer.Option(help="Seed of the query-hash split (when the source has no split).")] = 0,
+    valid_fraction: Annotated[float, typer.Option(help="Fraction of queries in the valid split (hash split).")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of queries in the test split (hash split).")] = 0.15,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Build a dataset in the data contract from your catalog (see smar/importers.py for both formats).
+
+    With no --items/--queries/--interactions/--source, the `import` section of params.yaml says what to import.
+    """
+    from smar.config import load_config
+    from smar.errors import ConfigError
+    from smar.importers import config_from_options, import_catalog
+
+    _setup()
+    with _user_errors():
+        if not any((items, queries, interactions, source)):
+            config = load_config(params).import_
+            if config is None:
+                raise ConfigError(f"{params}: no `import` section; pass --items/--queries/--interactions (or --format jd-tsv --source DIR), or add one.")
+            manifest = import_catalog(config, data)
+            typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
+            return
+        config = config_from_options(
+            format=format, items=items, queries=queries, interactions=interactions, images=images, source=source,
+            maps=maps or (), label=label, drop_items_without_features=drop_items_without_features, name=name, seed=seed,
+            valid_fraction=valid_fraction, test_fraction=test_fraction,
+        )
+        manifest = import_catalog(config, data)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from smar.errors import ConfigError
+from smar.importers import ImportConfig
 
 
 class _Section(BaseModel):
@@ -57,18 +58,28 @@ class ModelConfig(_Section):
     vocab_size: int = Field(2000, ge=100)
     share_text_encoder: bool = Field(True, description="Query and title towers share one text encoder.")
     text_pooling: Literal["cls", "mean"] = "mean"
+    text_encoder: Literal["scratch", "minilm"] = Field(
+        "scratch", description="scratch: a small BERT trained from scratch; minilm: all-MiniLM-L6-v2 weights (hidden size 384)."
+    )
     image_backbone: str = Field("test_efficientnet", description="Any timm model name.")
+    image_weights: Literal["none", "imagenet"] = Field(
+        "none", description="imagenet: EfficientNet-Lite0 ImageNet weights (needs image_backbone tf_efficientnet_lite0)."
+    )
     image_size: int = Field(64, ge=16, le=512)
     image_layers: int = Field(1, ge=1, description="Transformer layers over the backbone's patch tokens.")
     fusion_layers: int = Field(1, ge=1, description="Cross-attention layers from title tokens to image tokens.")
     adaptive_routing: bool = Field(True, description="smar only: a query head picks the multimodal or the text index.")
 
     @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
         if self.text_hidden_size % self.text_heads:
             raise ValueError(
                 f"text_hidden_size ({self.text_hidden_size}) must be a multiple of text_heads ({self.text_heads})"
             )
+        if self.text_encoder == "minilm" and self.text_hidden_size != 384:
+            raise ValueError("text_encoder 'minilm' has hidden size 384: set text_hidden_size: 384 (and text_heads: 12)")
+        if self.image_weights == "imagenet" and self.image_backbone != "tf_efficientnet_lite0":
+            raise ValueError("image_weights 'imagenet' ships for EfficientNet-Lite0 only: set image_backbone: tf_efficientnet_lite0")
         return self
 
 
@@ -77,6 +88,9 @@ class TrainConfig(_Section):
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(128, ge=2)
     learning_rate: float = Field(2e-3, gt=0)
+    pretrained_lr_scale: float = Field(
+        0.05, gt=0, le=1, description="Pretrained weights (MiniLM, ImageNet backbone) learn at learning_rate times this."
+    )
     weight_decay: float = Field(0.01, ge=0)
     initial_temperature: float = Field(0.07, gt=0, lt=1)
     alpha: float = Field(1.0, ge=0, description="Weight of L_t(query, item text).")
@@ -117,6 +131,7 @@ class SmarConfig(_Section):
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    import_: ImportConfig | None = Field(None, alias="import", description="`smar data import` with no source options.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

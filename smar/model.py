@@ -30,6 +30,11 @@ def item_text(title: str, category: str | None, brand: str | None) -> str:
 
 
 def train_tokenizer(texts, config: ModelConfig):
+    """A WordPiece tokenizer trained on the catalog and queries; MiniLM's own with `text_encoder: minilm`."""
+    if config.text_encoder == "minilm":
+        from smar.pretrained import minilm_tokenizer
+
+        return _with_padding(minilm_tokenizer(), config)
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -134,19 +139,25 @@ def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class TextEncoder(nn.Module):
     """Small BERT: token states [B, L, H] and a pooled, projected vector [B, D]."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int):
+    def __init__(self, config: ModelConfig, vocab_size: int, pretrained: bool = False):
         super().__init__()
         from transformers import BertConfig, BertModel
 
-        bert_config = BertConfig(
-            vocab_size=vocab_size,
-            hidden_size=config.text_hidden_size,
-            num_hidden_layers=config.text_layers,
-            num_attention_heads=config.text_heads,
-            intermediate_size=4 * config.text_hidden_size,
-            max_position_embeddings=config.max_text_length,
-        )
-        self.bert = BertModel(bert_config, add_pooling_layer=False)
+        if config.text_encoder == "minilm":
+            from smar.pretrained import minilm_bert, minilm_dir
+
+            # The weights come from the package when training starts, from the checkpoint after.
+            self.bert = minilm_bert() if pretrained else BertModel(BertConfig.from_pretrained(str(minilm_dir())), add_pooling_layer=False)
+        else:
+            bert_config = BertConfig(
+                vocab_size=vocab_size,
+                hidden_size=config.text_hidden_size,
+                num_hidden_layers=config.text_layers,
+                num_attention_heads=config.text_heads,
+                intermediate_size=4 * config.text_hidden_size,
+                max_position_embeddings=config.max_text_length,
+            )
+            self.bert = BertModel(bert_config, add_pooling_layer=False)
         self.projection = nn.Linear(config.text_hidden_size, config.embedding_dim)
         self.pooling = config.text_pooling
 
@@ -163,15 +174,21 @@ class ImageEncoder(nn.Module):
     backbone's place: they are the patch tokens.
     """
 
-    def __init__(self, config: ModelConfig, feature_shape: tuple[int, int] | None = None):
+    def __init__(self, config: ModelConfig, feature_shape: tuple[int, int] | None = None, pretrained: bool = False):
         super().__init__()
         self.backbone = None
+        self.imagenet_pixels = config.image_weights == "imagenet"
         if feature_shape:
             grid, channels = feature_shape
         else:
             import timm
 
-            self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
+            if self.imagenet_pixels and pretrained:
+                from smar.pretrained import efficientnet_lite0
+
+                self.backbone = efficientnet_lite0(num_classes=0)
+            else:
+                self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
             with torch.no_grad():
                 grid = self._patches(torch.zeros(2, 3, config.image_size, config.image_size)).shape[1]
             channels = self.backbone.num_features
@@ -190,7 +207,8 @@ class ImageEncoder(nn.Module):
         if self.backbone is None:
             patches = self.patch_projection(images.float())  # precomputed features [B, tokens, dim]
         else:
-            pixels = images.float().div(127.5).sub(1.0)  # uint8 -> [-1, 1]
+            # uint8 -> about [-1, 1]; the ImageNet weights were trained on (x - 127) / 128
+            pixels = images.float().sub(127.0).div(128.0) if self.imagenet_pixels else images.float().div(127.5).sub(1.0)
             patches = self.patch_projection(self._patches(pixels))
         tokens = torch.cat([self.cls.expand(len(patches), -1, -1), patches], dim=1) + self.position
         tokens = self.transformer(tokens)
@@ -235,18 +253,18 @@ FUSIONS = {"cross_attention": CrossAttentionFusion, "mlp": MlpFusion, "sum": lam
 class RetrievalModel(nn.Module):
     """Query tower Q and item towers S_t (text), S_i (image), S_m (fused), per `config.kind`."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07, image_feature_shape=None):
+    def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07, image_feature_shape=None, pretrained=False):
         super().__init__()
         self.config, self.vocab_size, self.image_feature_shape = config, vocab_size, image_feature_shape
         self.spec = KINDS[config.kind]
         self.views = tuple(dict.fromkeys(self.spec.losses + served_views(config)))
-        self.query_encoder = TextEncoder(config, vocab_size)
+        self.query_encoder = TextEncoder(config, vocab_size, pretrained)
         uses_text = self.spec.fusion is not None or "text" in self.views
         uses_image = self.spec.fusion is not None or "image" in self.views
         self.title_encoder = None
         if uses_text:
-            self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size)
-        self.image_encoder = ImageEncoder(config, image_feature_shape) if uses_image else None
+            self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size, pretrained)
+        self.image_encoder = ImageEncoder(config, image_feature_shape, pretrained) if uses_image else None
         self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
         start = torch.tensor(1.0 / initial_temperature).log()
         self.logit_scales = nn.ParameterDict({view: nn.Parameter(start.clone()) for view in self.spec.losses})
@@ -279,6 +297,15 @@ class RetrievalModel(nn.Module):
         if self.router is None:
             return torch.ones(len(query_vectors), dtype=torch.bool, device=query_vectors.device)
         return self.router(query_vectors.float()).squeeze(-1) >= 0
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters that start from shipped weights (and so fine-tune at a lower rate)."""
+        modules = []
+        if self.config.text_encoder == "minilm":
+            modules += [encoder.bert for encoder in {self.query_encoder, self.title_encoder} if encoder is not None]
+        if self.config.image_weights == "imagenet" and self.image_encoder is not None and self.image_encoder.backbone is not None:
+            modules.append(self.image_encoder.backbone)
+        return [p for module in modules for p in module.parameters()]
 
     def temperatures(self) -> dict[str, float]:
         return {view: float(1.0 / scale.detach().exp()) for view, scale in self.logit_scales.items()}

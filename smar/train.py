@@ -75,9 +75,16 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     valid_queries = dataset.split_queries("valid")
     valid_relevant = dataset.relevant_items("valid")
 
-    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), settings.initial_temperature, image_feature_shape(paths.data)).to(device)
+    model = RetrievalModel(
+        config.model, tokenizer.get_vocab_size(), settings.initial_temperature, image_feature_shape(paths.data), pretrained=True
+    ).to(device)
+    pretrained = {id(p) for p in model.pretrained_parameters()}
     stage_one = [p for name, p in model.named_parameters() if not name.startswith("router.")]
-    optimizer = torch.optim.AdamW(stage_one, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    groups = [
+        {"params": [p for p in stage_one if id(p) not in pretrained]},
+        {"params": [p for p in stage_one if id(p) in pretrained], "lr": settings.learning_rate * settings.pretrained_lr_scale},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(pair_items) / settings.batch_size)
     total_steps = min(settings.epochs * steps_per_epoch, settings.max_steps or 10**12)
     warmup = max(1, total_steps // 20)

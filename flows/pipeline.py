@@ -13,6 +13,8 @@ for _name, _value in {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "smar",
 }.items():
     os.environ.setdefault(_name, _value)
+if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing parents
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402

@@ -5,10 +5,15 @@ Input: a frame with a `query` column; param `k` (default 10). Output: one row pe
 with `item_ids` and `scores`, best first, and `index`, the item view that served it.
 """
 
+import warnings
+
 import mlflow
 import pandas as pd
 
 from smar.retriever import Retriever
+
+# The signature is logged explicitly; MLflow's advice to add type hints for inference does not apply.
+warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
 
 class SmarRetrieverModel(mlflow.pyfunc.PythonModel):

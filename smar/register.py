@@ -9,6 +9,7 @@ The decision and its reason are tags on the version.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -56,7 +57,8 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     require(paths.index_dir, "index")
     require(paths.metrics_file, "evaluate")
     run_id = tracking.run_id_of(require(paths.model_dir, "train"))
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(type hint|input example)", category=UserWarning)  # the signature is explicit
         info = mlflow.pyfunc.log_model(
             name="retriever",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),

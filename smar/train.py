@@ -98,6 +98,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
         mlflow.set_tags(tracking.run_tags(paths.data) | {"device": device, "model.kind": config.model.kind})
         mlflow.log_params(tracking.flatten(config.model_dump(mode="json", by_alias=True)))
         mlflow.log_params({"data.train_pairs": len(pair_items), "data.items": len(items), "train.total_steps": total_steps})
+        mlflow.log_artifacts(str(paths.validation_report.parent), artifact_path="validation")  # report + HTML data docs
         log.info("training %s on %s: %d pairs, %d items, %d steps", config.model.kind, device, len(pair_items), len(items), total_steps)
 
         generator = torch.Generator().manual_seed(settings.seed)

@@ -29,6 +29,11 @@ def broken(good_data, tmp_path):
     return data, Paths(data, tmp_path / "outputs")
 
 
+def _item(data: Path, row: int) -> dict:
+    """Item `row` as the generator wrote it (ids and image paths are read, not assumed)."""
+    return pd.read_parquet(data / "items.parquet").iloc[row].to_dict()
+
+
 def _edit(path: Path, change) -> None:
     frame = pd.read_parquet(path)
     frame = change(frame)
@@ -52,8 +57,8 @@ def test_good_dataset_passes_and_writes_report(good_data, tmp_path):
     paths = Paths(good_data, tmp_path / "outputs")
     report = validate(SmarConfig(), paths)
     assert report["success"] is True
-    assert report["counts"]["items"] == 160
-    assert report["counts"]["queries"] == 160
+    assert report["counts"]["items"] == len(pd.read_parquet(good_data / "items.parquet")) > 0
+    assert report["counts"]["queries"] == len(pd.read_parquet(good_data / "queries.parquet")) > 0
     assert all(check["success"] for check in report["checks"])
     assert json.loads(paths.validation_report.read_text()) == report
 
@@ -61,7 +66,7 @@ def test_good_dataset_passes_and_writes_report(good_data, tmp_path):
 def test_duplicate_item_id(broken):
     data, paths = broken
     _edit(data / "items.parquet", lambda f: pd.concat([f, f.iloc[[4]]], ignore_index=True))
-    failure = _fails(paths, "items.parquet", "[item_id]", "unique", "I000004")
+    failure = _fails(paths, "items.parquet", "[item_id]", "unique", _item(data, 4)["item_id"], "fix: ")
     assert [(f.file, f.column) for f in failure.failures] == [("items.parquet", "item_id")]
 
 
@@ -71,7 +76,7 @@ def test_whitespace_title(broken):
         frame.loc[3, "title"] = "   "
         return frame
     _edit(data / "items.parquet", blank)
-    failure = _fails(paths, "items.parquet", "[title]", "I000003")
+    failure = _fails(paths, "items.parquet", "[title]", _item(data, 3)["item_id"])
     assert [(f.column, f.unexpected_count) for f in failure.failures] == [("title", 1)]
 
 
@@ -109,15 +114,17 @@ def test_unknown_split_value(broken):
 
 def test_missing_image_file(broken):
     data, paths = broken
-    (data / "images" / "I000005.png").unlink()
-    failure = _fails(paths, "items.parquet", "[image]", "image_file_exists", "I000005")
+    item = _item(data, 5)
+    (data / item["image"]).unlink()
+    failure = _fails(paths, "items.parquet", "[image]", "image_file_exists", item["item_id"], item["image"])
     assert [f.check for f in failure.failures] == ["image_file_exists"]
 
 
 def test_corrupt_image_bytes(broken):
     data, paths = broken
-    (data / "images" / "I000007.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
-    failure = _fails(paths, "items.parquet", "[image]", "image_decodes", "I000007")
+    item = _item(data, 7)
+    (data / item["image"]).write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
+    failure = _fails(paths, "items.parquet", "[image]", "image_decodes", item["item_id"])
     assert [f.check for f in failure.failures] == ["image_decodes"]
 
 
@@ -126,9 +133,9 @@ def test_image_path_outside_dataset_is_missing(broken):
     def escape(frame):
         frame.loc[2, "image"] = "../outside.png"
         return frame
-    (data.parent / "outside.png").write_bytes((data / "images" / "I000002.png").read_bytes())
+    (data.parent / "outside.png").write_bytes((data / _item(data, 2)["image"]).read_bytes())
     _edit(data / "items.parquet", escape)
-    _fails(paths, "items.parquet", "[image]", "image_file_exists", "I000002")
+    _fails(paths, "items.parquet", "[image]", "image_file_exists", _item(data, 2)["item_id"], "outside the dataset")
 
 
 def test_missing_column_raises_dataset_error(broken):
@@ -153,8 +160,9 @@ def test_missing_dataset_directory_raises_dataset_error(tmp_path):
 def test_a_failed_run_replaces_the_last_good_report(broken):
     data, paths = broken
     validate(SmarConfig(), paths)
-    (data / "images" / "I000003.png").unlink()
-    _fails(paths, "image_file_exists", "I000003")
+    item = _item(data, 3)
+    (data / item["image"]).unlink()
+    _fails(paths, "image_file_exists", item["item_id"])
     _edit(data / "items.parquet", lambda f: f.drop(columns="title"))
     with pytest.raises(DatasetError):
         validate(SmarConfig(), paths)

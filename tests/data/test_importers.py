@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 import pytest
+import yaml
 from PIL import Image
 
 from smar.errors import ConfigError, DatasetError

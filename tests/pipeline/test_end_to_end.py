@@ -60,12 +60,14 @@ def test_mlflow_run_holds_the_lineage(first_run):
     run = client.get_run(summary["train"]["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["git.commit"]
-    assert run.data.tags["data.dataset"] == "smar-synthetic@1"
+    assert run.data.tags["data.dataset"] == "smar-synthetic@2"
     assert run.data.tags["prefect.flow_run_id"]
     assert run.data.params["train.epochs"] == "8"
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert len(losses) > 5 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss curve falls
     assert "test_recall_at_10" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
+    assert {"validation/report.json", "validation/data_docs"} <= artifacts  # the validation report and its HTML data docs
 
 
 def test_first_model_passing_the_gate_becomes_champion(first_run):

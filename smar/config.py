@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smar.errors import ConfigError
+from smar.errors import ConfigError, describe_invalid
 from smar.importers import ImportConfig
 
 
@@ -149,13 +149,4 @@ def load_config(path: str | Path = "params.yaml") -> SmarConfig:
     try:
         return SmarConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: invalid parameters:\n{_describe(error)}") from None
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        value = f" (got {problem['input']!r})" if "input" in problem and not isinstance(problem["input"], dict) else ""
-        lines.append(f"  - {field}: {problem['msg']}{value}")
-    return "\n".join(lines)
+        raise ConfigError(f"{path}: invalid parameters:\n{describe_invalid(error)}") from None

@@ -15,3 +15,14 @@ class DatasetError(SmarError):
 
 class MissingInputError(SmarError):
     """A step ran before the step that writes its input."""
+
+
+def describe_invalid(error) -> str:
+    """One line per field of a pydantic ValidationError: `  - section.field: message (got value)`."""
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        given = problem.get("input")
+        value = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+        lines.append(f"  - {field}: {problem['msg'].removeprefix('Value error, ')}{value}")
+    return "\n".join(lines)

@@ -69,7 +69,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smar.errors import ConfigError, DatasetError
+from smar.errors import ConfigError, DatasetError, describe_invalid
 from smar.paths import replace_on_success
 
 log = logging.getLogger("smar.importers")
@@ -163,16 +163,7 @@ def config_from_options(
     try:
         return ImportConfig(**fields)
     except ValidationError as error:
-        raise ConfigError(f"invalid import options:\n{_describe(error)}") from None
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "import"
-        value = f" (got {problem['input']!r})" if problem.get("input") is not None and not isinstance(problem["input"], dict) else ""
-        lines.append(f"  - {field}: {problem['msg'].removeprefix('Value error, ')}{value}")
-    return "\n".join(lines)
+        raise ConfigError(f"invalid import options:\n{describe_invalid(error)}") from None
 
 
 def hash_split(query_id: str, seed: int, valid_fraction: float, test_fraction: float) -> str:

@@ -10,22 +10,14 @@ import pytest
 from smar.config import SmarConfig
 from smar.errors import DatasetError
 from smar.paths import Paths
-from smar.synth import PRESETS, synthesize
 from smar.validate import ValidationFailed, require_passed, validate
 
 
-@pytest.fixture(scope="module")
-def good_data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("validate") / "data"
-    synthesize(PRESETS["tiny"], data)
-    return data
-
-
 @pytest.fixture
-def broken(good_data, tmp_path):
+def broken(tiny_data, tmp_path):
     """A fresh copy of the good dataset to break, plus its Paths."""
     data = tmp_path / "data"
-    shutil.copytree(good_data, data)
+    shutil.copytree(tiny_data, data)
     return data, Paths(data, tmp_path / "outputs")
 
 
@@ -53,12 +45,12 @@ def _fails(paths: Paths, *needles: str) -> ValidationFailed:
     return error.value
 
 
-def test_good_dataset_passes_and_writes_report(good_data, tmp_path):
-    paths = Paths(good_data, tmp_path / "outputs")
+def test_tiny_dataset_passes_and_writes_report(tiny_data, tmp_path):
+    paths = Paths(tiny_data, tmp_path / "outputs")
     report = validate(SmarConfig(), paths)
     assert report["success"] is True
-    assert report["counts"]["items"] == len(pd.read_parquet(good_data / "items.parquet")) > 0
-    assert report["counts"]["queries"] == len(pd.read_parquet(good_data / "queries.parquet")) > 0
+    assert report["counts"]["items"] == len(pd.read_parquet(tiny_data / "items.parquet")) > 0
+    assert report["counts"]["queries"] == len(pd.read_parquet(tiny_data / "queries.parquet")) > 0
     assert all(check["success"] for check in report["checks"])
     assert json.loads(paths.validation_report.read_text()) == report
 

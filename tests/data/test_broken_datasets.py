@@ -20,22 +20,14 @@ import pytest
 from smar.config import SmarConfig
 from smar.errors import DatasetError
 from smar.paths import Paths
-from smar.synth import PRESETS, synthesize
 from smar.validate import ValidationFailed, data_docs_dir, require_passed, validate
 
 
-@pytest.fixture(scope="module")
-def good_data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("corpus") / "data"
-    synthesize(PRESETS["tiny"], data)
-    return data
-
-
 @pytest.fixture
-def data(good_data, tmp_path) -> Path:
+def data(tiny_data, tmp_path) -> Path:
     """A fresh copy of the good dataset, to break."""
     copy = tmp_path / "data"
-    shutil.copytree(good_data, copy)
+    shutil.copytree(tiny_data, copy)
     return copy
 
 

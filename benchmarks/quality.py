@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/quality.py                  # all kinds, seeds 0 1 2, default data
     .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
+    .venv/bin/python benchmarks/quality.py --params benchmarks/params.pretrained.yaml --name quality-pretrained
 
-Writes benchmarks/results/quality.json (every run and the mean/std per kind) and quality.md.
+Writes benchmarks/results/NAME.json (every run and the mean/std per kind) and NAME.md.
 Besides the overall metrics, test queries that name a colour or pattern are scored twice:
 against their relevant items whose titles state that look ("look in title"), and against
 those whose titles do not, so only the image shows it ("look only in image").
@@ -35,7 +36,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--report-only", action="store_true", help="Re-render quality.md from the runs in quality.json.")
+    parser.add_argument("--name", default="quality", help="Results file names: NAME.json and NAME.md.")
+    parser.add_argument("--report-only", action="store_true", help="Re-render NAME.md from the runs in NAME.json.")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="smar-quality-"))
@@ -53,11 +55,13 @@ def main() -> None:
 
     base = load_config(args.params)
     dataset = load_dataset(args.data)
-    meta = {"data": str(args.data), "params": str(args.params), "seeds": args.seeds, "split": base.evaluate.split}
+    meta = {"data": shown(args.data), "params": shown(args.params), "seeds": args.seeds, "split": base.evaluate.split}
+    best, stem = ceiling(dataset, base.evaluate.split), args.results / args.name
     if args.report_only:
-        runs = json.loads((args.results / "quality.json").read_text())["runs"]
+        runs = json.loads(stem.with_suffix(".json").read_text())["runs"]
         meta["seeds"] = sorted({run["seed"] for run in runs})
-        return write_report(runs, ceiling(dataset, base.evaluate.split), meta, args.results)
+        write_report(runs, best, meta, stem)
+        return print(stem.with_suffix(".md").read_text())
     stages.validate(base, Paths(args.data, scratch / "validated"))
     runs = []
     for kind in args.kinds:
@@ -88,16 +92,21 @@ def main() -> None:
                 }
             )
             print(f"{kind} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f} R@50 {evaluation['model']['recall@50']:.4f}", flush=True)
+            write_report(runs, best, meta, stem)  # after every run: a long benchmark keeps what it has
+    print(stem.with_suffix(".md").read_text())
 
-    write_report(runs, ceiling(dataset, base.evaluate.split), meta, args.results)
+
+def shown(path: Path) -> str:
+    """A path as the results show it: relative to the project root when it lies inside."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def write_report(runs: list[dict], best: dict, meta: dict, results: Path) -> None:
+def write_report(runs: list[dict], best: dict, meta: dict, stem: Path) -> None:
     summary = summarise(runs)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "quality.json").write_text(json.dumps({"meta": meta, "ceiling": best, "summary": summary, "runs": runs}, indent=2) + "\n")
-    (results / "quality.md").write_text(markdown(summary, best, meta))
-    print(markdown(summary, best, meta))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "ceiling": best, "summary": summary, "runs": runs}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(summary, best, meta))
 
 
 def ceiling(dataset, split: str) -> dict:
@@ -160,7 +169,7 @@ def markdown(summary: dict, best: dict, meta: dict) -> str:
         return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
     lines = [
-        f"Quality on `{meta['data']}` ({meta['split']} split), mean ± std over seeds {meta['seeds']}.",
+        f"Quality on `{meta['data']}` ({meta['split']} split) with `{meta['params']}`, mean ± std over seeds {meta['seeds']}.",
         "",
         "| model | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),

@@ -2,17 +2,20 @@
 
     .venv/bin/python benchmarks/quality.py                  # all kinds, seeds 0 1 2, default data
     .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
-    .venv/bin/python benchmarks/quality.py --params benchmarks/params.pretrained.yaml --name quality-pretrained
+    .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.pretrained.yaml \
+        --kinds smar text_only late_fusion --epochs 1 --name quality-pretrained  # encoders side by side
 
 Writes benchmarks/results/NAME.json (every run and the mean/std per kind) and NAME.md.
 Besides the overall metrics, test queries that name a colour or pattern are scored twice:
 against their relevant items whose titles state that look ("look in title"), and against
-those whose titles do not, so only the image shows it ("look only in image").
+those whose titles do not, so only the image shows it ("look only in image"). With several
+--params files every kind runs with each, and rows are labelled "kind · file name".
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -33,7 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--params", nargs="+", type=Path, default=[ROOT / "params.yaml"])
+    parser.add_argument("--epochs", type=int, help="Override train.epochs in every params file.")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", default="quality", help="Results file names: NAME.json and NAME.md.")
@@ -53,46 +57,50 @@ def main() -> None:
     from smar.dataset import load_dataset
     from smar.paths import Paths
 
-    base = load_config(args.params)
+    bases = {path: load_config(path) for path in args.params}
+    if args.epochs:
+        bases = {path: base.model_copy(update={"train": base.train.model_copy(update={"epochs": args.epochs})}) for path, base in bases.items()}
+    split = next(iter(bases.values())).evaluate.split
     dataset = load_dataset(args.data)
-    meta = {"data": shown(args.data), "params": shown(args.params), "seeds": args.seeds, "split": base.evaluate.split}
-    best, stem = ceiling(dataset, base.evaluate.split), args.results / args.name
+    meta = {"data": shown(args.data), "params": [shown(path) for path in args.params], "epochs": args.epochs, "seeds": args.seeds, "split": split}
+    best, stem = ceiling(dataset, split), args.results / args.name
     if args.report_only:
-        runs = json.loads(stem.with_suffix(".json").read_text())["runs"]
-        meta["seeds"] = sorted({run["seed"] for run in runs})
-        write_report(runs, best, meta, stem)
+        stored = json.loads(stem.with_suffix(".json").read_text())
+        write_report(stored["runs"], best, stored["meta"], stem)
         return print(stem.with_suffix(".md").read_text())
-    stages.validate(base, Paths(args.data, scratch / "validated"))
+    stages.validate(next(iter(bases.values())), Paths(args.data, scratch / "validated"))
     runs = []
-    for kind in args.kinds:
-        for seed in args.seeds:
-            config = base.model_copy(
-                update={
-                    "model": base.model.model_copy(update={"kind": kind}),
-                    "train": base.train.model_copy(update={"seed": seed}),
-                }
-            )
-            paths = Paths(args.data, scratch / f"{kind}-{seed}")
-            paths.validation_report.parent.mkdir(parents=True)
-            paths.validation_report.write_bytes((scratch / "validated" / "validation" / "report.json").read_bytes())
-            started = time.perf_counter()
-            trained = stages.train(config, paths)
-            stages.export(config, paths)
-            stages.build_index(config, paths)
-            evaluation = stages.evaluate(config, paths)
-            runs.append(
-                {
-                    "kind": kind,
-                    "seed": seed,
-                    "seconds": round(time.perf_counter() - started, 1),
-                    "train_seconds": round(trained.seconds, 1),
-                    "overall": evaluation["model"],
-                    "served_by_index": evaluation["served_by_index"],
-                    **slice_metrics(dataset, paths, config.evaluate.split),
-                }
-            )
-            print(f"{kind} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f} R@50 {evaluation['model']['recall@50']:.4f}", flush=True)
-            write_report(runs, best, meta, stem)  # after every run: a long benchmark keeps what it has
+    for kind, (params, base), seed in itertools.product(args.kinds, bases.items(), args.seeds):
+        label = kind if len(bases) == 1 else f"{kind} · {params.name.removesuffix('.yaml')}"
+        config = base.model_copy(
+            update={
+                "model": base.model.model_copy(update={"kind": kind}),
+                "train": base.train.model_copy(update={"seed": seed}),
+            }
+        )
+        paths = Paths(args.data, scratch / f"{label}-{seed}")
+        paths.validation_report.parent.mkdir(parents=True)
+        paths.validation_report.write_bytes((scratch / "validated" / "validation" / "report.json").read_bytes())
+        started = time.perf_counter()
+        trained = stages.train(config, paths)
+        stages.export(config, paths)
+        stages.build_index(config, paths)
+        evaluation = stages.evaluate(config, paths)
+        runs.append(
+            {
+                "kind": kind,
+                "label": label,
+                "params": shown(params),
+                "seed": seed,
+                "seconds": round(time.perf_counter() - started, 1),
+                "train_seconds": round(trained.seconds, 1),
+                "overall": evaluation["model"],
+                "served_by_index": evaluation["served_by_index"],
+                **slice_metrics(dataset, paths, config.evaluate.split),
+            }
+        )
+        print(f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f} R@50 {evaluation['model']['recall@50']:.4f}", flush=True)
+        write_report(runs, best, meta, stem)  # after every run: a long benchmark keeps what it has
     print(stem.with_suffix(".md").read_text())
 
 
@@ -151,16 +159,16 @@ def slice_metrics(dataset, paths, split: str) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
     summary = {}
-    for kind in dict.fromkeys(run["kind"] for run in runs):
-        mine = [run for run in runs if run["kind"] == kind]
-        summary[kind] = {
+    for label in dict.fromkeys(run["label"] for run in runs):
+        mine = [run for run in runs if run["label"] == label]
+        summary[label] = {
             section: {
                 metric: {"mean": statistics.mean(r[section][metric] for r in mine), "std": statistics.pstdev(r[section][metric] for r in mine)}
                 for metric in METRICS
             }
             for section in ["overall", *SLICES]
         }
-        summary[kind]["train_seconds"] = statistics.median(r["train_seconds"] for r in mine)
+        summary[label]["train_seconds"] = statistics.median(r["train_seconds"] for r in mine)
     return summary
 
 
@@ -168,8 +176,10 @@ def markdown(summary: dict, best: dict, meta: dict) -> str:
     def cell(stats: dict) -> str:
         return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
+    params = ", ".join(f"`{path}`" for path in meta["params"])
+    epochs = f" (train.epochs set to {meta['epochs']})" if meta.get("epochs") else ""
     lines = [
-        f"Quality on `{meta['data']}` ({meta['split']} split) with `{meta['params']}`, mean ± std over seeds {meta['seeds']}.",
+        f"Quality on `{meta['data']}` ({meta['split']} split) with {params}{epochs}, mean ± std over seeds {meta['seeds']}.",
         "",
         "| model | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
@@ -182,9 +192,12 @@ def markdown(summary: dict, best: dict, meta: dict) -> str:
         lines += ["| model | recall@10 | recall@50 | mrr@10 | ndcg@10 |", "|---|---|---|---|---|"]
         for kind, stats in summary.items():
             lines.append(f"| {kind} | " + " | ".join(cell(stats[name][m]) for m in ("recall@10", "recall@50", "mrr@10", "ndcg@10")) + " |")
-    if "smar" in summary and "text_only" in summary:
-        smar, text = summary["smar"]["overall"]["recall@50"]["mean"], summary["text_only"]["overall"]["recall@50"]["mean"]
-        lines += ["", f"SMAR vs text-only, Recall@50: {smar:.4f} vs {text:.4f} ({100 * (smar / text - 1):+.1f}% relative; the paper: +7.6%)."]
+    for label in summary:
+        kind, _, params = label.partition(" · ")
+        text_label = " · ".join(filter(None, ["text_only", params]))
+        if kind == "smar" and text_label in summary:
+            smar, text = summary[label]["overall"]["recall@50"]["mean"], summary[text_label]["overall"]["recall@50"]["mean"]
+            lines += ["", f"{label} vs {text_label}, Recall@50: {smar:.4f} vs {text:.4f} ({100 * (smar / text - 1):+.1f}% relative; the paper: +7.6%)."]
     return "\n".join(lines) + "\n"
 
 

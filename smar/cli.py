@@ -82,7 +82,7 @@ _step_command("register", "register", "Log the retriever to the MLflow registry 
 def data_synth(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data"),
-    preset: Annotated[str | None, typer.Option(help="Named size (small, tiny) instead of params.yaml's `data` section.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Named size (tiny, small, medium, large) instead of params.yaml's `data` section.")] = None,
 ) -> None:
     """Write the deterministic synthetic default dataset."""
     from smar.config import load_config

@@ -5,22 +5,17 @@ Input: a frame with a `query` column; param `k` (default 10). Output: one row pe
 with `item_ids` and `scores`, best first, and `index`, the item view that served it.
 """
 
-import warnings
-
 import mlflow
 import pandas as pd
 
 from smar.retriever import Retriever
-
-# The signature is logged explicitly; MLflow's advice to add type hints for inference does not apply.
-warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
 
 class SmarRetrieverModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.retriever = Retriever(context.artifacts["model"], context.artifacts["index"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # the signature is logged explicitly
         k = int((params or {}).get("k", 10))
         queries = pd.DataFrame(model_input)["query"].astype(str).tolist()
         hits = self.retriever.search(queries, k)

@@ -78,7 +78,8 @@ PRESETS = {
     "medium": DataConfig(num_items=30_000, num_queries=20_000),
     "large": DataConfig(num_items=1_000_000, num_queries=100_000),
 }
-CHUNK = 10_000  # items (and qrels) written per Parquet row group
+CHUNK = 10_000  # items written per Parquet row group
+QRELS_CHUNK = 100_000  # qrels written per Parquet row group
 
 
 def synthesize(config: DataConfig, out_dir: Path) -> dict:
@@ -196,11 +197,13 @@ def _write_items(config: DataConfig, root: Path) -> dict:
     return {"codes": codes, "arrays": arrays, "popularity": popularity, "by_category": _rows_by(arrays["category"])}
 
 
-def _append(writer, rows: list[dict], path: Path):
+def _append(writer, rows: list[dict], path: Path, *, via_pandas: bool = False):
+    """Write `rows` as one row group, opening the writer on the first call."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows)
+    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False) if via_pandas else pa.Table.from_pylist(rows)
     if writer is None:
         writer = pq.ParquetWriter(path, table.schema)
     if rows:
@@ -225,7 +228,7 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
 
     codes, arrays, popularity = catalog["codes"], catalog["arrays"], catalog["popularity"]
     cumulative = np.cumsum(popularity) / popularity.sum()
-    seen, queries, qrels = set(), [], []
+    seen, queries, qrels, writer, written = set(), [], [], None, 0
     for attempt in range(config.num_queries * 20):
         if len(queries) == config.num_queries:
             break
@@ -251,10 +254,13 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
                        | {a: named.get(a) for a in ATTRIBUTES})
         qrels.extend({"query_id": query_id, "item_id": f"I{row:07d}", "label": int(c), "split": split}
                      for row, c in zip(rows.tolist(), clicks.tolist()))
+        if len(qrels) >= QRELS_CHUNK:  # stream: a million-item catalog has millions of qrels
+            writer = _append(writer, qrels[:QRELS_CHUNK], root / "qrels.parquet", via_pandas=True)
+            written, qrels = written + QRELS_CHUNK, qrels[QRELS_CHUNK:]
+    _append(writer, qrels, root / "qrels.parquet", via_pandas=True).close()  # pandas' schema, as data.dvc records
     frame = pd.DataFrame(queries)
     frame.drop(columns="split").to_parquet(root / "queries.parquet", index=False)
-    pd.DataFrame(qrels).to_parquet(root / "qrels.parquet", index=False, row_group_size=CHUNK * 10)
-    return {"queries": len(frame), "qrels": len(qrels)} | {
+    return {"queries": len(frame), "qrels": written + len(qrels)} | {
         f"{split}_queries": int((frame["split"] == split).sum()) for split in ("train", "valid", "test")
     }
 

@@ -50,6 +50,7 @@ def test_same_parameters_give_byte_identical_files(tiny, tmp_path):
 
 def test_streaming_in_small_chunks_gives_the_same_rows(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "CHUNK", 7)
+    monkeypatch.setattr(synth, "QRELS_CHUNK", 11)
     synthesize(TINY, tmp_path / "chunked")
     for name in ("items.parquet", "queries.parquet", "qrels.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tiny / name), pd.read_parquet(tmp_path / "chunked" / name))

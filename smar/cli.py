@@ -31,9 +31,9 @@ def _setup() -> None:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    warnings.filterwarnings("ignore", message=".*(type hint|input example)", category=UserWarning)  # MLflow's advice on logging
+    warnings.filterwarnings("ignore", message=".*input example", category=UserWarning)  # MLflow's advice on logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("great_expectations", "alembic", "httpx", "urllib3"):
+    for noisy in ("great_expectations", "alembic", "httpx", "urllib3", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

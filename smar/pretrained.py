@@ -55,7 +55,11 @@ def minilm_tokenizer():
 def minilm_bert():
     """The MiniLM encoder as a `transformers.BertModel` (hidden size 384, no pooler: smar pools itself), in eval mode."""
     from transformers import BertModel
+    from transformers.utils import logging as transformers_logging
 
+    # The checkpoint's pooler weights are left out on purpose; transformers would report them as unexpected.
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     return BertModel.from_pretrained(minilm_dir(), local_files_only=True, add_pooling_layer=False)
 
 

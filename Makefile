@@ -53,7 +53,7 @@ mlflow-ui: install
 	mlflow server --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 serve: install
-	smar serve --host 127.0.0.1 --port 5001
+	smar serve
 
 clean:
 	rm -rf outputs mlruns .prefect

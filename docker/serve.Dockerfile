@@ -32,5 +32,5 @@ USER app
 EXPOSE 8080
 # slim has no curl; urlopen raises (exit 1) on connection errors and non-2xx replies.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=3)"]
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=3)"]
 CMD ["smar", "serve", "--host", "0.0.0.0", "--port", "8080"]

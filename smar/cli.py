@@ -167,33 +167,23 @@ def pipeline(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
-    model_uri: Annotated[str, typer.Option(help="Model to serve.")] = "models:/smar-retriever@champion",
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data"),
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: serve.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: serve.port).")] = None,
 ) -> None:
-    """Serve the champion over HTTP (POST /invocations with {"dataframe_records": [{"query": "..."}], "params": {"k": 10}})."""
+    """Serve the registry's champion: POST /search, /healthz, /readyz, /version and a search page at /."""
     from smar import tracking
+    from smar.config import load_config
 
     _setup()
+    with _user_errors():
+        config = load_config(params)
+    settings = config.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     tracking.configure()
-    if model_uri.startswith("models:/") and "@" in model_uri:
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+    from smar.serving import serve as run_service
 
-        from smar.errors import MissingInputError
-
-        name, alias = model_uri.removeprefix("models:/").split("@", 1)
-        with _user_errors():
-            try:
-                version = MlflowClient().get_model_version_by_alias(name, alias).version
-            except MlflowException:
-                raise MissingInputError(f"{model_uri}: no version of {name} has alias '{alias}' yet. Run `smar pipeline` first.") from None
-        log.info("serving %s (version %s) on http://%s:%d", model_uri, version, host, port)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking.DEFAULT_TRACKING_URI)
-    bin_dir = str(Path(sys.executable).parent)  # `mlflow models serve` starts uvicorn through the shell
-    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port)]
-    os.execv(command[0], command)
+    run_service(settings, config.register_.model_name, data)
 
 
 def main() -> None:

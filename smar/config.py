@@ -122,6 +122,16 @@ class RegisterConfig(_Section):
     tolerance: float = Field(0.0, ge=0.0, le=1.0, description="How far below the champion a candidate may be.")
 
 
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Interface `smar serve` binds.")
+    port: int = Field(8000, ge=1, le=65535)
+    alias: str = Field("champion", description="Registry alias the service follows.")
+    poll_seconds: float = Field(5.0, gt=0, description="How often the service asks the registry where the alias points.")
+    max_query_chars: int = Field(256, ge=1, description="Longer queries are refused with 422.")
+    max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
+    max_batch: int = Field(64, ge=1, description="Concurrent queries encoded together in one batch.")
+
+
 class SmarConfig(_Section):
     data: DataConfig = DataConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
@@ -131,6 +141,7 @@ class SmarConfig(_Section):
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    serve: ServeConfig = ServeConfig()
     import_: ImportConfig | None = Field(None, alias="import", description="`smar data import` with no source options.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

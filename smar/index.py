@@ -2,8 +2,9 @@
 inner product on L2-normalised vectors.
 
 The index stores 64-bit ids (a stable hash of each item id) through `IndexIDMap2`, and
-`id_map.parquet` maps them back to the catalog's string ids. A hash rather than a row
-number keeps an item's id the same when the catalog is reordered or grows.
+`id_map.parquet` maps them back to the catalog's string ids, with each item's title and
+image path for the search service. A hash rather than a row number keeps an item's id the
+same when the catalog is reordered or grows.
 """
 
 from __future__ import annotations
@@ -58,14 +59,17 @@ def build_index(config: SmarConfig, paths: Paths) -> dict:
     with replace_on_success(paths.index_dir) as scratch:
         for view, index in indexes.items():
             faiss.write_index(index, str(scratch / index_file(view)))
-        pd.DataFrame({"faiss_id": ids, "item_id": item_ids}).to_parquet(scratch / ID_MAP_FILE, index=False)
+        items = pd.read_parquet(require(paths.data / "items.parquet", "data synth"), columns=["item_id", "title", "image"])
+        shown = items.set_index("item_id").reindex(item_ids)
+        id_map = pd.DataFrame({"faiss_id": ids, "item_id": item_ids, "title": shown["title"].to_numpy(), "image": shown["image"].to_numpy()})
+        id_map.to_parquet(scratch / ID_MAP_FILE, index=False)
         stats["index_bytes"] = sum((scratch / index_file(view)).stat().st_size for view in indexes)
         (scratch / "build.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats | {"index_dir": str(paths.index_dir)}
 
 
 def load_index(directory: Path):
-    """({view: faiss index}, {faiss_id: item_id})."""
+    """({view: faiss index}, {faiss_id: item_id}, {item_id: (title, image path or None)})."""
     import faiss
     import pandas as pd
 
@@ -73,4 +77,7 @@ def load_index(directory: Path):
     id_map = pd.read_parquet(directory / ID_MAP_FILE)
     views = sorted(p.name.split(".")[1] for p in directory.glob(index_file("*")))
     indexes = {view: faiss.read_index(str(directory / index_file(view))) for view in views}
-    return indexes, dict(zip(id_map["faiss_id"].tolist(), id_map["item_id"].tolist()))
+    ids = id_map["item_id"].tolist()
+    titles, images = (id_map[column] if column in id_map else [None] * len(ids) for column in ("title", "image"))  # older indexes lack them
+    shown = {item: (title, image if isinstance(image, str) else None) for item, title, image in zip(ids, titles, images)}
+    return indexes, dict(zip(id_map["faiss_id"].tolist(), ids)), shown

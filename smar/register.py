@@ -57,17 +57,8 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     require(paths.index_dir, "index")
     require(paths.metrics_file, "evaluate")
     run_id = tracking.run_id_of(require(paths.model_dir, "train"))
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(type hint|input example)", category=UserWarning)  # the signature is explicit
-        info = mlflow.pyfunc.log_model(
-            name="retriever",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={"model": str(paths.model_dir), "index": str(paths.index_dir)},
-            signature=_signature(),
-            pip_requirements=_pinned_requirements(),
-            registered_model_name=settings.model_name,
-        )
-    version = str(info.registered_model_version)
+    with mlflow.start_run(run_id=run_id):
+        version = log_version(settings.model_name, paths.model_dir, paths.index_dir)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
     candidate = recall_at_10(f"models:/{settings.model_name}/{version}", queries, relevant)
@@ -105,6 +96,23 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     } | asdict(decision)
     write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
+    """Log the retriever (checkpoint + indexes) as one pyfunc model in the active run, register it, return the version."""
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example", category=UserWarning)  # the signature is explicit
+        info = mlflow.pyfunc.log_model(
+            name="retriever",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(model_dir), "index": str(index_dir)},
+            signature=_signature(),
+            pip_requirements=_pinned_requirements(),
+            registered_model_name=model_name,
+        )
+    return str(info.registered_model_version)
 
 
 def recall_at_10(model_uri: str, queries, relevant) -> float:

@@ -24,7 +24,7 @@ class Retriever:
         from smar.model import load_model, served_views
 
         self.model, self.tokenizer = load_model(model_dir)
-        self.indexes, self.item_ids = load_index(index_dir)
+        self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}
         expected = set(served_views(self.model.config))
         if set(self.indexes) != expected:
             raise ValueError(f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; rebuild the index.")

@@ -20,7 +20,10 @@ ITEM_IDS = [f"sku-{n}" for n in range(N)]
 
 
 def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) -> None:
-    """The layout `smar.export` writes."""
+    """The layout `smar.export` writes, beside the catalog it came from."""
+    paths.data.mkdir(parents=True, exist_ok=True)
+    images = [f"images/{n}.png" if n % 2 else None for n in range(N)]  # some items ship features, not images
+    pd.DataFrame({"item_id": ITEM_IDS, "title": [f"title {n}" for n in range(N)], "image": images}).to_parquet(paths.data / "items.parquet")
     paths.embeddings_dir.mkdir(parents=True)
     np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors.astype(np.float32))
     pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
@@ -65,16 +68,17 @@ def test_id_map_has_one_row_per_item_with_hashed_ids(built):
     assert len(id_map) == N
     assert id_map["item_id"].tolist() == ITEM_IDS
     assert id_map["faiss_id"].tolist() == [faiss_id(i) for i in ITEM_IDS]
-    indexes, mapping = load_index(paths.index_dir)
+    indexes, mapping, shown = load_index(paths.index_dir)
     index = indexes[VIEW]
     assert index.ntotal == N
     assert mapping == {faiss_id(i): i for i in ITEM_IDS}
+    assert shown["sku-3"] == ("title 3", "images/3.png") and shown["sku-4"] == ("title 4", None)
 
 
 @pytest.mark.parametrize("row", [0, 17, N - 1])
 def test_stored_vector_finds_itself(built, vectors, row):
     paths, _ = built
-    indexes, mapping = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index_dir)
     index = indexes[VIEW]
     scores, ids = index.search(vectors[row : row + 1], 3)
     assert mapping[int(ids[0, 0])] == f"sku-{row}"
@@ -86,7 +90,7 @@ def test_unnormalised_vectors_are_normalised_before_indexing(tmp_path, vectors):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     _write_embeddings(paths, vectors * 7.0, ITEM_IDS)
     build_index(SmarConfig(), paths)
-    indexes, mapping = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index_dir)
     index = indexes[VIEW]
     scores, ids = index.search(vectors[5:6], 1)
     assert mapping[int(ids[0, 0])] == "sku-5"
@@ -130,7 +134,7 @@ def test_every_exported_view_gets_its_own_index(tmp_path, vectors):
     _write_embeddings(paths, vectors, ITEM_IDS)
     np.save(paths.embeddings_dir / embeddings_file("text"), -vectors)
     stats = build_index(SmarConfig(), paths)
-    indexes, mapping = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index_dir)
     assert stats["views"] == ["multimodal", "text"] and sorted(indexes) == ["multimodal", "text"]
     scores, ids = indexes["text"].search(-vectors[:1], 1)
     assert mapping[int(ids[0, 0])] == ITEM_IDS[0] and scores[0, 0] == pytest.approx(1.0, abs=1e-5)

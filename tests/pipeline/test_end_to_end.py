@@ -83,14 +83,16 @@ def test_first_model_passing_the_gate_becomes_champion(first_run):
     assert tags["gate.decision"] == "promoted" and "no champion yet" in tags["gate.reason"]
 
 
-def test_served_champion_answers_over_http(first_run, tmp_path):
+def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
+    """The registered pyfunc model stands on its own: `mlflow models serve` answers with it."""
     summary, paths = first_run
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     smar = Path(sys.executable).with_name("smar")
     server = subprocess.Popen(
-        [str(smar), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(smar.with_name("mlflow")), "models", "serve", "-m", "models:/smar-retriever@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
         stdout=(tmp_path / "serve.log").open("w"),
         stderr=subprocess.STDOUT,
         env=os.environ | {"PATH": f"{smar.parent}{os.pathsep}{os.environ['PATH']}"},

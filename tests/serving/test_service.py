@@ -1,0 +1,248 @@
+"""`smar serve` over real HTTP: search, health, version, images, and following the alias.
+
+One tiny model is trained once and registered as several versions of its own registered
+model (so the pipeline tests' `smar-retriever` is never touched). The service runs in a
+uvicorn thread on a free port and polls the registry every 0.2 s.
+"""
+
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smar import stages, tracking
+from smar.config import SmarConfig, load_config
+from smar.dataset import dvc_directory_md5
+from smar.model import WEIGHTS_FILE
+from smar.paths import Paths
+from smar.register import log_version
+
+pytestmark = pytest.mark.slow
+MODEL_NAME = "serving-test"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths]:
+    config = load_config(tiny_params)
+    paths = Paths(tiny_data, tmp_path_factory.mktemp("serving") / "outputs")
+    for step in (stages.validate, stages.train, stages.export, stages.build_index):
+        step(config, paths)
+    return config, paths
+
+
+def register_version(paths: Paths, model_dir: Path | None = None) -> str:
+    mlflow = tracking.configure()
+    with mlflow.start_run(run_id=tracking.run_id_of(paths.model_dir)):
+        return log_version(MODEL_NAME, model_dir or paths.model_dir, paths.index_dir)
+
+
+def point_alias(version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
+
+
+@pytest.fixture(scope="module")
+def service(trained):
+    """(base url, follower, {"first", "second", "broken"} versions); champion starts on the first."""
+    import uvicorn
+
+    from smar.serving import AliasFollower, create_app
+
+    config, paths = trained
+    versions = {"first": register_version(paths), "second": register_version(paths)}
+    broken = paths.outputs / "broken-model"
+    shutil.copytree(paths.model_dir, broken)
+    (broken / WEIGHTS_FILE).write_bytes(b"not a checkpoint")
+    versions["broken"] = register_version(paths, broken)
+    point_alias(versions["first"])
+
+    settings = config.serve.model_copy(update={"poll_seconds": 0.2})
+    follower = AliasFollower(MODEL_NAME, settings.alias, settings.poll_seconds)
+    follower.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(follower, settings, paths.data), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, "the first version to load")
+    yield url, follower, versions
+    server.should_exit = True
+    follower.stop()
+    thread.join(timeout=10)
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_health_readiness_and_version(service, trained):
+    url, _, versions = service
+    _, paths = trained
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready == {"ready": True, "model_version": versions["first"], "problems": {}}
+    info = httpx.get(f"{url}/version").json()
+    assert info["model_name"] == MODEL_NAME and info["model_version"] == versions["first"] and info["alias"] == "champion"
+    assert info["data_hash"] == dvc_directory_md5(paths.data)
+    assert info["git_commit"] and info["run_id"] == tracking.run_id_of(paths.model_dir)
+
+
+def test_search_returns_titled_items_with_fetchable_images(service, trained):
+    url, _, versions = service
+    _, paths = trained
+    items = pd.read_parquet(paths.data / "items.parquet").set_index("item_id")
+    response = httpx.post(f"{url}/search", json={"query": "red striped mug", "k": 7})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == versions["first"] and body["index"] in {"multimodal", "text"}
+    results = body["results"]
+    assert len(results) == 7 and [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    for result in results:
+        assert result["title"] == items.at[result["item_id"], "title"]
+        assert result["image_url"] == f"/images/{result['item_id']}"
+    image = httpx.get(url + results[0]["image_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == (paths.data / items.at[results[0]["item_id"], "image"]).read_bytes()
+    assert httpx.get(f"{url}/images/no-such-item").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ({"query": ""}, "query: String should have at least 1 character"),
+        ({"query": " \t "}, "query: is blank"),
+        ({"query": "x" * 257}, "query: String should have at most 256 characters"),
+        ({"query": "mug", "k": 0}, "k: Input should be greater than or equal to 1"),
+        ({"query": "mug", "k": 101}, "k: Input should be less than or equal to 100"),
+        ({"query": "mug", "k": "10"}, "k: Input should be a valid integer"),
+        ({"query": 5}, "query: Input should be a valid string"),
+        ({"k": 3}, "query: Field required"),
+        ({"query": "mug", "limit": 3}, "limit: Extra inputs are not permitted"),
+        ([1, 2], "body: Input should be a valid dictionary"),
+        (b"{not json", "body: not JSON"),
+        (b'{"query": "caf\xe9"}', "body: not JSON"),
+        (b'{"query": "\\ud800"}', "query: "),
+    ],
+)
+def test_bad_requests_get_422_naming_the_field(service, body, complaint):
+    url, _, _ = service
+    response = httpx.post(f"{url}/search", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/search", json=body)
+    assert response.status_code == 422, response.text
+    assert complaint in response.json()["error"] and '"query"' in response.json()["hint"]
+
+
+def test_search_page_is_served(service):
+    url, _, _ = service
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and "<form id=\"search\"" in page.text and "/version" in page.text
+
+
+def test_alias_moves_are_followed_without_a_failed_request(service):
+    """Hammer /search while the alias moves; every answer is a 200 from one whole version, in order."""
+    url, follower, versions = service
+    seen, failures, stop = [], [], threading.Event()
+
+    def client():
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not stop.is_set():
+                response = http.post("/search", json={"query": "blue lamp", "k": 5})
+                if response.status_code != 200:
+                    failures.append(response.text)
+                else:
+                    seen.append(response.json()["model_version"])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(seen) > 20, "requests against the first version")
+        point_alias(versions["second"])
+        wait_for(lambda: follower.current.version == versions["second"], "the swap")
+        before = len(seen)
+        wait_for(lambda: len(seen) > before + 20, "requests against the second version")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert set(seen) == {versions["first"], versions["second"]}
+    swap = seen.index(versions["second"])
+    assert all(v == versions["second"] for v in seen[swap + 20 :])  # a few answers computed before the swap may land after it
+    assert httpx.get(f"{url}/readyz").json()["model_version"] == versions["second"]
+
+
+def test_broken_version_keeps_the_last_good_model_serving(service, caplog):
+    url, follower, versions = service
+    point_alias(versions["second"])
+    wait_for(lambda: follower.current.version == versions["second"], "the second version")
+    point_alias(versions["broken"])
+    wait_for(lambda: "load" in follower.problems, "the broken version to be tried")
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200 and ready.json()["model_version"] == versions["second"]
+    assert f"version {versions['broken']} failed to load" in ready.json()["problems"]["load"]
+    assert f"still serving version {versions['second']}" in ready.json()["problems"]["load"]
+    assert httpx.post(f"{url}/search", json={"query": "mug"}).json()["model_version"] == versions["second"]
+    point_alias(versions["second"])  # rolled back: the complaint goes away
+    wait_for(lambda: "load" not in follower.problems, "the problem to clear")
+
+
+def test_unreachable_registry_keeps_serving_and_says_so(service, monkeypatch):
+    url, follower, versions = service
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast instead of MLflow's minutes of retries
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    serving = follower.current.version
+    follower.tracking_uri = "http://127.0.0.1:9"  # nothing listens there
+    try:
+        wait_for(lambda: "registry" in follower.problems, "the registry check to fail", seconds=180)
+        ready = httpx.get(f"{url}/readyz").json()
+        assert ready["ready"] is True and ready["model_version"] == serving
+        assert "cannot resolve serving-test@champion" in ready["problems"]["registry"]
+        assert httpx.post(f"{url}/search", json={"query": "mug"}).status_code == 200
+    finally:
+        follower.tracking_uri = None
+    wait_for(lambda: "registry" not in follower.problems, "the registry to be back")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+REQUESTS = st.one_of(
+    st.binary(max_size=300),  # anything at all, valid UTF-8 or not
+    JSON.map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries(  # the right shape, with hostile values: huge, empty, any unicode, surrogates
+        {"query": st.one_of(st.text(max_size=400), st.text(min_size=5000, max_size=6000), st.just("\ud800"), JSON)},
+        optional={"k": st.one_of(st.integers(min_value=-(2**70), max_value=2**70), JSON)},
+    ).map(lambda body: json.dumps(body).encode()),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=REQUESTS)
+def test_no_request_body_gets_a_5xx(service, body):
+    url, _, _ = service
+    response = httpx.post(f"{url}/search", content=body, timeout=30)
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert response.json()["error"]

@@ -37,7 +37,14 @@ data: data/dataset.json
 run: install data
 	smar pipeline
 
-test: install
+# Debian's Chromium and ChromeDriver drive the search page in the browser test.
+BROWSER_DRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(BROWSER_DRIVER):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: install $(BROWSER_DRIVER)
 	python -m pytest
 
 repro: install data

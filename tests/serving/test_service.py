@@ -27,6 +27,9 @@ from smar.register import log_version
 
 pytestmark = pytest.mark.slow
 MODEL_NAME = "serving-test"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1200,900",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic")
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +249,38 @@ def test_no_request_body_gets_a_5xx(service, body):
     assert response.status_code in (200, 422), response.text
     if response.status_code == 422:
         assert response.json()["error"]
+
+
+def test_search_page_shows_result_images_in_a_real_browser(service, tmp_path):
+    """Debian's Chromium, headless, driven by Selenium: type a query, see the result images load."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _, versions = service
+    assert Path(CHROMEDRIVER).is_file(), f"{CHROMEDRIVER} is missing: `make test` installs Debian's chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + (f"--user-data-dir={tmp_path / 'profile'}",):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        browser.get(f"{url}/")
+        box = browser.find_element(By.ID, "query")
+        box.send_keys("red striped mug")
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results figure")) >= 10)
+        wait.until(lambda b: b.execute_script(
+            "const imgs = [...document.querySelectorAll('#results img')];"
+            "return imgs.length >= 10 && imgs.every(i => i.complete && i.naturalWidth > 0);"))
+        titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#results .title")]
+        assert all(titles), titles
+        footer = browser.find_element(By.ID, "footer").text
+        assert f"model {MODEL_NAME} version " in footer and "(champion)" in footer, footer
+        shot = tmp_path / "search-page.png"
+        browser.save_screenshot(str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        browser.quit()

@@ -17,7 +17,7 @@ if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing 
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from smar import stages  # noqa: E402
@@ -66,8 +66,24 @@ def smar_pipeline(
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task(config, paths)
     summary["register"] = register_task(config, paths)
+    create_table_artifact(key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision")
     create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
     return summary
+
+
+def decision_row(registration: dict) -> dict:
+    def recall(value):
+        return round(value, 4) if value is not None else None
+
+    return {
+        "model": registration["model_name"],
+        "version": registration["version"],
+        "decision": "promoted" if registration["promote"] else "rejected",
+        "recall@10": recall(registration["recall_at_10"]),
+        "champion before": registration["champion_version"],
+        "champion recall@10": recall(registration["champion_recall_at_10"]),
+        "reason": registration["reason"],
+    }
 
 
 def format_summary(summary: dict) -> str:

@@ -18,6 +18,8 @@ import typer
 app = typer.Typer(help="SMAR multimodal retrieval: data, training, indexing, evaluation, registry and serving.", no_args_is_help=True)
 data_app = typer.Typer(help="Build datasets in the data contract.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+registry_app = typer.Typer(help="The model registry's champion: promote, roll back, history.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file (params.yaml layout).")]
 DataOption = Annotated[Path, typer.Option("--data", help="Dataset directory.")]
@@ -184,6 +186,71 @@ def serve(
     from smar.serving import serve as run_service
 
     run_service(settings, config.register_.model_name, data)
+
+
+def _registry(params: Path):
+    """(MLflow client, registered model name) for the registry commands."""
+    from mlflow import MlflowClient
+
+    from smar import tracking
+    from smar.config import load_config
+
+    _setup()
+    with _user_errors():
+        config = load_config(params)
+    tracking.configure()
+    return MlflowClient(), config.register_.model_name
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: Annotated[str, typer.Argument(help="Model version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version and in the history.")],
+    force: Annotated[bool, typer.Option("--force", help="Required: a manual promotion skips the gate.")] = False,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Make VERSION champion by hand, skipping the gate (recorded with --reason)."""
+    from smar.errors import SmarError
+    from smar.promotion import current_champion, move_champion
+
+    client, name = _registry(params)
+    with _user_errors():
+        if not force:
+            raise SmarError("a manual promotion skips the promotion gate: pass --force (and --reason) to do it anyway.")
+        if not reason.strip():
+            raise SmarError("--reason is empty: say why this version should serve.")
+        try:
+            client.get_model_version(name, version)
+        except Exception:
+            raise SmarError(f"{name} has no version {version!r}; see `smar registry history` or the MLflow UI.") from None
+        event = move_champion(client, name, version, expected=current_champion(client, name), reason=reason, by="force")
+    typer.echo(f"{name}: champion is now version {version} (was {event['previous_champion'] or 'none'}); reason: {reason}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    reason: Annotated[str, typer.Option(help="Why; recorded on the version and in the history.")] = "rollback",
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Move the champion back to the version that held it before the current one."""
+    from smar.promotion import rollback
+
+    client, name = _registry(params)
+    with _user_errors():
+        event = rollback(client, name, reason)
+    typer.echo(f"{name}: rolled back to version {event['version']} (from {event['previous_champion']}); reason: {reason}")
+
+
+@registry_app.command("history")
+def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
+    """Every move of the champion, oldest first."""
+    from smar.promotion import current_champion, history
+
+    client, name = _registry(params)
+    for event in history(client, name):
+        metrics = " ".join(f"{key}={value}" for key, value in event["metrics"].items())
+        typer.echo(f"{event['promoted_at']}  v{event['version']:<4} <- v{event['previous_champion'] or '-':<4} {event['by']:<8} {event['reason']} {metrics}".rstrip())
+    typer.echo(f"champion: version {current_champion(client, name) or 'none'}")
 
 
 def main() -> None:

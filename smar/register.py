@@ -3,7 +3,8 @@
 The new version gets alias `challenger`. It takes `champion` only if its Recall@10 passes
 the configured threshold AND is not worse (beyond `tolerance`) than the current champion,
 both measured here, through their served pyfunc models, on the same evaluation queries.
-The decision and its reason are tags on the version.
+The alias moves by compare-and-set (`smar.promotion`), so a promotion racing this one
+cannot leave the worse model as champion. The decision and its reason are tags on the version.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 from smar.config import SmarConfig
+from smar.errors import SmarError
 from smar.paths import Paths, require, write_text_atomic
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHALLENGER = "challenger"
 RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
 
 
@@ -42,7 +44,6 @@ def promotion_decision(candidate: float, champion: float | None, threshold: floa
 
 def register(config: SmarConfig, paths: Paths) -> dict:
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     from smar import tracking
     from smar.dataset import load_dataset
@@ -62,12 +63,15 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
     candidate = recall_at_10(f"models:/{settings.model_name}/{version}", queries, relevant)
-    try:
-        champion_version = str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
-    except MlflowException:
-        champion_version = None
-    champion = recall_at_10(f"models:/{settings.model_name}/{champion_version}", queries, relevant) if champion_version else None
-    decision = promotion_decision(candidate, champion, settings.min_recall_at_10, settings.tolerance)
+    decision, champion_version, champion = gate(
+        client,
+        settings.model_name,
+        version,
+        candidate,
+        champion_recall=lambda champion: recall_at_10(f"models:/{settings.model_name}/{champion}", queries, relevant),
+        threshold=settings.min_recall_at_10,
+        tolerance=settings.tolerance,
+    )
 
     tags = {
         "gate.decision": "promoted" if decision.promote else "rejected",
@@ -80,8 +84,6 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     }
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
-    if decision.promote:
-        client.set_registered_model_alias(settings.model_name, CHAMPION, version)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags({"registered_version": version, "gate.decision": tags["gate.decision"]})
         mlflow.log_metric(f"gate_{split}_recall_at_10", candidate)
@@ -96,6 +98,33 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     } | asdict(decision)
     write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def gate(client, model_name: str, version: str, candidate: float, champion_recall, threshold: float, tolerance: float, attempts: int = 5):
+    """Decide against the current champion and, on a pass, move the alias by compare-and-set.
+
+    `champion_recall(version)` measures a champion on the same queries as the candidate. When
+    another promotion moves the champion between the decision and the move, the candidate is
+    judged again against the new champion. Returns (decision, champion version, its recall).
+    """
+    from smar.promotion import ChampionMoved, current_champion, move_champion
+
+    measured: dict[str, float] = {}
+    for _ in range(attempts):
+        champion_version = current_champion(client, model_name)
+        if champion_version is not None and champion_version not in measured:
+            measured[champion_version] = champion_recall(champion_version)
+        champion = measured.get(champion_version)
+        decision = promotion_decision(candidate, champion, threshold, tolerance)
+        if not decision.promote:
+            return decision, champion_version, champion
+        try:
+            move_champion(client, model_name, version, expected=champion_version, reason=decision.reason, by="gate",
+                          metrics={"recall_at_10": round(candidate, 6)})
+            return decision, champion_version, champion
+        except ChampionMoved:
+            continue
+    raise SmarError(f"{model_name}: the champion moved {attempts} times while version {version} was judged; it stays challenger. Run again.")
 
 
 def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:

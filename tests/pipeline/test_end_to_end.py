@@ -81,6 +81,19 @@ def test_first_model_passing_the_gate_becomes_champion(first_run):
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == version
     tags = client.get_model_version(MODEL_NAME, version).tags
     assert tags["gate.decision"] == "promoted" and "no champion yet" in tags["gate.reason"]
+    assert tags["promotion.by"] == "gate" and tags["promotion.previous_champion"] == "none"
+
+
+def test_every_gate_decision_is_a_prefect_table_artifact(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    summary, _ = first_run
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion-decision"])))
+    rows = [row for artifact in artifacts for row in (json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data)]
+    [row] = [row for row in rows if row["version"] == summary["register"]["version"]]
+    assert row["decision"] == "promoted" and row["model"] == MODEL_NAME and "no champion yet" in row["reason"]
 
 
 def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):

@@ -1,0 +1,121 @@
+"""The champion alias on a real MLflow registry: compare-and-set, history, promote and rollback."""
+
+import threading
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from smar import tracking
+from smar.cli import app
+from smar.errors import SmarError
+from smar.promotion import ChampionMoved, current_champion, history, move_champion, rollback
+from smar.register import gate
+
+
+@pytest.fixture
+def registry():
+    """(client, model name, [version "1", "2", "3"]): a fresh registered model with three versions."""
+    from mlflow import MlflowClient
+
+    tracking.configure()
+    client, name = MlflowClient(), f"promotion-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    versions = [str(client.create_model_version(name, source=f"file:///nowhere/{n}").version) for n in range(3)]
+    return client, name, versions
+
+
+def test_move_is_recorded_on_the_version_and_in_the_history(registry):
+    client, name, (first, second, _) = registry
+    move_champion(client, name, first, expected=None, reason="first", by="gate", metrics={"recall_at_10": 0.5})
+    event = move_champion(client, name, second, expected=first, reason="better", by="gate", metrics={"recall_at_10": 0.6})
+    assert current_champion(client, name) == second
+    assert [(e["version"], e["previous_champion"], e["reason"]) for e in history(client, name)] == [(first, None, "first"), (second, first, "better")]
+    tags = client.get_model_version(name, second).tags
+    assert tags["promotion.previous_champion"] == first and tags["promotion.reason"] == "better" and tags["promotion.by"] == "gate"
+    assert tags["promotion.promoted_at"] == event["promoted_at"] and tags["promotion.recall_at_10"] == "0.6"
+
+
+def test_move_against_a_stale_champion_is_refused_and_changes_nothing(registry):
+    client, name, (first, second, third) = registry
+    move_champion(client, name, first, expected=None, reason="first", by="gate")
+    move_champion(client, name, second, expected=first, reason="second", by="gate")
+    with pytest.raises(ChampionMoved, match=f"expected version {first}, found {second}"):
+        move_champion(client, name, third, expected=first, reason="decided against the first", by="gate")
+    assert current_champion(client, name) == second and len(history(client, name)) == 2
+    assert "promotion.reason" not in client.get_model_version(name, third).tags
+
+
+def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
+    """A (0.5) and B (0.6) both pass against champion C (0.4). A decides first but moves last:
+    its compare-and-set fails, it is judged again against B, and rejected."""
+    client, name, (champion, worse, better) = registry
+    recall = {champion: 0.4, worse: 0.5, better: 0.6}
+    move_champion(client, name, champion, expected=None, reason="start", by="gate")
+    a_measured_champion, b_promoted = threading.Event(), threading.Event()
+    outcome = {}
+
+    def slow_champion_recall(version):  # A measures C, then waits until B has promoted
+        a_measured_champion.set()
+        assert b_promoted.wait(timeout=60)
+        return recall[version]
+
+    def judge_a():
+        outcome["a"] = gate(client, name, worse, recall[worse], slow_champion_recall, threshold=0.1, tolerance=0.0)
+
+    racer = threading.Thread(target=judge_a)
+    racer.start()
+    assert a_measured_champion.wait(timeout=60)
+    decision_b, champion_b, _ = gate(client, name, better, recall[better], recall.get, threshold=0.1, tolerance=0.0)
+    b_promoted.set()
+    racer.join(timeout=60)
+
+    assert decision_b.promote and champion_b == champion
+    decision_a, champion_a, champion_recall_a = outcome["a"]
+    assert not decision_a.promote and champion_a == better and champion_recall_a == 0.6
+    assert "worse than the champion's 0.6000" in decision_a.reason
+    assert current_champion(client, name) == better
+    assert [e["version"] for e in history(client, name)] == [champion, better]
+
+
+def test_rollback_walks_back_through_forced_and_gated_promotions(registry):
+    client, name, (first, second, third) = registry
+    move_champion(client, name, first, expected=None, reason="first", by="gate")
+    move_champion(client, name, second, expected=first, reason="second", by="gate")
+    move_champion(client, name, third, expected=second, reason="hotfix", by="force")
+    assert rollback(client, name, "hotfix misbehaves")["version"] == second
+    assert rollback(client, name, "second misbehaves too")["version"] == first
+    with pytest.raises(SmarError, match="first champion on record"):
+        rollback(client, name, "again")
+    assert current_champion(client, name) == first
+    assert client.get_model_version(name, first).tags["promotion.by"] == "rollback"
+    assert client.get_model_version(name, first).tags["promotion.previous_champion"] == second
+
+
+def test_rollback_refuses_when_the_alias_was_moved_outside_smar(registry):
+    client, name, (first, second, third) = registry
+    move_champion(client, name, first, expected=None, reason="first", by="gate")
+    move_champion(client, name, second, expected=first, reason="second", by="gate")
+    client.set_registered_model_alias(name, "champion", third)  # by hand, in the MLflow UI
+    with pytest.raises(SmarError, match="moved outside smar"):
+        rollback(client, name, "undo")
+    assert current_champion(client, name) == third
+
+
+def test_cli_promote_needs_force_and_a_reason_then_records_them(registry, tmp_path):
+    client, name, (first, second, _) = registry
+    params = tmp_path / "params.yaml"
+    params.write_text(f"register:\n  model_name: {name}\n")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["registry", "promote", first, "--reason", "try", "--params", str(params)])
+    assert refused.exit_code == 1 and "pass --force" in refused.output and current_champion(client, name) is None
+    missing = runner.invoke(app, ["registry", "promote", "99", "--force", "--reason", "try", "--params", str(params)])
+    assert missing.exit_code == 1 and "no version '99'" in missing.output
+    for version in (first, second):
+        done = runner.invoke(app, ["registry", "promote", version, "--force", "--reason", f"ship {version}", "--params", str(params)])
+        assert done.exit_code == 0, done.output
+    back = runner.invoke(app, ["registry", "rollback", "--reason", "regression", "--params", str(params)])
+    assert back.exit_code == 0 and f"rolled back to version {first} (from {second})" in back.output
+    listed = runner.invoke(app, ["registry", "history", "--params", str(params)])
+    assert listed.exit_code == 0 and f"champion: version {first}" in listed.output and "regression" in listed.output
+    assert [e["by"] for e in history(client, name)] == ["force", "force", "rollback"]

@@ -38,6 +38,13 @@ def _step_task(name: str, step):
     return task(run_step, name=name, cache_policy=NO_CACHE)
 
 
+def not_a_user_error(task, task_run, state) -> bool:
+    """Retry crashes and transient failures; not errors only the user can fix (bad data, bad settings)."""
+    from smar.errors import SmarError
+
+    return not isinstance(state.result(raise_on_failure=False), SmarError)
+
+
 validate_task = _step_task("validate", stages.validate)
 train_task = _step_task("train", stages.train)
 export_task = _step_task("export", stages.export)
@@ -61,7 +68,7 @@ def smar_pipeline(
     paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
     summary = {"data": data_dir, "outputs": outputs_dir}
     summary["validate"] = validate_task(config, paths)["counts"]
-    summary["train"] = train_task(config, paths)
+    summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(config, paths)
     summary["export"] = export_task(config, paths)
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task(config, paths)

@@ -99,6 +99,10 @@ class TrainConfig(_Section):
     router_epochs: int = Field(30, ge=1, description="Epochs of the adaptive-routing head (stage 2).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = Field(None, ge=1, description="Stop early after this many steps (smoke runs).")
+    checkpoint_every_steps: int = Field(
+        50, ge=0, description="Save the training state this often (0: never); a killed or failed training resumes from it."
+    )
+    retries: int = Field(1, ge=0, description="Prefect retries of a failed train task (it resumes from the checkpoint).")
 
 
 class ExportConfig(_Section):

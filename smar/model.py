@@ -30,19 +30,36 @@ def item_text(title: str, category: str | None, brand: str | None) -> str:
 
 
 def train_tokenizer(texts, config: ModelConfig):
-    """A WordPiece tokenizer trained on the catalog and queries; MiniLM's own with `text_encoder: minilm`."""
+    """A WordPiece tokenizer built from the catalog and queries; MiniLM's own with `text_encoder: minilm`.
+
+    The vocabulary is built here rather than by `tokenizers`' trainer, whose ids vary from run
+    to run (it breaks frequency ties in hash order): same texts, same ids, same model. It holds
+    every character seen (most frequent first, each also as a `##` continuation), so a typo
+    still splits into known pieces, then the most frequent whole words up to `vocab_size`.
+    """
     if config.text_encoder == "minilm":
         from smar.pretrained import minilm_tokenizer
 
         return _with_padding(minilm_tokenizer(), config)
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from collections import Counter
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = Counter()
+    for word, count in words.items():
+        for character in word:
+            characters[character] += count
+    by_frequency = lambda counts: [token for token, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]  # noqa: E731
+    pieces = list(SPECIAL_TOKENS)
+    for character in by_frequency(characters):
+        if len(pieces) + 2 > config.vocab_size:
+            break
+        pieces += [character, f"##{character}"]
+    pieces += [word for word in by_frequency(words) if len(word) > 1][: max(0, config.vocab_size - len(pieces))]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(pieces)}, unk_token="[UNK]"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.decoder = normalizer, splitter, decoders.WordPiece()
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return _with_padding(tokenizer, config)

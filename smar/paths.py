@@ -26,6 +26,11 @@ class Paths:
         return self.outputs / "model"
 
     @property
+    def checkpoint_dir(self) -> Path:
+        """Training state while training runs; removed when it finishes."""
+        return self.outputs / "checkpoint"
+
+    @property
     def embeddings_dir(self) -> Path:
         return self.outputs / "embeddings"
 

@@ -3,14 +3,25 @@
 Stage 1 aligns every item view the model kind trains (text, image, fused) to the query,
 each with its own in-batch softmax loss and learned temperature, weighted alpha/beta/gamma.
 Stage 2 (SMAR with adaptive routing) trains the routing head on the frozen towers.
+
+Every `train.checkpoint_every_steps` the whole training state (weights, optimiser, schedule,
+random states, position in the epoch, MLflow run id) goes to `outputs/checkpoint`. A
+training that was killed, or that failed and is retried by Prefect, resumes from it with
+the same MLflow run, when the configuration and the data are the same; it is removed once
+the model is saved.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from smar.config import SmarConfig
 from smar.paths import Paths, replace_on_success
@@ -57,7 +68,10 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     items = dataset.items.reset_index(drop=True)
     item_texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
     train_queries = dataset.split_queries("train")
-    tokenizer = train_tokenizer(item_texts + train_queries["text"].tolist(), config.model)
+    run_tags = tracking.run_tags(paths.data)
+    checkpoint = Checkpoint(paths.checkpoint_dir, fingerprint(config, run_tags["data.dvc_md5"]))
+    state = checkpoint.load()
+    tokenizer = checkpoint.tokenizer(state) if state else train_tokenizer(item_texts + train_queries["text"].tolist(), config.model)
 
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}
     query_row = {query_id: row for row, query_id in enumerate(train_queries["query_id"])}
@@ -94,19 +108,44 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     weights = {"text": settings.alpha, "image": settings.beta, "multimodal": settings.gamma}
 
     mlflow = tracking.configure()
-    with mlflow.start_run(run_name=f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tags(tracking.run_tags(paths.data) | {"device": device, "model.kind": config.model.kind})
-        mlflow.log_params(tracking.flatten(config.model_dump(mode="json", by_alias=True)))
-        mlflow.log_params({"data.train_pairs": len(pair_items), "data.items": len(items), "train.total_steps": total_steps})
-        mlflow.log_artifacts(str(paths.validation_report.parent), artifact_path="validation")  # report + HTML data docs
-        log.info("training %s on %s: %d pairs, %d items, %d steps", config.model.kind, device, len(pair_items), len(items), total_steps)
+    generator = torch.Generator().manual_seed(settings.seed)
+    step, first_epoch, batches_done, epoch_losses, valid_recall = 0, 1, 0, [], float("nan")
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["epoch_rng"])
+        step, first_epoch, batches_done, epoch_losses = state["step"], state["epoch"], state["batches_done"], state["epoch_losses"]
+    run_name = None if state else f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with mlflow.start_run(run_id=state["run_id"] if state else None, run_name=run_name) as run:
+        if state:
+            log.info("resuming %s from %s: step %d of %d (epoch %d), MLflow run %s", config.model.kind, checkpoint.file, step, total_steps,
+                     first_epoch, run.info.run_id)
+            mlflow.set_tag("resumed_from_step", str(step))
+        else:
+            mlflow.set_tags(run_tags | {"device": device, "model.kind": config.model.kind})
+            mlflow.log_params(tracking.flatten(config.model_dump(mode="json", by_alias=True)))
+            mlflow.log_params({"data.train_pairs": len(pair_items), "data.items": len(items), "train.total_steps": total_steps})
+            mlflow.log_artifacts(str(paths.validation_report.parent), artifact_path="validation")  # report + HTML data docs
+            log.info("training %s on %s: %d pairs, %d items, %d steps", config.model.kind, device, len(pair_items), len(items), total_steps)
 
-        generator = torch.Generator().manual_seed(settings.seed)
-        step, losses, valid_recall = 0, [], float("nan")
-        for epoch in range(1, settings.epochs + 1):
+        def save_checkpoint(epoch: int, epoch_rng) -> None:
+            checkpoint.save({
+                "run_id": run.info.run_id, "step": step, "epoch": epoch, "batches_done": batches_done, "epoch_losses": epoch_losses,
+                "epoch_rng": epoch_rng, "torch_rng": torch.get_rng_state(), "tokenizer": tokenizer.to_str(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            })
+
+        if not state and settings.checkpoint_every_steps:
+            save_checkpoint(1, generator.get_state())  # from the start, so a retry always finds its MLflow run
+        losses = []
+        for epoch in range(first_epoch, settings.epochs + 1):
             model.train()
-            epoch_losses = []
-            for batch in torch.randperm(len(pair_items), generator=generator).split(settings.batch_size):
+            epoch_rng = generator.get_state()  # the epoch's order is redrawn from this on resume
+            for position, batch in enumerate(torch.randperm(len(pair_items), generator=generator).split(settings.batch_size)):
+                if position < batches_done:
+                    continue  # done before the checkpoint
                 if step >= total_steps or len(batch) < 2:
                     break
                 queries, positives = pair_queries[batch].to(device), pair_items[batch].to(device)
@@ -118,9 +157,11 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                step += 1
+                step, batches_done = step + 1, position + 1
                 epoch_losses.append(loss.item())
                 mlflow.log_metrics({"train_loss": loss.item()} | {f"train_loss_{view}": part.item() for view, part in parts.items()}, step=step)
+                if settings.checkpoint_every_steps and step % settings.checkpoint_every_steps == 0:
+                    save_checkpoint(epoch, epoch_rng)
             losses.extend(epoch_losses)
 
             valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
@@ -128,6 +169,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
             mlflow.log_metrics({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall}
                                | {f"temperature_{view}": t for view, t in model.temperatures().items()}, step=epoch)
             log.info("epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)", epoch, settings.epochs, epoch_loss, valid_recall, time.perf_counter() - started)
+            batches_done, epoch_losses = 0, []
             if step >= total_steps:
                 break
 
@@ -142,10 +184,62 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
         with replace_on_success(paths.model_dir) as scratch:
             save_model(model.cpu(), tokenizer, scratch)
             tracking.save_run_id(scratch, run.info.run_id)
+        checkpoint.remove()
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * settings.batch_size / seconds})
     final_loss = losses[-1] if losses else float("nan")
     return TrainResult(str(paths.model_dir), run.info.run_id, config.model.kind, final_loss, valid_recall, seconds)
+
+
+def fingerprint(config: SmarConfig, data_md5: str) -> str:
+    """What a checkpoint must match to be resumed: the model and training settings, and the data."""
+    settings = config.model_dump(mode="json", by_alias=True, include={"model", "train"})
+    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("checkpoint_every_steps", "retries", "device")}
+    return hashlib.sha256(json.dumps([settings, data_md5], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The training state in one file, replaced atomically (a kill leaves the old one or the new one)."""
+
+    directory: Path
+    fingerprint: str
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "training_state.pt"
+
+    def save(self, state: dict) -> None:
+        import torch
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        scratch = self.file.with_suffix(".tmp")
+        torch.save(state | {"fingerprint": self.fingerprint}, scratch)
+        os.replace(scratch, self.file)
+
+    def load(self) -> dict | None:
+        """The saved state, or None when there is none or it belongs to other settings or data."""
+        import torch
+
+        if not self.file.is_file():
+            return None
+        try:
+            state = torch.load(self.file, weights_only=False)
+        except Exception as error:  # a file cut short by a full disk, say: start afresh
+            log.warning("%s: unreadable (%s); training starts from scratch", self.file, error)
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.info("%s: written for other settings or data; training starts from scratch", self.file)
+            return None
+        return state
+
+    def tokenizer(self, state: dict):
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(state["tokenizer"])
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass

@@ -3,9 +3,9 @@
 Trained on a small synthetic catalog in which 30% of titles state the colour, both models
 answer held-out queries that name a colour. Among the retrieved items whose titles do NOT
 state their look, SMAR's must have the asked colour at least 25% more often, for every seed
-(seen over seeds 0-3 with one and two threads: 0.31-0.35 against 0.21-0.23, ratios
-1.37-1.59. After 12 epochs the ratio swung between 1.21 and 1.45 from one CPU to another,
-so the models train for 20; a random pick of 12 colours gives 0.08).
+(seen over seeds 0-3: 0.31-0.35 against 0.21-0.22, ratios 1.43-1.63. After 12 epochs the
+ratio swung between 1.21 and 1.45 from one CPU to another, so the models train for 20; a
+random pick of 12 colours gives 0.08).
 """
 
 import pandas as pd

@@ -18,6 +18,7 @@ used from that thread.
 """
 
 import asyncio
+import gc
 import json
 import logging
 import queue
@@ -76,13 +77,17 @@ class AliasFollower:
     current: LoadedModel | None = None
     problems: dict[str, str] = field(default_factory=dict)  # "registry" / "load" -> what went wrong
     _failed_version: str | None = None
+    _client: object = None
+    _client_uri: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def check_once(self) -> None:
         from mlflow import MlflowClient
 
+        if self._client is None or self._client_uri != self.tracking_uri:  # one client: a new one re-checks the store's schema
+            self._client, self._client_uri = MlflowClient(self.tracking_uri), self.tracking_uri
         try:
-            version = str(MlflowClient(self.tracking_uri).get_model_version_by_alias(self.model_name, self.alias).version)
+            version = str(self._client.get_model_version_by_alias(self.model_name, self.alias).version)
         except Exception as error:  # unreachable store, no such alias: keep what we have
             self._problem("registry", f"cannot resolve {self.model_name}@{self.alias}: {_short(error)}")
             return
@@ -101,6 +106,7 @@ class AliasFollower:
             self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")
             return
         previous, self.current = self.current, loaded  # the swap: one reference
+        gc.freeze()  # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
         self._failed_version = None
         self.problems.pop("load", None)
         log.info("now serving %s@%s = version %s (was %s)", self.model_name, self.alias, version, previous.version if previous else "none")
@@ -162,9 +168,10 @@ class Batcher:
 
 
 def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
+    import orjson
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
     from starlette.exceptions import HTTPException
 
@@ -234,7 +241,8 @@ def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
         for item_id, score in zip(item_ids, scores):
             title, image = items.get(item_id, (None, None))
             results.append({"item_id": item_id, "title": title, "score": round(score, 6), "image_url": f"/images/{item_id}" if image else None})
-        return {"query": request.query, "k": request.k, "model_version": model.version, "index": view, "results": results}
+        body = {"query": request.query, "k": request.k, "model_version": model.version, "index": view, "results": results}
+        return Response(orjson.dumps(body), media_type="application/json")  # a Response skips FastAPI's generic (slow) encoder
 
     @app.get("/images/{item_id}")
     def image(item_id: str):

@@ -73,7 +73,6 @@ class AliasFollower:
     alias: str
     poll_seconds: float
     tracking_uri: str | None = None  # None: MLflow's configured store
-    loader: object = load_version
     current: LoadedModel | None = None
     problems: dict[str, str] = field(default_factory=dict)  # "registry" / "load" -> what went wrong
     _failed_version: str | None = None
@@ -99,7 +98,7 @@ class AliasFollower:
         if version == self._failed_version:
             return
         try:
-            loaded = self.loader(self.model_name, version)
+            loaded = load_version(self.model_name, version)
         except Exception as error:
             self._failed_version = version
             keeping = f"; still serving version {self.current.version}" if self.current else ""

@@ -71,7 +71,12 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     run_tags = tracking.run_tags(paths.data)
     checkpoint = Checkpoint(paths.checkpoint_dir, fingerprint(config, run_tags["data.dvc_md5"]))
     state = checkpoint.load()
-    tokenizer = checkpoint.tokenizer(state) if state else train_tokenizer(item_texts + train_queries["text"].tolist(), config.model)
+    if state:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(state["tokenizer"])  # the ids the saved weights were trained with
+    else:
+        tokenizer = train_tokenizer(item_texts + train_queries["text"].tolist(), config.model)
 
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}
     query_row = {query_id: row for row, query_id in enumerate(train_queries["query_id"])}
@@ -232,11 +237,6 @@ class Checkpoint:
             log.info("%s: written for other settings or data; training starts from scratch", self.file)
             return None
         return state
-
-    def tokenizer(self, state: dict):
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_str(state["tokenizer"])
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

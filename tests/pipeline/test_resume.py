@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from smar import stages
 from smar.config import load_config
@@ -35,7 +36,7 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
     from mlflow import MlflowClient
 
     params = tmp_path / "params.yaml"
-    params.write_text(__import__("yaml").safe_dump(config.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    params.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True, exclude_none=True)))
     paths = validated(config, tiny_data, tmp_path / "killed")
     command = [str(sys.executable), "-m", "smar", "train", "--params", str(params), "--data", str(tiny_data), "--out", str(paths.outputs)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

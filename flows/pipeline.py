@@ -16,13 +16,15 @@ for _name, _value in {
 if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing parents
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, task, unmapped  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from smar import stages  # noqa: E402
-from smar.config import SmarConfig, load_config  # noqa: E402
+from smar.config import ExportConfig, SmarConfig, load_config  # noqa: E402
+from smar.errors import ConfigError  # noqa: E402
 from smar.evaluate import format_table  # noqa: E402
+from smar.export import export_shard, finish_export, start_export  # noqa: E402
 from smar.paths import Paths  # noqa: E402
 
 DEPLOYMENT_NAME = "default"
@@ -47,7 +49,9 @@ def not_a_user_error(task, task_run, state) -> bool:
 
 validate_task = _step_task("validate", stages.validate)
 train_task = _step_task("train", stages.train)
-export_task = _step_task("export", stages.export)
+start_export_task = task(start_export, name="export-start", cache_policy=NO_CACHE)
+export_shard_task = task(export_shard, name="export-shard", cache_policy=NO_CACHE)
+finish_export_task = task(finish_export, name="export-finish", cache_policy=NO_CACHE)
 index_task = _step_task("index", stages.build_index)
 evaluate_task = _step_task("evaluate", stages.evaluate)
 register_task = _step_task("register", stages.register)
@@ -66,16 +70,46 @@ def smar_pipeline(
     """
     config = config or load_config(params_file)
     paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
+    runner = shard_runner(config.export)  # a missing integration fails here, before any work
     summary = {"data": data_dir, "outputs": outputs_dir}
     summary["validate"] = validate_task(config, paths)["counts"]
     summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(config, paths)
-    summary["export"] = export_task(config, paths)
+    summary["export"] = export_flow.with_options(task_runner=runner)(config, paths)
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task(config, paths)
     summary["register"] = register_task(config, paths)
     create_table_artifact(key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision")
     create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
     return summary
+
+
+@flow(name="smar-export")
+def export_flow(config: SmarConfig, paths: Paths) -> dict:
+    """The export step with its shards mapped over the task runner (threads, Dask or Ray)."""
+    shards = start_export_task(config, paths)
+    done = export_shard_task.map(unmapped(config), unmapped(paths), shards)
+    return finish_export_task(config, paths, done.result())
+
+
+def shard_runner(settings: ExportConfig):
+    """The task runner `export.task_runner` names, `export.workers` wide (or on `export.cluster_address`)."""
+    if settings.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=settings.workers)
+    extra = {"dask": "prefect_dask", "ray": "prefect_ray"}[settings.task_runner]
+    try:
+        module = __import__(extra)
+    except ImportError:
+        raise ConfigError(
+            f"export.task_runner is '{settings.task_runner}' but {extra.replace('_', '-')} is not installed. "
+            f"Fix: pip install -c constraints.txt -e '.[{settings.task_runner}]', or set export.task_runner: threads."
+        ) from None
+    if settings.task_runner == "dask":
+        if settings.cluster_address:
+            return module.DaskTaskRunner(address=settings.cluster_address)
+        return module.DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None})
+    return module.RayTaskRunner(address=settings.cluster_address, init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {})
 
 
 def decision_row(registration: dict) -> dict:
@@ -103,7 +137,8 @@ def format_summary(summary: dict) -> str:
             f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
             f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
             f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
-            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']})",
+            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
+            f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
             "",
             f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
             f" (served by index: {', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",

@@ -59,6 +59,8 @@ def _run(step, params: Path, data: Path, out: Path) -> None:
     _setup()
     with _user_errors():
         result = step(load_config(params), Paths(data, out))
+    if result is None:  # a training rank other than 0
+        return
     typer.echo(json.dumps(result if isinstance(result, dict) else vars(result), indent=2, default=str))
 
 

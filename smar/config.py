@@ -58,6 +58,7 @@ class ModelConfig(_Section):
     vocab_size: int = Field(2000, ge=100)
     share_text_encoder: bool = Field(True, description="Query and title towers share one text encoder.")
     text_pooling: Literal["cls", "mean"] = "mean"
+    text_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scratch text encoder (attention and hidden).")
     text_encoder: Literal["scratch", "minilm"] = Field(
         "scratch", description="scratch: a small BERT trained from scratch; minilm: all-MiniLM-L6-v2 weights (hidden size 384)."
     )
@@ -103,14 +104,38 @@ class TrainConfig(_Section):
         50, ge=0, description="Save the training state this often (0: never); a killed or failed training resumes from it."
     )
     retries: int = Field(1, ge=0, description="Prefect retries of a failed train task (it resumes from the checkpoint).")
+    loader_workers: int = Field(1, ge=0, description="DataLoader worker processes assembling batches (0: in the training process).")
+    accumulation_steps: int = Field(
+        1, ge=1, description="Split each batch into this many micro-batches (less memory, same negatives and gradient)."
+    )
+    compile: bool = Field(False, description="torch.compile the model (slow first steps; pays off on long GPU runs).")
+
+    @model_validator(mode="after")
+    def _divisible(self) -> TrainConfig:
+        if self.batch_size % self.accumulation_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of accumulation_steps ({self.accumulation_steps})")
+        return self
 
 
 class ExportConfig(_Section):
     batch_size: int = Field(256, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda (fp16) when present, else cpu.")
+    shard_items: int = Field(50_000, ge=1, description="Items per shard; the Prefect flow exports shards in parallel.")
+    task_runner: Literal["threads", "dask", "ray"] = Field(
+        "threads", description="Prefect task runner for the shards: threads, or dask / ray (pip install 'smar[dask]' / 'smar[ray]')."
+    )
+    workers: int = Field(1, ge=1, description="Shards exported at once (threads, or the workers of a local Dask or Ray cluster).")
+    cluster_address: str | None = Field(None, description="A running Dask scheduler or Ray cluster to use; none: start a local one.")
 
 
 class IndexConfig(_Section):
-    factory: str = Field("Flat", description="faiss.index_factory string; inner product on normalised vectors.")
+    factory: str = Field(
+        "auto",
+        description="faiss.index_factory string (Flat, HNSW32,Flat, IVF1024,PQ32x8, ...), or auto: chosen by catalog size.",
+    )
+    target_recall: float = Field(
+        0.95, gt=0, le=1, description="Approximate indexes: smallest efSearch / nprobe whose Recall@10 against exact search reaches this."
+    )
 
 
 class EvaluateConfig(_Section):

@@ -41,6 +41,7 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
 
     from smar import metrics, tracking
     from smar.dataset import load_dataset
+    from smar.export import read_embeddings
     from smar.retriever import Retriever
 
     settings = config.evaluate
@@ -54,6 +55,9 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
     hits = retriever.search(queries["text"].tolist(), depth)
     rankings = dict(zip(queries["query_id"], hits.item_ids))
     model_scores = metrics.retrieval_metrics(rankings, relevant, settings.ks)
+    embeddings, _ = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
+    exact = retriever.exact_top_ids(queries["text"].tolist(), embeddings, 10)
+    ann_recall = sum(len(set(found[:10]) & set(best)) / len(best) for found, best in zip(hits.item_ids, exact) if best) / len(exact)
 
     catalog = dataset.items["item_id"].astype(str).tolist()
     draws = [random_rankings(catalog, queries["query_id"], depth, seed) for seed in range(settings.random_baseline_draws)]
@@ -85,6 +89,7 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
         "model": _rounded(model_scores),
         "random": _rounded(random_scores),
         "served_by_index": {view: hits.views.count(view) for view in sorted(set(hits.views))},
+        "index": {"factory": json.loads((paths.index_dir / "build.json").read_text())["factory"], "recall_at_10_vs_exact": round(ann_recall, 6)},
     }
     with replace_on_success(paths.evaluation_dir) as scratch:
         (scratch / paths.metrics_file.name).write_text(json.dumps(result, indent=2) + "\n")
@@ -94,7 +99,8 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
 
     mlflow = tracking.configure()
     with mlflow.start_run(run_id=tracking.run_id_of(paths.model_dir)):
-        mlflow.log_metrics({f"{settings.split}_{_metric_key(name)}": value for name, value in model_scores.items()})
+        mlflow.log_metrics({f"{settings.split}_{_metric_key(name)}": value for name, value in model_scores.items()}
+                           | {f"{settings.split}_index_recall_at_10_vs_exact": ann_recall})
         mlflow.log_artifacts(str(paths.evaluation_dir), artifact_path="evaluation")
     return result
 

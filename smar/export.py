@@ -1,59 +1,140 @@
-"""Step 3, export: checkpoint + catalog -> item embeddings, one file per served view
-(`item_embeddings.<view>.npy`) + `item_ids.parquet`."""
+"""Step 3, export: checkpoint + catalog -> item embeddings, one file per served view.
+
+`outputs/embeddings` holds `item_embeddings.<view>.npy` (float32 [N, D], rows in items.parquet
+order), `item_ids.parquet`, `tuning_queries.npy` (vectors of up to 1000 train and valid
+queries, which the index step tunes its search against) and `export.json`.
+
+A catalog exports in shards of `export.shard_items` rows, in bounded memory: `start_export`
+lays out a staging directory whose embedding files are memory-mapped at full size,
+`export_shard` fills its rows batch by batch, and `finish_export` checks that every shard is
+done and publishes the directory in one rename (the last good export stays until then).
+`export` runs the three in order; the Prefect flow maps `export_shard` over the shards on
+its task runner: threads, or a Dask or Ray cluster (`export.task_runner`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from smar.config import SmarConfig
-from smar.paths import Paths, replace_on_success, require
+from smar.errors import MissingInputError
+from smar.paths import Paths, publish, require
 
 log = logging.getLogger(__name__)
 
 IDS_FILE = "item_ids.parquet"
+TUNING_QUERIES_FILE = "tuning_queries.npy"
+MAX_TUNING_QUERIES = 1000
 
 
 def embeddings_file(view: str) -> str:
     return f"item_embeddings.{view}.npy"
 
 
+def staging_dir(paths: Paths) -> Path:
+    return paths.embeddings_dir.with_name(f".{paths.embeddings_dir.name}-staging")
+
+
 def export(config: SmarConfig, paths: Paths) -> dict:
+    shards = start_export(config, paths)
+    return finish_export(config, paths, [export_shard(config, paths, shard) for shard in shards])
+
+
+def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
+    """Lay out the staging directory; return the shards as (first row, end row) pairs."""
     import numpy as np
     import pandas as pd
 
     from smar.dataset import load_dataset
-    from smar.model import encode_item_batch, item_images, item_text, load_model, served_views
+    from smar.image_cache import image_store
+    from smar.model import encode_texts, load_model, served_views
+
+    model, tokenizer = load_model(require(paths.model_dir, "train"))
+    dataset = load_dataset(paths.data)
+    items = dataset.items
+    image_store(paths.data, paths.cache_dir, model.config.image_size)  # decoded once, before the shards read it
+    staging = staging_dir(paths)
+    shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
+    staging.mkdir(parents=True)
+    for view in served_views(model.config):
+        np.lib.format.open_memmap(staging / embeddings_file(view), mode="w+", dtype=np.float32, shape=(len(items), model.config.embedding_dim)).flush()
+    pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(staging / IDS_FILE, index=False)
+    queries = pd.concat([dataset.split_queries("train"), dataset.split_queries("valid")]).drop_duplicates("query_id")
+    sample = queries.sample(min(MAX_TUNING_QUERIES, len(queries)), random_state=0)["text"].tolist()
+    np.save(staging / TUNING_QUERIES_FILE, encode_texts(model, tokenizer, sample).numpy())
+    size = config.export.shard_items
+    return [(start, min(start + size, len(items))) for start in range(0, len(items), size)]
+
+
+def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> dict:
+    """Encode catalog rows [start, end) into the staging files, a batch at a time."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from smar.image_cache import image_store, rows_to_tensor
+    from smar.model import encode_item_batch, item_text, load_model, resolve_device, served_views, tokenize
 
     started = time.perf_counter()
-    model, tokenizer = load_model(require(paths.model_dir, "train"))
-    items = load_dataset(paths.data).items.reset_index(drop=True)
-    batch_size = config.export.batch_size
+    start, end = shard
+    staging = staging_dir(paths)
+    if not staging.is_dir():
+        raise MissingInputError(f"{staging}: missing. An export shard runs after start_export; run `smar export`.")
+    model, tokenizer = load_model(paths.model_dir, device=resolve_device(config.export.device))
     views = served_views(model.config)
-    embeddings = {view: np.empty((len(items), model.config.embedding_dim), dtype=np.float32) for view in views}
-    for start in range(0, len(items), batch_size):
-        batch = items.iloc[start : start + batch_size]
-        texts = [item_text(*row) for row in zip(batch["title"], batch["category"], batch["brand"])]
-        images = item_images(paths.data, batch["image"], model.config.image_size, rows=slice(start, start + len(batch)))
-        for view, vectors in encode_item_batch(model, tokenizer, texts, images, views).items():
-            embeddings[view][start : start + len(batch)] = vectors.numpy()
-        log.info("exported %d/%d items", start + len(batch), len(items))
-    summary = {"items": len(items), "views": list(views), "dim": model.config.embedding_dim, "seconds": round(time.perf_counter() - started, 3)}
-    with replace_on_success(paths.embeddings_dir) as scratch:
-        for view, array in embeddings.items():
-            np.save(scratch / embeddings_file(view), array)
-        pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(scratch / IDS_FILE, index=False)
-        (scratch / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    items = pq.read_table(paths.data / "items.parquet", columns=["title", "category", "brand"]).slice(start, end - start).to_pandas()
+    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
+    tokens = tokenize(tokenizer, texts)
+    lengths = tokens["attention_mask"].sum(1).numpy()
+    images = image_store(paths.data, paths.cache_dir, model.config.image_size)
+    outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
+    order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
+    for first in range(0, len(order), config.export.batch_size):
+        rows = np.sort(order[first : first + config.export.batch_size])
+        width = int(lengths[rows].max())
+        batch_tokens = {k: v[rows, :width] for k, v in tokens.items()}
+        for view, vectors in encode_item_batch(model, batch_tokens, rows_to_tensor(images, start + rows), views).items():
+            outputs[view][start + rows] = vectors.numpy()
+    for array in outputs.values():
+        array.flush()
+    seconds = time.perf_counter() - started
+    log.info("exported items %d-%d (%.0f items/s)", start, end, (end - start) / seconds if seconds else 0)
+    return {"shard": [start, end], "items": end - start, "seconds": round(seconds, 3)}
+
+
+def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:
+    """Publish the staging directory once every row has been written by a shard."""
+    import numpy as np
+
+    staging = staging_dir(paths)
+    files = sorted(staging.glob(embeddings_file("*")))
+    rows = len(np.load(files[0], mmap_mode="r")) if files else 0
+    covered = sorted(tuple(result["shard"]) for result in shards)
+    expected = [(start, min(start + config.export.shard_items, rows)) for start in range(0, rows, config.export.shard_items)]
+    if covered != expected:
+        raise RuntimeError(f"{staging}: export shards {covered} do not cover the catalog's {rows} rows as {expected}; run `smar export` again.")
+    summary = {
+        "items": rows,
+        "views": [f.name.split(".")[1] for f in files],
+        "dim": int(np.load(files[0], mmap_mode="r").shape[1]),
+        "shards": len(shards),
+        "seconds": round(sum(result["seconds"] for result in shards), 3),
+    }
+    (staging / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    publish(staging, paths.embeddings_dir)
     return summary | {"embeddings_dir": str(paths.embeddings_dir)}
 
 
-def read_embeddings(directory: Path):
-    """({view: embeddings float32 [N, D]}, item ids list[str]) from an export directory."""
+def read_embeddings(directory: Path, mmap: bool = False):
+    """({view: embeddings float32 [N, D]}, item ids list[str]) from an export directory;
+    memory-mapped with `mmap` (for catalogs larger than memory)."""
     import numpy as np
     import pandas as pd
 
     directory = Path(directory)
     views = sorted(p.name.split(".")[1] for p in directory.glob(embeddings_file("*")))
-    return {view: np.load(directory / embeddings_file(view)) for view in views}, pd.read_parquet(directory / IDS_FILE)["item_id"].tolist()
+    mode = "r" if mmap else None
+    return {view: np.load(directory / embeddings_file(view), mmap_mode=mode) for view in views}, pd.read_parquet(directory / IDS_FILE)["item_id"].tolist()

@@ -1,6 +1,13 @@
 """Step 4, index: item embeddings -> one FAISS index per served view (`items.<view>.faiss`),
 inner product on L2-normalised vectors.
 
+The index type is a `faiss.index_factory` string (`index.factory`), or `auto`: exact search
+(Flat) up to 100k items, HNSW up to 5M, IVF-PQ beyond (its candidates reranked on 8-bit
+vectors: a quarter of the memory of float vectors). An approximate
+index is tuned on build: the smallest efSearch (HNSW) or nprobe (IVF) whose Recall@10 against
+exact search, over the export's tuning queries, reaches `index.target_recall`. The setting is
+saved inside the index file, and `build.json` records it with the recall it reached.
+
 The index stores 64-bit ids (a stable hash of each item id) through `IndexIDMap2`, and
 `id_map.parquet` maps them back to the catalog's string ids, with each item's title and
 image path for the search service. A hash rather than a row number keeps an item's id the
@@ -11,11 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import time
 from pathlib import Path
 
 from smar.config import SmarConfig
 from smar.paths import Paths, replace_on_success, require
+
+log = logging.getLogger(__name__)
 
 ID_MAP_FILE = "id_map.parquet"
 
@@ -29,31 +40,55 @@ def faiss_id(item_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big") & (2**63 - 1)
 
 
+FLAT_UP_TO, HNSW_UP_TO = 100_000, 5_000_000
+SEARCH_PARAMETERS = {  # what an approximate index is tuned by, and the values tried, cheapest first
+    "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024),
+    "nprobe": (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024),
+}
+ADD_CHUNK = 65_536  # vectors normalised and added at a time
+REFINE_K_FACTOR = 8  # a reranking index (Refine) rescores this many times k candidates
+MAX_TUNING_ITEMS = 1000  # item vectors that stand in for queries when the export has none
+
+
+def choose_factory(setting: str, num_items: int, dim: int) -> str:
+    """`index.factory`, or for `auto` the index that suits the catalog's size."""
+    if setting != "auto":
+        return setting
+    if num_items <= FLAT_UP_TO:
+        return "Flat"
+    if num_items <= HNSW_UP_TO:
+        return "HNSW32,Flat"
+    lists = 2 ** round(math.log2(4 * math.sqrt(num_items)))
+    return f"IVF{lists},PQ{dim // 2 if dim % 2 == 0 else dim}x8,Refine(SQ8)"  # PQ finds candidates, 8-bit vectors rerank them
+
+
 def build_index(config: SmarConfig, paths: Paths) -> dict:
     import faiss
     import numpy as np
     import pandas as pd
 
-    from smar.export import read_embeddings
+    from smar.export import TUNING_QUERIES_FILE, read_embeddings
 
     started = time.perf_counter()
-    embeddings, item_ids = read_embeddings(require(paths.embeddings_dir, "export"))
+    embeddings, item_ids = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
     ids = np.array([faiss_id(i) for i in item_ids], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"{paths.embeddings_dir}: two item ids hash to the same 64-bit id (or an item id repeats).")
-    indexes = {}
+    dim = int(next(iter(embeddings.values())).shape[1])
+    factory = choose_factory(config.index.factory, len(ids), dim)
+    tuning_file = paths.embeddings_dir / TUNING_QUERIES_FILE
+    queries = np.load(tuning_file) if tuning_file.is_file() else None
+    indexes, tuned = {}, {}
     for view, array in embeddings.items():
-        vectors = np.ascontiguousarray(array, dtype=np.float32)
-        faiss.normalize_L2(vectors)
-        indexes[view] = faiss.index_factory(vectors.shape[1], f"IDMap2,{config.index.factory}", faiss.METRIC_INNER_PRODUCT)
-        if not indexes[view].is_trained:
-            indexes[view].train(vectors)
-        indexes[view].add_with_ids(vectors, ids)
+        indexes[view] = make_index(factory, array, ids)
+        tuned[view] = tune(indexes[view], array, ids, queries, config.index.target_recall)
+        log.info("index %s: %s over %d items, %s", view, factory, len(ids), tuned[view] or "exact")
     stats = {
-        "factory": config.index.factory,
+        "factory": factory,
         "views": list(indexes),
         "items": len(ids),
-        "dim": int(next(iter(embeddings.values())).shape[1]),
+        "dim": dim,
+        "tuning": tuned,
         "build_seconds": round(time.perf_counter() - started, 3),
     }
     with replace_on_success(paths.index_dir) as scratch:
@@ -66,6 +101,95 @@ def build_index(config: SmarConfig, paths: Paths) -> dict:
         stats["index_bytes"] = sum((scratch / index_file(view)).stat().st_size for view in indexes)
         (scratch / "build.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats | {"index_dir": str(paths.index_dir)}
+
+
+def make_index(factory: str, vectors, ids):
+    """An `IDMap2,<factory>` inner-product index over the L2-normalised `vectors`, added in chunks
+    (so memory-mapped embeddings are never all copied at once); trained on a sample when it needs training."""
+    import faiss
+    import numpy as np
+
+    index = faiss.index_factory(vectors.shape[1], f"IDMap2,{factory}", faiss.METRIC_INNER_PRODUCT)
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexRefine):
+        inner.k_factor = REFINE_K_FACTOR
+    if not index.is_trained:
+        sample = np.random.default_rng(0).choice(len(vectors), size=min(len(vectors), 256 * 1024), replace=False)
+        index.train(normalized(vectors[np.sort(sample)]))
+    for start in range(0, len(vectors), ADD_CHUNK):
+        index.add_with_ids(normalized(vectors[start : start + ADD_CHUNK]), ids[start : start + ADD_CHUNK])
+    return index
+
+
+def normalized(vectors):
+    import faiss
+    import numpy as np
+
+    vectors = np.array(vectors, dtype=np.float32, order="C")  # a copy: faiss normalises in place
+    faiss.normalize_L2(vectors)
+    return vectors
+
+
+def search_parameter(index) -> str | None:
+    """The parameter that trades an approximate index's speed for recall (None for exact search)."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    if hasattr(inner, "hnsw"):
+        return "efSearch"
+    try:
+        faiss.extract_index_ivf(index)
+        return "nprobe"
+    except RuntimeError:
+        return None
+
+
+def tune(index, vectors, ids, queries, target: float, k: int = 10) -> dict:
+    """Set the cheapest search parameter whose Recall@k against exact search reaches `target`.
+
+    Returns {} for exact indexes, else the parameter, its value and the recall it reached
+    (the most accurate value tried, with a warning, when none reaches the target).
+    """
+    import faiss
+
+    name = search_parameter(index)
+    if name is None:
+        return {}
+    if queries is None or not len(queries):  # an export without tuning queries: items stand in
+        queries = vectors[:: max(1, len(vectors) // MAX_TUNING_ITEMS)][:MAX_TUNING_ITEMS]
+    queries = normalized(queries)
+    exact = exact_search(vectors, ids, queries, k)
+    space = faiss.ParameterSpace()
+    for value in SEARCH_PARAMETERS[name]:
+        space.set_index_parameter(index, name, value)
+        recall = overlap(index.search(queries, k)[1], exact)
+        if recall >= target:
+            break
+    else:
+        log.warning("index: %s=%d reaches Recall@%d %.3f of exact search, under the target %.3f", name, value, k, recall, target)
+    return {"parameter": name, "value": value, f"recall_at_{k}_vs_exact": round(recall, 4), "queries": len(queries)}
+
+
+def exact_search(vectors, ids, queries, k: int):
+    """The ids of the exact top-k items for each (normalised) query, by brute force over `vectors` in chunks."""
+    import faiss
+    import numpy as np
+
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(vectors), ADD_CHUNK):
+        scores, rows = faiss.knn(queries, normalized(vectors[start : start + ADD_CHUNK]), k, metric=faiss.METRIC_INNER_PRODUCT)
+        found = np.where(rows >= 0, ids[start:][np.clip(rows, 0, None)], -1)
+        merged_scores, merged_ids = np.hstack([best_scores, scores]), np.hstack([best_ids, found])
+        top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_ids = np.take_along_axis(merged_scores, top, 1), np.take_along_axis(merged_ids, top, 1)
+    return best_ids
+
+
+def overlap(found, exact) -> float:
+    """Recall@k of `found` against `exact` (ids per query): the share of the exact top k found."""
+    k = exact.shape[1]
+    return float(sum(len(set(f[:k]) & set(e) - {-1}) for f, e in zip(found, exact)) / (k * len(exact)))
 
 
 def load_index(directory: Path):

@@ -21,7 +21,6 @@ from smar.config import ModelConfig
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "weights.pt", "model_config.json", "tokenizer.json"
-IMAGE_FEATURES_FILE = "image_features.npy"  # precomputed image features, rows aligned with items.parquet
 
 
 def item_text(title: str, category: str | None, brand: str | None) -> str:
@@ -83,36 +82,13 @@ def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
     """(tokens, dim) of the dataset's precomputed image features, or None when it ships image files."""
     import numpy as np
 
-    path = Path(data_dir) / IMAGE_FEATURES_FILE
+    from smar.dataset import IMAGE_FEATURES
+
+    path = Path(data_dir) / IMAGE_FEATURES
     if not path.is_file():
         return None
     shape = np.load(path, mmap_mode="r").shape
     return (1, shape[1]) if len(shape) == 2 else (shape[1], shape[2])
-
-
-def item_images(data_dir: str | Path, image_paths, size: int, rows=None) -> torch.Tensor:
-    """What the image tower reads for these items: decoded pixels (uint8 [N, 3, size, size]),
-    or, when the dataset ships them, its precomputed features (float32 [N, tokens, dim])."""
-    import numpy as np
-
-    path = Path(data_dir) / IMAGE_FEATURES_FILE
-    if path.is_file():
-        features = np.load(path, mmap_mode="r")
-        chosen = torch.from_numpy(np.array(features if rows is None else features[rows], dtype=np.float32))
-        return chosen.unsqueeze(1) if chosen.ndim == 2 else chosen
-    return images_to_tensor([Path(data_dir) / p for p in image_paths], size)
-
-
-def images_to_tensor(paths, size: int) -> torch.Tensor:
-    """Decode and resize images once, as uint8 [N, 3, size, size]; normalised on the fly later."""
-    import numpy as np
-    from PIL import Image
-
-    array = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    for row, path in enumerate(paths):
-        with Image.open(path) as image:
-            array[row] = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
 @dataclass(frozen=True)
@@ -173,6 +149,8 @@ class TextEncoder(nn.Module):
                 num_attention_heads=config.text_heads,
                 intermediate_size=4 * config.text_hidden_size,
                 max_position_embeddings=config.max_text_length,
+                hidden_dropout_prob=config.text_dropout,
+                attention_probs_dropout_prob=config.text_dropout,
             )
             self.bert = BertModel(bert_config, add_pooling_layer=False)
         self.projection = nn.Linear(config.text_hidden_size, config.embedding_dim)
@@ -292,6 +270,10 @@ class RetrievalModel(nn.Module):
             nn.init.zeros_(self.router[-1].weight)  # until stage 2 trains it, P sends every query to multimodal
             nn.init.constant_(self.router[-1].bias, 1.0)
 
+    def forward(self, query_tokens: dict, item_inputs: dict, views) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One training step's vectors: queries, and items for each view (distributed training calls this)."""
+        return self.encode_queries(**query_tokens), self.encode_items(**item_inputs, views=views)
+
     def encode_queries(self, input_ids, attention_mask) -> torch.Tensor:
         return F.normalize(self.query_encoder(input_ids, attention_mask)[1].float(), dim=-1)
 
@@ -398,9 +380,9 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def autocast(device: str):
-    """bf16 autocast on CUDA; full precision on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+def autocast(device: str, dtype: torch.dtype = torch.bfloat16):
+    """Mixed precision on CUDA (bf16 for training, fp16 for export); full precision on CPU."""
+    return torch.autocast("cuda", dtype=dtype, enabled=device.startswith("cuda"))
 
 
 @torch.inference_mode()
@@ -415,9 +397,10 @@ def encode_texts(model: RetrievalModel, tokenizer, texts: list[str], batch_size:
 
 
 @torch.inference_mode()
-def encode_item_batch(model: RetrievalModel, tokenizer, texts: list[str], images: torch.Tensor, views=None) -> dict[str, torch.Tensor]:
+def encode_item_batch(model: RetrievalModel, tokens: dict, images: torch.Tensor, views=None) -> dict[str, torch.Tensor]:
+    """Item vectors (float32, on the CPU) for one batch of tokenised texts and images; fp16 on CUDA."""
     device = next(model.parameters()).device.type
-    tokens = {k: v.to(device) for k, v in tokenize(tokenizer, texts).items()}
-    with autocast(device):
-        vectors = model.encode_items(**tokens, images=images.to(device), views=views)
+    inputs = {k: v.to(device, non_blocking=True) for k, v in tokens.items()} | {"images": images.to(device, non_blocking=True)}
+    with autocast(device, torch.float16):
+        vectors = model.encode_items(**inputs, views=views)
     return {view: vector.float().cpu() for view, vector in vectors.items()}

@@ -31,6 +31,11 @@ class Paths:
         return self.outputs / "checkpoint"
 
     @property
+    def cache_dir(self) -> Path:
+        """Decoded images, reused by every training and export of the same catalog."""
+        return self.outputs / "cache"
+
+    @property
     def embeddings_dir(self) -> Path:
         return self.outputs / "embeddings"
 
@@ -76,6 +81,11 @@ def replace_on_success(target: Path):
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    publish(scratch, target)
+
+
+def publish(scratch: Path, target: Path) -> None:
+    """Put the finished directory `scratch` where `target` is, replacing the old one in one rename."""
     old = target.with_name(f".{target.name}-old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -29,20 +29,24 @@ class Retriever:
         if set(self.indexes) != expected:
             raise ValueError(f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; rebuild the index.")
 
-    def search(self, queries: list[str], k: int = 10) -> Hits:
-        """Top-k item ids and scores for each query text, best first."""
-        import numpy as np
-
+    def encode(self, queries: list[str]):
+        """(query vectors float32 [Q, D], the index that serves each query)."""
         from smar.model import encode_texts
 
-        if not queries:
-            return Hits([], [], [])
         vectors = encode_texts(self.model, self.tokenizer, list(queries))
         if len(self.indexes) == 1:
             views = [next(iter(self.indexes))] * len(queries)
         else:
             views = ["multimodal" if m else "text" for m in self.model.route_to_multimodal(vectors).tolist()]
-        vectors = vectors.numpy()
+        return vectors.numpy(), views
+
+    def search(self, queries: list[str], k: int = 10) -> Hits:
+        """Top-k item ids and scores for each query text, best first."""
+        import numpy as np
+
+        if not queries:
+            return Hits([], [], [])
+        vectors, views = self.encode(queries)
         item_ids: list[list[str]] = [[] for _ in queries]
         scores: list[list[float]] = [[] for _ in queries]
         for view, index in self.indexes.items():
@@ -54,3 +58,19 @@ class Retriever:
                 item_ids[row] = [self.item_ids[i] for i in id_row if i >= 0]
                 scores[row] = [float(s) for s, i in zip(score_row, id_row) if i >= 0]
         return Hits(item_ids, scores, views)
+
+    def exact_top_ids(self, queries: list[str], embeddings: dict, k: int = 10) -> list[list[str]]:
+        """The exact top-k item ids for each query, by brute force over the exported `embeddings`
+        (what the approximate index is measured against)."""
+        import numpy as np
+
+        from smar.index import exact_search, normalized
+
+        vectors, views = self.encode(queries)
+        ids = np.fromiter(self.item_ids, dtype=np.int64, count=len(self.item_ids))  # faiss ids in export row order
+        found: list[list[str]] = [[] for _ in queries]
+        for view in set(views):
+            rows = [row for row, chosen in enumerate(views) if chosen == view]
+            for row, top in zip(rows, exact_search(embeddings[view], ids, normalized(vectors[rows]), k)):
+                found[row] = [self.item_ids[i] for i in top if i >= 0]
+        return found

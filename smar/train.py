@@ -4,8 +4,20 @@ Stage 1 aligns every item view the model kind trains (text, image, fused) to the
 each with its own in-batch softmax loss and learned temperature, weighted alpha/beta/gamma.
 Stage 2 (SMAR with adaptive routing) trains the routing head on the frozen towers.
 
+Input: the catalog is tokenised once and its images decoded once into a memory-mapped cache
+(`smar.image_cache`) that later epochs, runs and the export reuse; DataLoader workers
+assemble batches from it ahead of the model (pinned memory, non-blocking copies on CUDA).
+On CUDA: bf16 autocast, channels_last for the CNN, fused AdamW, optional torch.compile.
+`train.accumulation_steps` splits a batch into exact micro-batches (same negatives).
+
+Several processes: `torchrun --nproc-per-node N -m smar train` runs DistributedDataParallel;
+`train.batch_size` is the global batch, each rank draws its share of it from one
+DistributedSampler shuffle, and the in-batch negatives are gathered from every rank with
+their gradients, so N processes give one process's result at the same global batch. Rank 0
+alone validates, checkpoints, logs to MLflow and saves the model.
+
 Every `train.checkpoint_every_steps` the whole training state (weights, optimiser, schedule,
-random states, position in the epoch, MLflow run id) goes to `outputs/checkpoint`. A
+random state, position in the epoch, MLflow run id) goes to `outputs/checkpoint`. A
 training that was killed, or that failed and is retried by Prefect, resumes from it with
 the same MLflow run, when the configuration and the data are the same; it is removed once
 the model is saved.
@@ -40,30 +52,22 @@ class TrainResult:
     seconds: float
 
 
-def train(config: SmarConfig, paths: Paths) -> TrainResult:
+def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
+    """Train on this machine, or as one rank of `torchrun` (then rank 0 returns the result, others None)."""
     import numpy as np
     import torch
 
     from smar import tracking
     from smar.dataset import load_dataset
-    from smar.model import (
-        RetrievalModel,
-        autocast,
-        image_feature_shape,
-        item_images,
-        item_text,
-        multitask_loss,
-        resolve_device,
-        save_model,
-        tokenize,
-        train_tokenizer,
-    )
+    from smar.image_cache import image_store
+    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, tokenize, train_tokenizer
 
     require_passed(paths)
     started = time.perf_counter()
     settings = config.train
+    cluster = Cluster.start(settings.device, settings.batch_size)
     torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
+    device = cluster.device
     dataset = load_dataset(paths.data)
     items = dataset.items.reset_index(drop=True)
     item_texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
@@ -85,26 +89,38 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     pair_items = torch.tensor(train_qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
     known_pairs = torch.sort(pair_queries * len(items) + pair_items).values.to(device)  # other positives are not negatives
 
+    if cluster.is_main:
+        image_store(paths.data, paths.cache_dir, config.model.image_size)  # decodes the images once, for every rank
+    cluster.barrier()
     catalog = Catalog(
         tokens=tokenize(tokenizer, item_texts),
-        images=item_images(paths.data, items["image"], config.model.image_size),
+        images=image_store(paths.data, paths.cache_dir, config.model.image_size),
         item_ids=items["item_id"].tolist(),
     )
-    query_tokens = tokenize(tokenizer, train_queries["text"].tolist())
+    pairs = PairBatches(pair_queries, pair_items, tokenize(tokenizer, train_queries["text"].tolist()), catalog)
     valid_queries = dataset.split_queries("valid")
     valid_relevant = dataset.relevant_items("valid")
 
     model = RetrievalModel(
         config.model, tokenizer.get_vocab_size(), settings.initial_temperature, image_feature_shape(paths.data), pretrained=True
-    ).to(device)
+    )
+    if model.router is not None:
+        model.router.requires_grad_(False)  # stage 2 trains it, on the frozen towers
+    step_model = model = cluster.prepare(model)
+    if cluster.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[cluster.local_rank] if cluster.cuda else None)
+    if settings.compile:
+        step_model = torch.compile(step_model)
     pretrained = {id(p) for p in model.pretrained_parameters()}
-    stage_one = [p for name, p in model.named_parameters() if not name.startswith("router.")]
+    stage_one = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in stage_one if id(p) not in pretrained]},
         {"params": [p for p in stage_one if id(p) in pretrained], "lr": settings.learning_rate * settings.pretrained_lr_scale},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    steps_per_epoch = math.ceil(len(pair_items) / settings.batch_size)
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=cluster.cuda)
+    steps_per_epoch = len(cluster.epoch_batches(len(pairs), settings.seed, 1))
     total_steps = min(settings.epochs * steps_per_epoch, settings.max_steps or 10**12)
     warmup = max(1, total_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -112,71 +128,120 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
     )
     weights = {"text": settings.alpha, "image": settings.beta, "multimodal": settings.gamma}
 
-    mlflow = tracking.configure()
-    generator = torch.Generator().manual_seed(settings.seed)
+    def step_loss(batch: dict):
+        """Forward and backward over one (global) batch, in `accumulation_steps` micro-batches.
+
+        Micro-batches are exact, as in open_clip: every one is scored against the whole batch's
+        vectors (computed first without gradients), so the negatives and the gradient are the
+        same as in one pass; only one micro-batch's activations are held at a time.
+        """
+        from contextlib import nullcontext
+
+        from smar.model import autocast, multitask_loss
+
+        positives, queries, views = batch["items"], batch["queries"], model.spec.losses
+        parts_of = [torch.arange(len(positives)).tensor_split(settings.accumulation_steps)] if settings.accumulation_steps > 1 else []
+
+        def vectors(rows=None):
+            if rows is None:
+                return step_model(batch["query_tokens"], batch["item_inputs"], views)
+            return step_model({k: v[rows] for k, v in batch["query_tokens"].items()}, {k: v[rows] for k, v in batch["item_inputs"].items()}, views)
+
+        def loss_of(query_vectors, item_vectors):
+            return multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs, len(items), weights)
+
+        if not parts_of:
+            with autocast(device):
+                query_vectors, item_vectors = vectors()
+            loss, parts = loss_of(query_vectors, item_vectors)
+            loss.backward()
+            return loss, parts
+        micro = parts_of[0]
+        with torch.no_grad(), autocast(device):
+            cached = [vectors(rows.to(device)) for rows in micro]
+        for j, rows in enumerate(micro):
+            last = j == len(micro) - 1
+            with step_model.no_sync() if cluster.world_size > 1 and not last else nullcontext():
+                with autocast(device):
+                    live = vectors(rows.to(device))
+                pieces = [live if i == j else cached[i] for i in range(len(micro))]
+                query_vectors = torch.cat([piece[0] for piece in pieces])
+                item_vectors = {view: torch.cat([piece[1][view] for piece in pieces]) for view in views}
+                loss, parts = loss_of(query_vectors, item_vectors)
+                loss.backward()
+        for scale in model.logit_scales.values():  # every micro-step saw the whole loss through the temperature
+            if scale.grad is not None:
+                scale.grad /= len(micro)
+        return loss, parts
+
+    mlflow = tracking.configure() if cluster.is_main else None
     step, first_epoch, batches_done, epoch_losses, valid_recall = 0, 1, 0, [], float("nan")
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["epoch_rng"])
         step, first_epoch, batches_done, epoch_losses = state["step"], state["epoch"], state["batches_done"], state["epoch_losses"]
     run_name = None if state else f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with mlflow.start_run(run_id=state["run_id"] if state else None, run_name=run_name) as run:
-        if state:
+    with mlflow.start_run(run_id=state["run_id"] if state else None, run_name=run_name) if mlflow else _NoRun() as run:
+        if mlflow and state:
             log.info("resuming %s from %s: step %d of %d (epoch %d), MLflow run %s", config.model.kind, checkpoint.file, step, total_steps,
                      first_epoch, run.info.run_id)
             mlflow.set_tag("resumed_from_step", str(step))
-        else:
-            mlflow.set_tags(run_tags | {"device": device, "model.kind": config.model.kind})
+        elif mlflow:
+            mlflow.set_tags(run_tags | {"device": device, "model.kind": config.model.kind, "world_size": str(cluster.world_size)})
             mlflow.log_params(tracking.flatten(config.model_dump(mode="json", by_alias=True)))
             mlflow.log_params({"data.train_pairs": len(pair_items), "data.items": len(items), "train.total_steps": total_steps})
             mlflow.log_artifacts(str(paths.validation_report.parent), artifact_path="validation")  # report + HTML data docs
-            log.info("training %s on %s: %d pairs, %d items, %d steps", config.model.kind, device, len(pair_items), len(items), total_steps)
+            log.info("training %s on %s x %d: %d pairs, %d items, %d steps", config.model.kind, device, cluster.world_size,
+                     len(pair_items), len(items), total_steps)
 
-        def save_checkpoint(epoch: int, epoch_rng) -> None:
-            checkpoint.save({
-                "run_id": run.info.run_id, "step": step, "epoch": epoch, "batches_done": batches_done, "epoch_losses": epoch_losses,
-                "epoch_rng": epoch_rng, "torch_rng": torch.get_rng_state(), "tokenizer": tokenizer.to_str(),
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            })
+        def save_checkpoint(epoch: int) -> None:
+            if cluster.is_main:
+                checkpoint.save({
+                    "run_id": run.info.run_id, "step": step, "epoch": epoch, "batches_done": batches_done, "epoch_losses": epoch_losses,
+                    "torch_rng": torch.get_rng_state(), "tokenizer": tokenizer.to_str(),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                })
 
         if not state and settings.checkpoint_every_steps:
-            save_checkpoint(1, generator.get_state())  # from the start, so a retry always finds its MLflow run
-        losses = []
-        for epoch in range(first_epoch, settings.epochs + 1):
-            model.train()
-            epoch_rng = generator.get_state()  # the epoch's order is redrawn from this on resume
-            for position, batch in enumerate(torch.randperm(len(pair_items), generator=generator).split(settings.batch_size)):
-                if position < batches_done:
-                    continue  # done before the checkpoint
-                if step >= total_steps or len(batch) < 2:
+            save_checkpoint(1)  # from the start, so a retry always finds its MLflow run
+        losses, loop_seconds, pairs_seen = [], 0.0, 0
+        loader = pairs.loader(settings.loader_workers, cluster)
+        with GpuMonitor(cluster.cuda) as gpu:
+            for epoch in range(first_epoch, settings.epochs + 1):
+                model.train()
+                epoch_started = time.perf_counter()
+                for batch in loader.epoch(cluster.epoch_batches(len(pairs), settings.seed, epoch)[batches_done:]):
+                    if step >= total_steps:
+                        break
+                    loss, parts = step_loss(batch)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    schedule.step()
+                    step, batches_done, pairs_seen = step + 1, batches_done + 1, pairs_seen + len(batch["items"]) * cluster.world_size
+                    logged = cluster.mean({"train_loss": loss} | {f"train_loss_{view}": part for view, part in parts.items()})
+                    epoch_losses.append(logged["train_loss"])
+                    if mlflow:
+                        mlflow.log_metrics(logged, step=step)
+                    if settings.checkpoint_every_steps and step % settings.checkpoint_every_steps == 0:
+                        save_checkpoint(epoch)
+                loop_seconds += time.perf_counter() - epoch_started
+                losses.extend(epoch_losses)
+                if cluster.is_main:
+                    valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
+                    epoch_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
+                    mlflow.log_metrics({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall}
+                                       | {f"temperature_{view}": t for view, t in model.temperatures().items()}, step=epoch)
+                    log.info("epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)", epoch, settings.epochs, epoch_loss, valid_recall,
+                             time.perf_counter() - started)
+                batches_done, epoch_losses = 0, []
+                if step >= total_steps:
                     break
-                queries, positives = pair_queries[batch].to(device), pair_items[batch].to(device)
-                with autocast(device):
-                    query_vectors = model.encode_queries(**{k: v[pair_queries[batch]].to(device) for k, v in query_tokens.items()})
-                    item_vectors = model.encode_items(**catalog.batch(pair_items[batch], device), views=model.spec.losses)
-                loss, parts = multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs, len(items), weights)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                step, batches_done = step + 1, position + 1
-                epoch_losses.append(loss.item())
-                mlflow.log_metrics({"train_loss": loss.item()} | {f"train_loss_{view}": part.item() for view, part in parts.items()}, step=step)
-                if settings.checkpoint_every_steps and step % settings.checkpoint_every_steps == 0:
-                    save_checkpoint(epoch, epoch_rng)
-            losses.extend(epoch_losses)
-
-            valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
-            epoch_loss = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-            mlflow.log_metrics({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall}
-                               | {f"temperature_{view}": t for view, t in model.temperatures().items()}, step=epoch)
-            log.info("epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)", epoch, settings.epochs, epoch_loss, valid_recall, time.perf_counter() - started)
-            batches_done, epoch_losses = 0, []
-            if step >= total_steps:
-                break
+        speed = {"train_loop_seconds": loop_seconds, "train_pairs_per_second": pairs_seen / loop_seconds if loop_seconds else 0.0} | gpu.summary()
+        if not cluster.is_main:
+            cluster.finish()
+            return None
 
         if model.router is not None:
             query_texts = train_queries["text"].tolist()
@@ -191,9 +256,153 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult:
             tracking.save_run_id(scratch, run.info.run_id)
         checkpoint.remove()
         seconds = time.perf_counter() - started
-        mlflow.log_metrics({"train_seconds": seconds, "train_pairs_per_second": step * settings.batch_size / seconds})
+        mlflow.log_metrics({"train_seconds": seconds} | speed)
+        log.info("training loop: %.0f pairs/s %s", speed["train_pairs_per_second"], gpu.summary() or "")
+    cluster.finish()
     final_loss = losses[-1] if losses else float("nan")
     return TrainResult(str(paths.model_dir), run.info.run_id, config.model.kind, final_loss, valid_recall, seconds)
+
+
+class _NoRun:
+    """Stands in for the MLflow run on ranks other than 0, which log nothing."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a `torchrun` job (or the whole job, on one process)."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: str
+    local_batch: int
+
+    @classmethod
+    def start(cls, requested_device: str, batch_size: int) -> Cluster:
+        import torch
+
+        from smar.errors import ConfigError
+        from smar.model import resolve_device
+
+        world, rank, local_rank = (int(os.environ.get(name, default)) for name, default in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+        device = resolve_device(requested_device)
+        if world > 1:
+            import torch.distributed as dist
+
+            if batch_size % world:
+                raise ConfigError(f"train.batch_size ({batch_size}) is the global batch: it must be a multiple of the {world} processes")
+            if device == "cuda":
+                torch.cuda.set_device(local_rank)
+                device = f"cuda:{local_rank}"
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        return cls(rank, local_rank, world, device, batch_size // world)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def epoch_batches(self, num_pairs: int, seed: int, epoch: int) -> list[list[int]]:
+        """This rank's batches of pair indices for one epoch.
+
+        DistributedSampler deals each rank every world_size-th index of one seeded shuffle, so
+        step s on all ranks together covers exactly the pairs one process would take at step s
+        with the same global batch.
+        """
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(num_pairs), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        batches = [indices[start : start + self.local_batch] for start in range(0, len(indices), self.local_batch)]
+        return [batch for batch in batches if len(batch) * self.world_size >= 2]  # one pair has no negatives
+
+    def prepare(self, model):
+        """The model on this rank's device: channels_last for the CNN and BatchNorm synchronised across GPUs on CUDA."""
+        import torch
+
+        if self.cuda and self.world_size > 1:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.cuda and model.image_encoder is not None and model.image_encoder.backbone is not None:
+            model.image_encoder.backbone.to(memory_format=torch.channels_last)
+        return model
+
+    def mean(self, values: dict) -> dict[str, float]:
+        """Scalar tensors averaged over the ranks (each rank's loss covers its share of the batch)."""
+        import torch
+
+        stacked = torch.stack([value.detach().float() for value in values.values()])
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(stacked)
+            stacked /= self.world_size
+        return dict(zip(values, stacked.tolist()))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def finish(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+class GpuMonitor:
+    """Samples GPU utilisation (through NVML, when installed) once a second while training runs."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.samples = enabled, []
+
+    def __enter__(self) -> GpuMonitor:
+        import threading
+
+        self._stop = threading.Event()
+        if self.enabled:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self) -> None:
+        import torch
+
+        while not self._stop.wait(1.0):
+            try:
+                self.samples.append(torch.cuda.utilization())
+            except Exception as error:  # no NVML (pip install nvidia-ml-py): memory is still reported
+                log.info("GPU utilisation not available: %s", error)
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def summary(self) -> dict[str, float]:
+        if not self.enabled:
+            return {}
+        import torch
+
+        result = {"gpu_max_memory_mib": torch.cuda.max_memory_allocated() / 2**20}
+        if self.samples:
+            result["gpu_utilization_percent"] = float(sum(self.samples) / len(self.samples))
+        return result
 
 
 def fingerprint(config: SmarConfig, data_md5: str) -> str:
@@ -244,14 +453,17 @@ class Checkpoint:
 
 @dataclass
 class Catalog:
-    """The whole catalog, tokenised and decoded once for training."""
+    """The whole catalog: tokenised once, images from the decoded-image cache (memory-mapped)."""
 
     tokens: dict
-    images: object  # uint8 tensor [N, 3, H, W]
+    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float32 features
     item_ids: list[str]
 
-    def batch(self, rows, device: str) -> dict:
-        return {k: v[rows].to(device) for k, v in self.tokens.items()} | {"images": self.images[rows].to(device)}
+    def inputs(self, rows) -> dict:
+        """The item tower's inputs for these catalog rows, on the CPU."""
+        from smar.image_cache import rows_to_tensor
+
+        return {k: v[rows] for k, v in self.tokens.items()} | {"images": rows_to_tensor(self.images, rows)}
 
     def vectors(self, model, views, batch_size: int = 512) -> dict:
         """Every item's vector for each view, on the CPU."""
@@ -259,14 +471,80 @@ class Catalog:
 
         from smar.model import autocast
 
-        device = next(model.parameters()).device.type
+        device = next(model.parameters()).device
         chunks = []
-        with torch.inference_mode(), autocast(device):
+        with torch.inference_mode(), autocast(device.type):
             for start in range(0, len(self.item_ids), batch_size):
                 rows = torch.arange(start, min(start + batch_size, len(self.item_ids)))
-                vectors = model.encode_items(**self.batch(rows, device), views=views)
+                inputs = {k: v.to(device) for k, v in self.inputs(rows).items()}
+                vectors = model.encode_items(**inputs, views=views)
                 chunks.append({view: vector.float().cpu() for view, vector in vectors.items()})
         return {view: torch.cat([chunk[view] for chunk in chunks]) for view in views}
+
+
+@dataclass
+class PairBatches:
+    """Training pairs, read a whole batch at a time: `dataset[list of pair indices]` -> batch dict."""
+
+    pair_queries: object  # long tensor [P]: row in the query tokens
+    pair_items: object  # long tensor [P]: row in the catalog
+    query_tokens: dict
+    catalog: Catalog
+
+    def __len__(self) -> int:
+        return len(self.pair_items)
+
+    def __getitem__(self, indices: list[int]) -> dict:
+        import torch
+
+        indices = torch.as_tensor(indices)
+        queries, items = self.pair_queries[indices], self.pair_items[indices]
+        return {
+            "queries": queries,
+            "items": items,
+            "query_tokens": {k: v[queries] for k, v in self.query_tokens.items()},
+            "item_inputs": self.catalog.inputs(items),
+        }
+
+    def loader(self, workers: int, cluster: Cluster) -> Loader:
+        return Loader(self, workers, cluster)
+
+
+class Loader:
+    """Batches on the training device, epoch after epoch: assembled by `workers` processes (started
+    once) ahead of the model, and copied from pinned memory without blocking on CUDA."""
+
+    def __init__(self, pairs: PairBatches, workers: int, cluster: Cluster):
+        import torch
+        from torch.utils.data import DataLoader
+
+        self.cluster, self.batches = cluster, []
+        self.loader = DataLoader(pairs, sampler=self, batch_size=None, num_workers=workers, pin_memory=cluster.cuda,
+                                 persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                                 generator=torch.Generator())  # leaves the global random state (dropout) alone
+
+    def __iter__(self):  # the DataLoader's sampler: this epoch's batches of pair indices
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, batches: list[list[int]]):
+        import torch
+
+        self.batches = batches
+        for batch in self.loader:
+            batch = _to_device(batch, self.cluster.device)
+            images = batch["item_inputs"]["images"]
+            if self.cluster.cuda and images.ndim == 4:
+                batch["item_inputs"]["images"] = images.contiguous(memory_format=torch.channels_last)
+            yield batch
+
+
+def _to_device(value, device: str):
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value.to(device, non_blocking=True)
 
 
 def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
@@ -324,6 +602,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     inputs = query_vectors[decisive]
     device = next(model.parameters()).device
     if len(inputs):
+        model.router.requires_grad_(True)
         optimizer = torch.optim.Adam(model.router.parameters(), lr=1e-2)
         model.router.train()
         generator = torch.Generator().manual_seed(settings.seed)

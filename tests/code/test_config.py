@@ -32,7 +32,7 @@ def test_shipped_params_load_with_stated_values():
     assert config.register_.min_recall_at_10 == 0.2
     assert config.validate_.max_image_pixels == 4096 * 4096
     assert config.evaluate.ks == (10, 50)
-    assert config.index.factory == "Flat"
+    assert config.index.factory == "auto" and config.index.target_recall == 0.95
     assert config.model.text_hidden_size % config.model.text_heads == 0
 
 
@@ -136,3 +136,9 @@ def test_unknown_model_kind_lists_the_choices(tmp_path):
     path.write_text("model:\n  kind: clip\n")
     with pytest.raises(ConfigError, match=r"model\.kind.*smar.*text_only"):
         load_config(path)
+
+
+def test_batch_that_micro_batches_do_not_divide_is_rejected(tmp_path):
+    (tmp_path / "p.yaml").write_text("train:\n  batch_size: 100\n  accumulation_steps: 3\n")
+    with pytest.raises(ConfigError, match=r"train.*batch_size \(100\) must be a multiple of accumulation_steps \(3\)"):
+        load_config(tmp_path / "p.yaml")

@@ -3,14 +3,26 @@
 import hashlib
 import json
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
 
 from smar.config import SmarConfig
 from smar.errors import MissingInputError
-from smar.export import IDS_FILE, embeddings_file
-from smar.index import ID_MAP_FILE, build_index, faiss_id, index_file, load_index
+from smar.export import IDS_FILE, TUNING_QUERIES_FILE, embeddings_file
+from smar.index import (
+    ID_MAP_FILE,
+    SEARCH_PARAMETERS,
+    build_index,
+    choose_factory,
+    exact_search,
+    faiss_id,
+    index_file,
+    load_index,
+    normalized,
+    overlap,
+)
 from smar.paths import Paths
 
 N, DIM = 50, 16
@@ -138,3 +150,56 @@ def test_every_exported_view_gets_its_own_index(tmp_path, vectors):
     assert stats["views"] == ["multimodal", "text"] and sorted(indexes) == ["multimodal", "text"]
     scores, ids = indexes["text"].search(-vectors[:1], 1)
     assert mapping[int(ids[0, 0])] == ITEM_IDS[0] and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("items", "factory"),
+    [(50, "Flat"), (100_000, "Flat"), (100_001, "HNSW32,Flat"), (5_000_000, "HNSW32,Flat"), (20_000_000, "IVF16384,PQ32x8,Refine(SQ8)")],
+)
+def test_auto_factory_follows_catalog_size(items, factory):
+    assert choose_factory("auto", items, 64) == factory
+    assert choose_factory("IVF64,Flat", items, 64) == "IVF64,Flat"  # a set factory is kept
+
+
+def test_exact_search_in_chunks_matches_brute_force(monkeypatch):
+    import smar.index
+
+    rng = np.random.default_rng(1)
+    vectors, queries = rng.normal(size=(1000, DIM)).astype(np.float32), rng.normal(size=(20, DIM)).astype(np.float32)
+    ids = np.arange(1000, dtype=np.int64) * 7 + 3
+    monkeypatch.setattr(smar.index, "ADD_CHUNK", 128)  # several chunks to merge
+    found = exact_search(vectors, ids, normalized(queries), 10)
+    expected = ids[np.argsort(-(normalized(queries) @ normalized(vectors).T), axis=1)[:, :10]]
+    assert (found == expected).all()
+
+
+@pytest.mark.parametrize(("factory", "parameter"), [("HNSW16,Flat", "efSearch"), ("IVF64,Flat", "nprobe")])
+def test_approximate_index_is_tuned_to_the_target_recall_and_keeps_it(tmp_path, factory, parameter):
+    """Clustered vectors, as embeddings are: the cheapest setting that reaches 0.9 of exact search
+    is chosen, recorded in build.json and saved in the index file."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, DIM))
+    vectors = (centres[rng.integers(0, 40, 5000)] + 0.4 * rng.normal(size=(5000, DIM))).astype(np.float32)
+    queries = (centres[rng.integers(0, 40, 300)] + 0.4 * rng.normal(size=(300, DIM))).astype(np.float32)
+    item_ids = [f"sku-{n}" for n in range(len(vectors))]
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    paths.data.mkdir(parents=True)
+    pd.DataFrame({"item_id": item_ids, "title": item_ids, "image": None}).to_parquet(paths.data / "items.parquet")
+    paths.embeddings_dir.mkdir(parents=True)
+    np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors)
+    np.save(paths.embeddings_dir / TUNING_QUERIES_FILE, queries)
+    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
+    config = SmarConfig(index={"factory": factory, "target_recall": 0.9})
+
+    tuning = build_index(config, paths)["tuning"][VIEW]
+
+    assert tuning["parameter"] == parameter and tuning["recall_at_10_vs_exact"] >= 0.9
+    cheaper = SEARCH_PARAMETERS[parameter][SEARCH_PARAMETERS[parameter].index(tuning["value"]) - 1] if tuning["value"] > SEARCH_PARAMETERS[parameter][0] else None
+    index = load_index(paths.index_dir)[0][VIEW]
+    ids = np.array([faiss_id(i) for i in item_ids])
+    exact = exact_search(vectors, ids, normalized(queries), 10)
+    assert overlap(index.search(normalized(queries), 10)[1], exact) == pytest.approx(tuning["recall_at_10_vs_exact"], abs=1e-4)
+    if cheaper is not None:  # the value below it misses the target
+        faiss.ParameterSpace().set_index_parameter(index, parameter, cheaper)
+        assert overlap(index.search(normalized(queries), 10)[1], exact) < 0.9
+    assert json.loads((paths.index_dir / "build.json").read_text())["tuning"][VIEW] == tuning

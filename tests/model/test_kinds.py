@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from smar.config import ModelConfig
+from smar.image_cache import image_store, rows_to_tensor
 from smar.model import (
     KINDS,
     CrossAttentionFusion,
     MlpFusion,
     RetrievalModel,
     SumFusion,
-    images_to_tensor,
     item_text,
     multitask_loss,
     served_views,
@@ -23,19 +23,21 @@ SMALL = {"embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_he
 
 
 @pytest.fixture(scope="module")
-def batch(tiny_data):
+def batch(tiny_data, tmp_path_factory):
     items = pd.read_parquet(tiny_data / "items.parquet")
     qrels = pd.read_parquet(tiny_data / "qrels.parquet")
     queries = pd.read_parquet(tiny_data / "queries.parquet").set_index("query_id")
     pairs = qrels[qrels["split"] == "train"].drop_duplicates("item_id").head(24)
     rows = items.set_index("item_id").loc[pairs["item_id"]]
+    catalog_rows = pd.Index(items["item_id"]).get_indexer(pairs["item_id"])
+    images = rows_to_tensor(image_store(tiny_data, tmp_path_factory.mktemp("cache"), 32), catalog_rows)
     texts = [item_text(*row) for row in zip(rows["title"], rows["category"], rows["brand"])]
     query_texts = queries.loc[pairs["query_id"], "text"].tolist()
     tokenizer = train_tokenizer(texts + query_texts, ModelConfig(**SMALL))
     return {
         "vocab": tokenizer.get_vocab_size(),
         "queries": tokenize(tokenizer, query_texts),
-        "items": tokenize(tokenizer, texts) | {"images": images_to_tensor([tiny_data / p for p in rows["image"]], 32)},
+        "items": tokenize(tokenizer, texts) | {"images": images},
         "ids": torch.arange(len(pairs)),
     }
 

@@ -1,0 +1,140 @@
+"""Index scale: build time, memory, search latency and recall of smar's FAISS indexes against exact search.
+
+    .venv/bin/python benchmarks/index_scale.py                              # 10k, 100k, 1M items; 3 runs each
+    .venv/bin/python benchmarks/index_scale.py --sizes 10000 --runs 1       # a quick look
+
+Vectors are random unit vectors of the model's dimension (64): no cluster structure, the
+hardest case for an approximate index (real embeddings cluster by category and look).
+Per size, each index type is built with the index step's own code (`smar.index.make_index`,
+then `tune` to Recall@10 >= 0.95 of exact search on 500 tuning queries) and measured on 1000
+other queries:
+- build seconds (add + train + tune) and the peak resident memory of the process;
+- index size (serialised bytes);
+- latency of one query at a time (p50, p99), as the search service asks, and throughput
+  (QPS) of the 1000 queries in one batched call;
+- Recall@10 against exact search (Flat), whose own latency is the reference.
+Each run is a fresh process. Writes benchmarks/results/index_scale.json (every run) and
+index_scale.md (medians over runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DIM, TUNING_QUERIES, QUERIES, K, TARGET = 64, 500, 1000, 10, 0.95
+
+
+def factories(size: int) -> list[str]:
+    from smar.index import choose_factory
+
+    chosen = choose_factory("auto", size, DIM)
+    large = choose_factory("auto", 10**9, DIM).split(",", 1)[1]  # the IVF-PQ that auto picks past 5M items
+    ivf = f"IVF{2 ** round(math.log2(4 * math.sqrt(size)))},{large}"
+    return list(dict.fromkeys(["Flat", chosen, "HNSW32,Flat"] + ([ivf] if size >= 100_000 else [])))
+
+
+def one_run(size: int, factory: str, seed: int) -> dict:
+    import resource
+    import time
+
+    import faiss
+    import numpy as np
+
+    from smar.index import exact_search, make_index, normalized, overlap, tune
+
+    rng = np.random.default_rng(seed)
+    vectors = normalized(rng.normal(size=(size, DIM)).astype(np.float32))
+    queries = normalized(rng.normal(size=(TUNING_QUERIES + QUERIES, DIM)).astype(np.float32))
+    tuning, measured = queries[:TUNING_QUERIES], queries[TUNING_QUERIES:]
+    ids = np.arange(size, dtype=np.int64)
+    started = time.perf_counter()
+    index = make_index(factory, vectors, ids)
+    tuned = tune(index, vectors, ids, tuning, TARGET, K)
+    build_seconds = time.perf_counter() - started
+    exact = exact_search(vectors, ids, measured, K)
+
+    latencies = []
+    for query in measured:
+        began = time.perf_counter()
+        index.search(query[None, :], K)
+        latencies.append((time.perf_counter() - began) * 1000)
+    began = time.perf_counter()
+    found = index.search(measured, K)[1]
+    batch_seconds = time.perf_counter() - began
+    return {
+        "items": size,
+        "factory": factory,
+        "seed": seed,
+        "tuning": tuned,
+        "build_seconds": build_seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "index_mib": len(faiss.serialize_index(index)) / 2**20,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "qps_batched": QUERIES / batch_seconds,
+        "recall_at_10_vs_exact": overlap(found, exact),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    stem = args.results / "index_scale"
+    runs = json.loads(stem.with_suffix(".json").read_text())["runs"] if stem.with_suffix(".json").exists() else []
+    runs = [run for run in runs if run["items"] not in args.sizes]  # a new measurement replaces the old one
+    context = multiprocessing.get_context("spawn")
+    for size in args.sizes:
+        for factory in factories(size):
+            for seed in range(args.runs):
+                with context.Pool(1) as pool:  # a fresh process: its peak memory is this index's
+                    run = pool.apply(one_run, (size, factory, seed))
+                runs.append(run)
+                print(f"{size} {factory} run {seed + 1}: build {run['build_seconds']:.1f} s, p50 {run['p50_ms']:.3f} ms, "
+                      f"p99 {run['p99_ms']:.3f} ms, recall {run['recall_at_10_vs_exact']:.4f} {run['tuning']}", flush=True)
+                write_report(runs, stem)
+
+
+def write_report(runs: list[dict], stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"dim": DIM, "queries": QUERIES, "target_recall": TARGET, "runs": runs}, indent=2) + "\n")
+    lines = [
+        f"Random unit vectors, dim {DIM}; {QUERIES} queries one at a time (p50/p99) and in one batch (QPS); "
+        f"approximate indexes tuned to Recall@10 >= {TARGET} of exact search on separate tuning queries. "
+        "Medians over runs (each a fresh process).",
+        "",
+        "| items | index | tuned | runs | build s | peak RSS MiB | index MiB | p50 ms | p99 ms | QPS (batch) | Recall@10 vs exact | p99 vs Flat |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["items"], run["factory"]), []).append(run)
+    for (size, factory), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "Flat", kv[0][1])):
+        median = {key: statistics.median(run[key] for run in group) for key in
+                  ("build_seconds", "peak_rss_mib", "index_mib", "p50_ms", "p99_ms", "qps_batched", "recall_at_10_vs_exact")}
+        tuned = group[0]["tuning"]
+        setting = f"{tuned['parameter']}={statistics.median(run['tuning']['value'] for run in group):g}" if tuned else "exact"
+        flat = groups.get((size, "Flat"))
+        ratio = f"{median['p99_ms'] / statistics.median(run['p99_ms'] for run in flat):.3f}" if flat else ""
+        lines.append(
+            f"| {size:,} | {factory} | {setting} | {len(group)} | {median['build_seconds']:.1f} | {median['peak_rss_mib']:.0f} | "
+            f"{median['index_mib']:.0f} | {median['p50_ms']:.3f} | {median['p99_ms']:.3f} | {median['qps_batched']:,.0f} | "
+            f"{median['recall_at_10_vs_exact']:.4f} | {ratio} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

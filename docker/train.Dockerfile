@@ -18,10 +18,11 @@ WORKDIR /app
 COPY . .
 # The pip cache mount keeps downloaded wheels (torch alone is GBs) across code-only rebuilds.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c constraints.txt . \
+    pip install -c constraints.txt ".[gpu,dask]" \
  && mkdir -p data outputs \
  && chown app:app /app data outputs
 
 USER app
 # Serves the flow as deployment smar-pipeline/default; runs triggered from the UI execute here.
+# Several GPUs: torchrun --nproc-per-node N -m smar train (train.batch_size is the global batch).
 CMD ["smar", "pipeline", "--serve"]

@@ -56,7 +56,8 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     model, tokenizer = load_model(require(paths.model_dir, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    image_store(paths.data, paths.cache_dir, model.config.image_size)  # decoded once, before the shards read it
+    if model.image_encoder is not None:
+        image_store(paths.data, paths.cache_dir, model.config.image_size)  # decoded once, before the shards read it
     staging = staging_dir(paths)
     shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
     staging.mkdir(parents=True)
@@ -89,14 +90,15 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
     tokens = tokenize(tokenizer, texts)
     lengths = tokens["attention_mask"].sum(1).numpy()
-    images = image_store(paths.data, paths.cache_dir, model.config.image_size)
+    images = image_store(paths.data, paths.cache_dir, model.config.image_size) if model.image_encoder is not None else None
     outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
     for first in range(0, len(order), config.export.batch_size):
         rows = np.sort(order[first : first + config.export.batch_size])
         width = int(lengths[rows].max())
         batch_tokens = {k: v[rows, :width] for k, v in tokens.items()}
-        for view, vectors in encode_item_batch(model, batch_tokens, rows_to_tensor(images, start + rows), views).items():
+        pixels = rows_to_tensor(images, start + rows) if images is not None else None
+        for view, vectors in encode_item_batch(model, batch_tokens, pixels, views).items():
             outputs[view][start + rows] = vectors.numpy()
     for array in outputs.values():
         array.flush()

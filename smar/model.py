@@ -397,10 +397,12 @@ def encode_texts(model: RetrievalModel, tokenizer, texts: list[str], batch_size:
 
 
 @torch.inference_mode()
-def encode_item_batch(model: RetrievalModel, tokens: dict, images: torch.Tensor, views=None) -> dict[str, torch.Tensor]:
-    """Item vectors (float32, on the CPU) for one batch of tokenised texts and images; fp16 on CUDA."""
+def encode_item_batch(model: RetrievalModel, tokens: dict, images: torch.Tensor | None, views=None) -> dict[str, torch.Tensor]:
+    """Item vectors (float32, on the CPU) for one batch of tokenised texts and images (None for
+    a model without an image tower); fp16 on CUDA."""
     device = next(model.parameters()).device.type
-    inputs = {k: v.to(device, non_blocking=True) for k, v in tokens.items()} | {"images": images.to(device, non_blocking=True)}
+    inputs = {k: v.to(device, non_blocking=True) for k, v in tokens.items()}
+    inputs["images"] = images.to(device, non_blocking=True) if images is not None else None
     with autocast(device, torch.float16):
         vectors = model.encode_items(**inputs, views=views)
     return {view: vector.float().cpu() for view, vector in vectors.items()}

@@ -104,7 +104,9 @@ class TrainConfig(_Section):
         50, ge=0, description="Save the training state this often (0: never); a killed or failed training resumes from it."
     )
     retries: int = Field(1, ge=0, description="Prefect retries of a failed train task (it resumes from the checkpoint).")
-    loader_workers: int = Field(1, ge=0, description="DataLoader worker processes assembling batches (0: in the training process).")
+    loader_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes assembling batches (0: in the training process, best on a few CPU cores)."
+    )
     accumulation_steps: int = Field(
         1, ge=1, description="Split each batch into this many micro-batches (less memory, same negatives and gradient)."
     )

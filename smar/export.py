@@ -51,12 +51,12 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
 
     from smar.dataset import load_dataset
     from smar.image_cache import image_store
-    from smar.model import encode_texts, load_model, served_views
+    from smar.model import encode_texts, load_model, served_views, uses_images
 
     model, tokenizer = load_model(require(paths.model_dir, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    if model.image_encoder is not None:
+    if uses_images(model.config):
         image_store(paths.data, paths.cache_dir, model.config.image_size)  # decoded once, before the shards read it
     staging = staging_dir(paths)
     shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
@@ -77,7 +77,7 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     import pyarrow.parquet as pq
 
     from smar.image_cache import image_store, rows_to_tensor
-    from smar.model import encode_item_batch, item_text, load_model, resolve_device, served_views, tokenize
+    from smar.model import encode_item_batch, item_text, load_model, resolve_device, served_views, tokenize, uses_images
 
     started = time.perf_counter()
     start, end = shard
@@ -90,7 +90,7 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
     tokens = tokenize(tokenizer, texts)
     lengths = tokens["attention_mask"].sum(1).numpy()
-    images = image_store(paths.data, paths.cache_dir, model.config.image_size) if model.image_encoder is not None else None
+    images = image_store(paths.data, paths.cache_dir, model.config.image_size) if uses_images(model.config) else None
     outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
     for first in range(0, len(order), config.export.batch_size):

@@ -3,7 +3,7 @@ inner product on L2-normalised vectors.
 
 The index type is a `faiss.index_factory` string (`index.factory`), or `auto`: exact search
 (Flat) up to 100k items, HNSW up to 5M, IVF-PQ beyond (its candidates reranked on 8-bit
-vectors: a quarter of the memory of float vectors). An approximate
+vectors: less than half the memory of float vectors). An approximate
 index is tuned on build: the smallest efSearch (HNSW) or nprobe (IVF) whose Recall@10 against
 exact search, over the export's tuning queries, reaches `index.target_recall`. The setting is
 saved inside the index file, and `build.json` records it with the recall it reached.

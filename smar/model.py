@@ -118,6 +118,12 @@ def served_views(config: ModelConfig) -> tuple[str, ...]:
     return (spec.serve,)
 
 
+def uses_images(config: ModelConfig) -> bool:
+    """Whether the model kind has an image tower (else the item side reads text alone)."""
+    spec = KINDS[config.kind]
+    return spec.fusion is not None or "image" in spec.losses + served_views(config)
+
+
 def _transformer_layer(config: ModelConfig, decoder: bool = False) -> nn.Module:
     layer = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
     width = config.text_hidden_size
@@ -255,11 +261,10 @@ class RetrievalModel(nn.Module):
         self.views = tuple(dict.fromkeys(self.spec.losses + served_views(config)))
         self.query_encoder = TextEncoder(config, vocab_size, pretrained)
         uses_text = self.spec.fusion is not None or "text" in self.views
-        uses_image = self.spec.fusion is not None or "image" in self.views
         self.title_encoder = None
         if uses_text:
             self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size, pretrained)
-        self.image_encoder = ImageEncoder(config, image_feature_shape, pretrained) if uses_image else None
+        self.image_encoder = ImageEncoder(config, image_feature_shape, pretrained) if uses_images(config) else None
         self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
         start = torch.tensor(1.0 / initial_temperature).log()
         self.logit_scales = nn.ParameterDict({view: nn.Parameter(start.clone()) for view in self.spec.losses})

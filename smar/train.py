@@ -60,7 +60,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     from smar import tracking
     from smar.dataset import load_dataset
     from smar.image_cache import image_store
-    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, tokenize, train_tokenizer
+    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, tokenize, train_tokenizer, uses_images
 
     require_passed(paths)
     started = time.perf_counter()
@@ -89,14 +89,13 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     pair_items = torch.tensor(train_qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
     known_pairs = torch.sort(pair_queries * len(items) + pair_items).values.to(device)  # other positives are not negatives
 
-    if cluster.is_main:
-        image_store(paths.data, paths.cache_dir, config.model.image_size)  # decodes the images once, for every rank
-    cluster.barrier()
-    catalog = Catalog(
-        tokens=tokenize(tokenizer, item_texts),
-        images=image_store(paths.data, paths.cache_dir, config.model.image_size),
-        item_ids=items["item_id"].tolist(),
-    )
+    images = None
+    if uses_images(config.model):
+        if cluster.is_main:
+            image_store(paths.data, paths.cache_dir, config.model.image_size)  # decodes the images once, for every rank
+        cluster.barrier()
+        images = image_store(paths.data, paths.cache_dir, config.model.image_size)
+    catalog = Catalog(tokens=tokenize(tokenizer, item_texts), images=images, item_ids=items["item_id"].tolist())
     pairs = PairBatches(pair_queries, pair_items, tokenize(tokenizer, train_queries["text"].tolist()), catalog)
     valid_queries = dataset.split_queries("valid")
     valid_relevant = dataset.relevant_items("valid")
@@ -145,7 +144,8 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
         def vectors(rows=None):
             if rows is None:
                 return step_model(batch["query_tokens"], batch["item_inputs"], views)
-            return step_model({k: v[rows] for k, v in batch["query_tokens"].items()}, {k: v[rows] for k, v in batch["item_inputs"].items()}, views)
+            items = {k: v[rows] if v is not None else None for k, v in batch["item_inputs"].items()}
+            return step_model({k: v[rows] for k, v in batch["query_tokens"].items()}, items, views)
 
         def loss_of(query_vectors, item_vectors):
             return multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs, len(items), weights)
@@ -456,14 +456,15 @@ class Catalog:
     """The whole catalog: tokenised once, images from the decoded-image cache (memory-mapped)."""
 
     tokens: dict
-    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float32 features
+    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float32 features; None without an image tower
     item_ids: list[str]
 
     def inputs(self, rows) -> dict:
         """The item tower's inputs for these catalog rows, on the CPU."""
         from smar.image_cache import rows_to_tensor
 
-        return {k: v[rows] for k, v in self.tokens.items()} | {"images": rows_to_tensor(self.images, rows)}
+        images = rows_to_tensor(self.images, rows) if self.images is not None else None
+        return {k: v[rows] for k, v in self.tokens.items()} | {"images": images}
 
     def vectors(self, model, views, batch_size: int = 512) -> dict:
         """Every item's vector for each view, on the CPU."""
@@ -476,7 +477,7 @@ class Catalog:
         with torch.inference_mode(), autocast(device.type):
             for start in range(0, len(self.item_ids), batch_size):
                 rows = torch.arange(start, min(start + batch_size, len(self.item_ids)))
-                inputs = {k: v.to(device) for k, v in self.inputs(rows).items()}
+                inputs = _to_device(self.inputs(rows), device)
                 vectors = model.encode_items(**inputs, views=views)
                 chunks.append({view: vector.float().cpu() for view, vector in vectors.items()})
         return {view: torch.cat([chunk[view] for chunk in chunks]) for view in views}
@@ -536,15 +537,15 @@ class Loader:
         for batch in self.loader:
             batch = _to_device(batch, self.cluster.device)
             images = batch["item_inputs"]["images"]
-            if self.cluster.cuda and images.ndim == 4:
+            if self.cluster.cuda and images is not None and images.ndim == 4:
                 batch["item_inputs"]["images"] = images.contiguous(memory_format=torch.channels_last)
             yield batch
 
 
-def _to_device(value, device: str):
+def _to_device(value, device):
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
-    return value.to(device, non_blocking=True)
+    return value.to(device, non_blocking=True) if value is not None else None
 
 
 def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:

@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,36 +135,33 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
         vectors (computed first without gradients), so the negatives and the gradient are the
         same as in one pass; only one micro-batch's activations are held at a time.
         """
-        from contextlib import nullcontext
-
         from smar.model import autocast, multitask_loss
 
         positives, queries, views = batch["items"], batch["queries"], model.spec.losses
-        parts_of = [torch.arange(len(positives)).tensor_split(settings.accumulation_steps)] if settings.accumulation_steps > 1 else []
 
         def vectors(rows=None):
             if rows is None:
                 return step_model(batch["query_tokens"], batch["item_inputs"], views)
-            items = {k: v[rows] if v is not None else None for k, v in batch["item_inputs"].items()}
-            return step_model({k: v[rows] for k, v in batch["query_tokens"].items()}, items, views)
+            item_inputs = {k: v[rows] if v is not None else None for k, v in batch["item_inputs"].items()}
+            return step_model({k: v[rows] for k, v in batch["query_tokens"].items()}, item_inputs, views)
 
         def loss_of(query_vectors, item_vectors):
             return multitask_loss(model, query_vectors, item_vectors, positives, queries, known_pairs, len(items), weights)
 
-        if not parts_of:
+        if settings.accumulation_steps == 1:
             with autocast(device):
                 query_vectors, item_vectors = vectors()
             loss, parts = loss_of(query_vectors, item_vectors)
             loss.backward()
             return loss, parts
-        micro = parts_of[0]
+        micro = torch.arange(len(positives), device=positives.device).tensor_split(settings.accumulation_steps)
         with torch.no_grad(), autocast(device):
-            cached = [vectors(rows.to(device)) for rows in micro]
+            cached = [vectors(rows) for rows in micro]
         for j, rows in enumerate(micro):
             last = j == len(micro) - 1
             with step_model.no_sync() if cluster.world_size > 1 and not last else nullcontext():
                 with autocast(device):
-                    live = vectors(rows.to(device))
+                    live = vectors(rows)
                 pieces = [live if i == j else cached[i] for i in range(len(micro))]
                 query_vectors = torch.cat([piece[0] for piece in pieces])
                 item_vectors = {view: torch.cat([piece[1][view] for piece in pieces]) for view in views}
@@ -183,7 +181,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
         torch.set_rng_state(state["torch_rng"])
         step, first_epoch, batches_done, epoch_losses = state["step"], state["epoch"], state["batches_done"], state["epoch_losses"]
     run_name = None if state else f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with mlflow.start_run(run_id=state["run_id"] if state else None, run_name=run_name) if mlflow else _NoRun() as run:
+    with mlflow.start_run(run_id=state["run_id"] if state else None, run_name=run_name) if mlflow else nullcontext() as run:
         if mlflow and state:
             log.info("resuming %s from %s: step %d of %d (epoch %d), MLflow run %s", config.model.kind, checkpoint.file, step, total_steps,
                      first_epoch, run.info.run_id)
@@ -261,16 +259,6 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     cluster.finish()
     final_loss = losses[-1] if losses else float("nan")
     return TrainResult(str(paths.model_dir), run.info.run_id, config.model.kind, final_loss, valid_recall, seconds)
-
-
-class _NoRun:
-    """Stands in for the MLflow run on ranks other than 0, which log nothing."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def data_synth(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data"),
     preset: Annotated[str | None, typer.Option(help="Named size (tiny, small, medium, large) instead of params.yaml's `data` section.")] = None,
+    split_by: Annotated[str | None, typer.Option("--split-by", help="query, category, family, brand or material (default: params.yaml's data.split_by).")] = None,
 ) -> None:
     """Write the deterministic synthetic default dataset."""
     from smar.config import load_config
@@ -98,8 +99,22 @@ def data_synth(
         if preset is not None and preset not in PRESETS:
             raise SmarError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
         config = PRESETS[preset] if preset else load_config(params).data
+        if split_by is not None:
+            config = _with_split_by(config, split_by)
     manifest = synthesize(config, data)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
+
+
+def _with_split_by(config, split_by: str):
+    from pydantic import ValidationError
+
+    from smar.config import DataConfig
+    from smar.errors import ConfigError, describe_invalid
+
+    try:
+        return DataConfig.model_validate(config.model_dump() | {"split_by": split_by})
+    except ValidationError as error:
+        raise ConfigError(f"--split-by {split_by!r}:\n{describe_invalid(error)}") from None
 
 
 @data_app.command("import")
@@ -115,9 +130,10 @@ def data_import(
     drop_items_without_features: Annotated[bool, typer.Option("--drop-items-without-features", help="jd-tsv: drop items with no feature row (with a warning) instead of failing.")] = False,
     data: Annotated[Path, typer.Option("--data", help="Output dataset directory (replaced only if the import succeeds).")] = Path("data"),
     name: Annotated[str, typer.Option(help="Dataset name in dataset.json.")] = "imported",
-    seed: Annotated[int, typer.Option(help="Seed of the query-hash split (when the source has no split).")] = 0,
-    valid_fraction: Annotated[float, typer.Option(help="Fraction of queries in the valid split (hash split).")] = 0.1,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of queries in the test split (hash split).")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed of the split (when the source has no split).")] = 0,
+    valid_fraction: Annotated[float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the valid split.")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the test split.")] = 0.15,
+    split_by: Annotated[str, typer.Option("--split-by", help="query: a hash of the query id; or an item column (category, product, ...): whole groups of items per split, so test queries ask for unseen items.")] = "query",
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Build a dataset in the data contract from your catalog (see smar/importers.py for both formats).
@@ -140,7 +156,7 @@ def data_import(
         config = config_from_options(
             format=format, items=items, queries=queries, interactions=interactions, images=images, source=source,
             maps=maps or (), label=label, drop_items_without_features=drop_items_without_features, name=name, seed=seed,
-            valid_fraction=valid_fraction, test_fraction=test_fraction,
+            valid_fraction=valid_fraction, test_fraction=test_fraction, split_by=split_by,
         )
         manifest = import_catalog(config, data)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")

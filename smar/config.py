@@ -34,6 +34,11 @@ class DataConfig(_Section):
     max_relevant_per_query: int = Field(30, ge=1, description="The most-clicked matching items kept per query.")
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    split_by: Literal["query", "category", "family", "brand", "material"] = Field(
+        "category",
+        description="An item column (category, family, ...): whole groups of items go to train, valid or test, and each query "
+        "follows the group of its relevant items, so test queries ask for items training never saw; or query: each query draws its split.",
+    )
 
 
 class ValidateConfig(_Section):
@@ -50,26 +55,32 @@ class ModelConfig(_Section):
         description="smar (the paper), text_only (DPSR-like), image_only, late_fusion (sum of text and image vectors), "
         "smar_fused_only (fused loss alone), smar_no_xattn (SMAR losses, MLP fusion without cross-attention).",
     )
-    embedding_dim: int = Field(64, ge=8)
-    text_hidden_size: int = Field(64, ge=8)
-    text_layers: int = Field(2, ge=1)
-    text_heads: int = Field(4, ge=1)
+    text_encoder: Literal["scratch", "minilm"] = Field(
+        "minilm", description="minilm: all-MiniLM-L6-v2 weights (hidden size 384); scratch: a small BERT trained from scratch."
+    )
+    image_backbone: str = Field("tf_efficientnet_lite0", description="Any timm model name.")
+    image_weights: Literal["none", "imagenet"] = Field(
+        "imagenet", description="imagenet: EfficientNet-Lite0 ImageNet weights (needs image_backbone tf_efficientnet_lite0); none: from scratch."
+    )
+    pretrained: Literal["frozen", "finetune"] = Field(
+        "frozen",
+        description="frozen: the pretrained encoders keep their weights and their outputs are cached once per catalog; "
+        "the towers learn on top of them. finetune: they train too, at learning_rate x pretrained_lr_scale (for a GPU).",
+    )
+    embedding_dim: int = Field(384, ge=8, description="Item and query vector size (MiniLM's 384 with text_encoder minilm).")
+    text_hidden_size: int = Field(384, ge=8)
+    text_layers: int = Field(2, ge=1, description="Scratch text encoder only.")
+    text_heads: int = Field(12, ge=1)
     max_text_length: int = Field(32, ge=4)
-    vocab_size: int = Field(2000, ge=100)
+    vocab_size: int = Field(2000, ge=100, description="Scratch text encoder only.")
     share_text_encoder: bool = Field(True, description="Query and title towers share one text encoder.")
     text_pooling: Literal["cls", "mean"] = "mean"
     text_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scratch text encoder (attention and hidden).")
-    text_encoder: Literal["scratch", "minilm"] = Field(
-        "scratch", description="scratch: a small BERT trained from scratch; minilm: all-MiniLM-L6-v2 weights (hidden size 384)."
-    )
-    image_backbone: str = Field("test_efficientnet", description="Any timm model name.")
-    image_weights: Literal["none", "imagenet"] = Field(
-        "none", description="imagenet: EfficientNet-Lite0 ImageNet weights (needs image_backbone tf_efficientnet_lite0)."
-    )
     image_size: int = Field(64, ge=16, le=512)
+    fusion_width: int = Field(128, ge=8, description="Width of the image tower's Transformer and of the cross-attention fusion.")
     image_layers: int = Field(1, ge=1, description="Transformer layers over the backbone's patch tokens.")
     fusion_layers: int = Field(1, ge=1, description="Cross-attention layers from title tokens to image tokens.")
-    adaptive_routing: bool = Field(True, description="smar only: a query head picks the multimodal or the text index.")
+    adaptive_routing: bool = Field(False, description="smar only: a query head picks the multimodal or the text index (stage 2).")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -79,21 +90,33 @@ class ModelConfig(_Section):
             )
         if self.text_encoder == "minilm" and self.text_hidden_size != 384:
             raise ValueError("text_encoder 'minilm' has hidden size 384: set text_hidden_size: 384 (and text_heads: 12)")
+        if self.text_encoder == "minilm" and self.embedding_dim != self.text_hidden_size:
+            raise ValueError("text_encoder 'minilm' keeps MiniLM's vector space: set embedding_dim: 384")
         if self.image_weights == "imagenet" and self.image_backbone != "tf_efficientnet_lite0":
             raise ValueError("image_weights 'imagenet' ships for EfficientNet-Lite0 only: set image_backbone: tf_efficientnet_lite0")
         return self
 
+    @property
+    def frozen_text(self) -> bool:
+        """MiniLM stays as shipped: its token states are computed once per text and cached."""
+        return self.text_encoder == "minilm" and self.pretrained == "frozen"
+
+    @property
+    def frozen_image(self) -> bool:
+        """The ImageNet backbone stays as shipped: its feature maps are computed once per image and cached."""
+        return self.image_weights == "imagenet" and self.pretrained == "frozen"
+
 
 class TrainConfig(_Section):
     seed: int = 0
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
-    learning_rate: float = Field(2e-3, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
     pretrained_lr_scale: float = Field(
         0.05, gt=0, le=1, description="Pretrained weights (MiniLM, ImageNet backbone) learn at learning_rate times this."
     )
     weight_decay: float = Field(0.01, ge=0)
-    initial_temperature: float = Field(0.07, gt=0, lt=1)
+    initial_temperature: float = Field(0.05, gt=0, lt=1)
     alpha: float = Field(1.0, ge=0, description="Weight of L_t(query, item text).")
     beta: float = Field(1.0, ge=0, description="Weight of L_i(query, item image).")
     gamma: float = Field(1.0, ge=0, description="Weight of L_m(query, fused item).")
@@ -145,6 +168,9 @@ class EvaluateConfig(_Section):
     ks: tuple[int, ...] = (10, 50)
     plot_max_k: int = Field(100, ge=1)
     random_baseline_draws: int = Field(5, ge=1)
+    zero_shot_baseline: bool = Field(
+        True, description="Score off-the-shelf MiniLM title search (no training) on the same queries, beside the model."
+    )
 
 
 class RegisterConfig(_Section):

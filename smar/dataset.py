@@ -40,6 +40,14 @@ class Dataset:
             relevant.setdefault(row.query_id, {})[row.item_id] = int(row.label)
         return relevant
 
+    def cold_queries(self, split: str) -> set[str]:
+        """Queries of `split` none of whose relevant items was relevant to any training query:
+        the queries about products training never saw."""
+        qrels = self.split_qrels(split)
+        seen = qrels["item_id"].isin(set(self.split_qrels("train")["item_id"]))
+        touched = seen.groupby(qrels["query_id"]).any()
+        return set(touched.index[~touched])
+
     def split_queries(self, split: str):
         ids = self.split_qrels(split)["query_id"].unique()
         return self.queries[self.queries["query_id"].isin(ids)].reset_index(drop=True)

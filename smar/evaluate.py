@@ -36,7 +36,48 @@ def random_rankings(item_ids: list[str], query_ids, k: int, seed: int) -> dict[s
     return {q: [item_ids[i] for i in rng.choice(len(item_ids), size=k, replace=False)] for q in query_ids}
 
 
+def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int) -> dict[str, list[str]]:
+    """query_id -> ranked item ids of off-the-shelf MiniLM title search, with no training: item
+    texts and queries through all-MiniLM-L6-v2, mean-pooled, by cosine. The search a shop would
+    run instead of smar. Item states are cached like a frozen encoder's (the same cache)."""
+    import numpy as np
+    import torch
+
+    from smar.feature_cache import text_states
+    from smar.index import exact_search, normalized
+    from smar.model import item_text, masked_mean, tokenize, zero_shot_encoder
+
+    length = config.model.max_text_length
+    encoder, tokenizer = zero_shot_encoder(length)
+    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
+    states, mask = text_states(encoder, tokenizer, texts, length, paths.cache_dir, "items")
+    item_vectors = np.concatenate(
+        [
+            masked_mean(torch.from_numpy(np.asarray(states[start : start + 4096], dtype=np.float32)), torch.from_numpy(mask[start : start + 4096])).numpy()
+            for start in range(0, len(texts), 4096)
+        ]
+    )
+    query_texts, query_vectors = queries["text"].tolist(), []
+    with torch.inference_mode():
+        for start in range(0, len(query_texts), 512):
+            tokens = tokenize(tokenizer, query_texts[start : start + 512])
+            query_vectors.append(masked_mean(encoder.states(**tokens), tokens["attention_mask"]).numpy())
+    item_ids = items["item_id"].astype(str).tolist()
+    top = exact_search(item_vectors, np.arange(len(item_ids), dtype=np.int64), normalized(np.concatenate(query_vectors)), min(k, len(item_ids)))
+    return {q: [item_ids[i] for i in row if i >= 0] for q, row in zip(queries["query_id"], top)}
+
+
+def mean_metrics(runs: list[dict], relevant: dict, ks) -> dict[str, float]:
+    """The metrics of each ranking run (one for a model, several random draws), averaged."""
+    from smar import metrics
+
+    scores = [metrics.retrieval_metrics(rankings, relevant, ks) for rankings in runs]
+    return {name: sum(score[name] for score in scores) / len(scores) for name in scores[0]}
+
+
 def evaluate(config: SmarConfig, paths: Paths) -> dict:
+    """Score the model beside a random ranking and zero-shot MiniLM, on every test query and on
+    the cold ones (queries about items no training query touched)."""
     import pandas as pd
 
     from smar import metrics, tracking
@@ -50,47 +91,40 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
     relevant = dataset.relevant_items(settings.split)
     if queries.empty:
         raise DatasetError(f"{paths.data / 'qrels.parquet'}: the '{settings.split}' split has no queries to evaluate.")
+    cold = dataset.cold_queries(settings.split)
     retriever = Retriever(require(paths.model_dir, "train"), require(paths.index_dir, "index"))
     depth = max(*settings.ks, settings.plot_max_k)
     hits = retriever.search(queries["text"].tolist(), depth)
     rankings = dict(zip(queries["query_id"], hits.item_ids))
-    model_scores = metrics.retrieval_metrics(rankings, relevant, settings.ks)
     embeddings, _ = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
     exact = retriever.exact_top_ids(queries["text"].tolist(), embeddings, 10)
     ann_recall = sum(len(set(found[:10]) & set(best)) / len(best) for found, best in zip(hits.item_ids, exact) if best) / len(exact)
 
     catalog = dataset.items["item_id"].astype(str).tolist()
-    draws = [random_rankings(catalog, queries["query_id"], depth, seed) for seed in range(settings.random_baseline_draws)]
+    runs = {
+        "model": [rankings],
+        "zero_shot": [zero_shot_rankings(config, paths, dataset.items, queries, depth)] if settings.zero_shot_baseline else None,
+        "random": [random_rankings(catalog, queries["query_id"], depth, seed) for seed in range(settings.random_baseline_draws)],
+    }
+    runs = {name: run for name, run in runs.items() if run is not None}
+    cold_relevant = {q: items for q, items in relevant.items() if q in cold}
+    result = {"split": settings.split, "queries": len(queries), "items": len(catalog)}
+    result |= {name: _rounded(mean_metrics(run, relevant, settings.ks)) for name, run in runs.items()}
+    result["cold"] = {"queries": len(cold_relevant)}
+    if cold_relevant:
+        result["cold"] |= {name: _rounded(mean_metrics(run, cold_relevant, settings.ks)) for name, run in runs.items()}
+    result["served_by_index"] = {view: hits.views.count(view) for view in sorted(set(hits.views))}
+    result["index"] = {"factory": json.loads((paths.index_dir / "build.json").read_text())["factory"], "recall_at_10_vs_exact": round(ann_recall, 6)}
 
-    def averaged_over_draws(ks) -> dict[str, float]:
-        scores = [metrics.retrieval_metrics(draw, relevant, ks) for draw in draws]
-        return {name: sum(s[name] for s in scores) / len(scores) for name in scores[0]}
-
-    random_scores = averaged_over_draws(settings.ks)
     curve_ks = sorted({1, 5, *range(10, settings.plot_max_k + 1, 10), *settings.ks})
-    curve = pd.DataFrame(
-        {
-            "k": curve_ks,
-            "model": [metrics.retrieval_metrics(rankings, relevant, (k,))[f"recall@{k}"] for k in curve_ks],
-            "random": [averaged_over_draws((k,))[f"recall@{k}"] for k in curve_ks],
-        }
-    )
+    curve = pd.DataFrame({"k": curve_ks} | {name: [mean_metrics(run, relevant, (k,))[f"recall@{k}"] for k in curve_ks] for name, run in runs.items()})
     per_query = pd.DataFrame(
         [
-            {"query_id": q, "text": t, "relevant": len(relevant[q]), "index": view, "ranking": rankings[q]}
+            {"query_id": q, "text": t, "relevant": len(relevant[q]), "cold": q in cold, "index": view, "ranking": rankings[q]}
             | metrics.per_query_metrics(rankings[q], relevant[q], settings.ks)
             for q, t, view in zip(queries["query_id"], queries["text"], hits.views)
         ]
     )
-    result = {
-        "split": settings.split,
-        "queries": len(queries),
-        "items": len(catalog),
-        "model": _rounded(model_scores),
-        "random": _rounded(random_scores),
-        "served_by_index": {view: hits.views.count(view) for view in sorted(set(hits.views))},
-        "index": {"factory": json.loads((paths.index_dir / "build.json").read_text())["factory"], "recall_at_10_vs_exact": round(ann_recall, 6)},
-    }
     with replace_on_success(paths.evaluation_dir) as scratch:
         (scratch / paths.metrics_file.name).write_text(json.dumps(result, indent=2) + "\n")
         curve.to_csv(scratch / paths.recall_curve_file.name, index=False)
@@ -99,10 +133,20 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
 
     mlflow = tracking.configure()
     with mlflow.start_run(run_id=tracking.run_id_of(paths.model_dir)):
-        mlflow.log_metrics({f"{settings.split}_{_metric_key(name)}": value for name, value in model_scores.items()}
-                           | {f"{settings.split}_index_recall_at_10_vs_exact": ann_recall})
+        mlflow.log_metrics(tracked_metrics(result) | {f"{settings.split}_index_recall_at_10_vs_exact": ann_recall})
         mlflow.log_artifacts(str(paths.evaluation_dir), artifact_path="evaluation")
     return result
+
+
+def tracked_metrics(result: dict) -> dict[str, float]:
+    """The evaluation as MLflow metrics: test_recall_at_10, test_zero_shot_recall_at_10,
+    test_cold_recall_at_10, test_cold_zero_shot_recall_at_10, ... and test_cold_queries."""
+    split, tracked = result["split"], {f"{result['split']}_cold_queries": result["cold"]["queries"]}
+    for scope, section in (("", result), ("cold_", result["cold"])):
+        for ranker, prefix in (("model", ""), ("zero_shot", "zero_shot_")):
+            for name, value in section.get(ranker, {}).items():
+                tracked[f"{split}_{scope}{prefix}{_metric_key(name)}"] = value
+    return tracked
 
 
 def _metric_key(name: str) -> str:
@@ -121,6 +165,8 @@ def _plot_recall_curve(curve, path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(5, 3.5), dpi=120)
     axes.plot(curve["k"], curve["model"], marker="o", label="model")
+    if "zero_shot" in curve:
+        axes.plot(curve["k"], curve["zero_shot"], marker=".", label="zero-shot MiniLM")
     axes.plot(curve["k"], curve["random"], linestyle="--", label="random ranking")
     axes.set(xlabel="K", ylabel="Recall@K", ylim=(0, 1), title="Recall@K on held-out queries")
     axes.grid(alpha=0.3)
@@ -130,9 +176,26 @@ def _plot_recall_curve(curve, path: Path) -> None:
     plt.close(figure)
 
 
+RANKERS = {"model": "model", "zero_shot": "zero-shot", "random": "random"}
+
+
 def format_table(result: dict) -> str:
-    """The evaluation table: one row per metric, model beside the random baseline."""
-    lines = [f"{'metric':<14}{'model':>10}{'random':>10}", "-" * 34]
-    for name, value in result["model"].items():
-        lines.append(f"{name:<14}{value:>10.4f}{result['random'][name]:>10.4f}")
+    """The evaluation tables: one row per metric, the model beside zero-shot MiniLM and a random
+    ranking; over every query, then over the cold ones."""
+    lines = [_table(result)]
+    cold = result["cold"]
+    if cold["queries"] == result["queries"]:
+        lines += ["", f"Cold: all {cold['queries']} queries are about items no training query touched."]
+    elif cold["queries"]:
+        lines += ["", f"Cold: {cold['queries']} of {result['queries']} queries about items no training query touched:", _table(cold)]
+    else:
+        lines += ["", "Cold: no query is about items that training never saw (split_by groups of items to measure it)."]
+    return "\n".join(lines)
+
+
+def _table(section: dict) -> str:
+    shown = [ranker for ranker in RANKERS if ranker in section]
+    lines = [f"{'metric':<14}" + "".join(f"{RANKERS[r]:>11}" for r in shown), "-" * (14 + 11 * len(shown))]
+    for name in section["model"]:
+        lines.append(f"{name:<14}" + "".join(f"{section[r][name]:>11.4f}" for r in shown))
     return "\n".join(lines)

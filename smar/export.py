@@ -50,14 +50,15 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     import pandas as pd
 
     from smar.dataset import load_dataset
-    from smar.image_cache import image_store
-    from smar.model import encode_texts, load_model, served_views, uses_images
+    from smar.feature_cache import item_images
+    from smar.model import encode_texts, load_model, served_views
 
     model, tokenizer = load_model(require(paths.model_dir, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    if uses_images(model.config):
-        image_store(paths.data, paths.cache_dir, model.config.image_size)  # decoded once, before the shards read it
+    item_images(model, paths.data, paths.cache_dir)  # decoded (and through a frozen backbone) once, before the shards read it
+    if model.item_text_encoder.frozen:
+        _item_text(model, tokenizer, paths, 0, len(items))  # likewise a frozen text encoder's states
     staging = staging_dir(paths)
     shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
     staging.mkdir(parents=True)
@@ -74,10 +75,10 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
 def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> dict:
     """Encode catalog rows [start, end) into the staging files, a batch at a time."""
     import numpy as np
-    import pyarrow.parquet as pq
 
-    from smar.image_cache import image_store, rows_to_tensor
-    from smar.model import encode_item_batch, item_text, load_model, resolve_device, served_views, tokenize, uses_images
+    from smar.feature_cache import item_images
+    from smar.image_cache import rows_to_tensor
+    from smar.model import encode_item_batch, load_model, resolve_device, served_views
 
     started = time.perf_counter()
     start, end = shard
@@ -86,25 +87,40 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
         raise MissingInputError(f"{staging}: missing. An export shard runs after start_export; run `smar export`.")
     model, tokenizer = load_model(paths.model_dir, device=resolve_device(config.export.device))
     views = served_views(model.config)
-    items = pq.read_table(paths.data / "items.parquet", columns=["title", "category", "brand"]).slice(start, end - start).to_pandas()
-    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
-    tokens = tokenize(tokenizer, texts)
-    lengths = tokens["attention_mask"].sum(1).numpy()
-    images = image_store(paths.data, paths.cache_dir, model.config.image_size) if uses_images(model.config) else None
+    text = _item_text(model, tokenizer, paths, start, end)
+    lengths = np.asarray(text["attention_mask"]).sum(1)
+    images = item_images(model, paths.data, paths.cache_dir)
     outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
     for first in range(0, len(order), config.export.batch_size):
         rows = np.sort(order[first : first + config.export.batch_size])
         width = int(lengths[rows].max())
-        batch_tokens = {k: v[rows, :width] for k, v in tokens.items()}
+        batch_text = {k: rows_to_tensor(v, rows)[:, :width] for k, v in text.items()}
         pixels = rows_to_tensor(images, start + rows) if images is not None else None
-        for view, vectors in encode_item_batch(model, batch_tokens, pixels, views).items():
+        for view, vectors in encode_item_batch(model, batch_text, pixels, views).items():
             outputs[view][start + rows] = vectors.numpy()
     for array in outputs.values():
         array.flush()
     seconds = time.perf_counter() - started
     log.info("exported items %d-%d (%.0f items/s)", start, end, (end - start) / seconds if seconds else 0)
     return {"shard": [start, end], "items": end - start, "seconds": round(seconds, 3)}
+
+
+def _item_text(model, tokenizer, paths: Paths, start: int, end: int) -> dict:
+    """The item text tower's inputs for catalog rows [start, end): token ids, or a frozen
+    encoder's states from the cache (which covers the whole catalog)."""
+    import pyarrow.parquet as pq
+
+    from smar.feature_cache import text_inputs
+    from smar.model import item_text
+
+    encoder = model.item_text_encoder
+    table = pq.read_table(paths.data / "items.parquet", columns=["title", "category", "brand"])
+    if not encoder.frozen:
+        table = table.slice(start, end - start)
+    texts = [item_text(*row) for row in zip(*(table.column(name).to_pylist() for name in ("title", "category", "brand")))]
+    inputs = text_inputs(encoder, tokenizer, texts, model.config.max_text_length, paths.cache_dir, "items")
+    return inputs if not encoder.frozen else {k: v[start:end] for k, v in inputs.items()}
 
 
 def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:

@@ -93,17 +93,16 @@ def _decode_chunk(chunk) -> None:
 
 
 def rows_to_tensor(store, rows):
-    """The store's rows as a tensor the image tower reads: uint8 pixels or float32 features [B, T, F]."""
+    """Rows of a tensor, or of a (memory-mapped) array as a tensor read in file order: uint8
+    pixels and bool masks as they are, floating-point features as float32."""
     import numpy as np
     import torch
 
+    if isinstance(store, torch.Tensor):
+        return store[torch.as_tensor(rows)]
     rows = np.asarray(rows)
     order = np.argsort(rows, kind="stable")  # memory-mapped reads in file order
     chosen = np.empty((len(rows), *store.shape[1:]), dtype=store.dtype)
     chosen[order] = store[rows[order]]
     tensor = torch.from_numpy(chosen)
-    if tensor.dtype != torch.uint8:
-        tensor = tensor.float()
-        if tensor.ndim == 2:
-            tensor = tensor.unsqueeze(1)
-    return tensor
+    return tensor.float() if tensor.is_floating_point() else tensor

@@ -53,7 +53,10 @@ rows of unknown items are ignored.
 
 **Both formats**: when the source gives no split, queries are split by a hash of
 (seed, query_id): the same source and seed always give the same split, whatever the row
-order, and adding queries never moves existing ones. Rows are sorted by id and
+order, and adding queries never moves existing ones. With `split_by` naming an item column
+(category, a product or family id), whole groups of items go to one split instead and each
+query follows the group holding most of its relevance (`smar.splits`): test queries then ask
+for items no training query touched. Rows are sorted by id and
 dataset.json is written with sorted keys, so the same inputs give byte-identical files.
 The dataset is written to a scratch directory that replaces the output only on success.
 """
@@ -71,10 +74,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from smar.errors import ConfigError, DatasetError, describe_invalid
 from smar.paths import replace_on_success
+from smar.splits import BY_QUERY, SPLITS, assign_splits
 
 log = logging.getLogger("smar.importers")
 
-SPLITS = ("train", "valid", "test")
 CONTRACT = {
     "items": ("item_id", "title", "category", "brand", "image"),
     "queries": ("query_id", "text"),
@@ -107,6 +110,9 @@ class ImportConfig(BaseModel):
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     seed: int = 0
+    split_by: str = Field(
+        BY_QUERY, min_length=1, description="query (a hash of the query id), or an item column: whole groups of items per split."
+    )
     name: str = Field("imported", min_length=1)
     version: str = Field("1", min_length=1)
 
@@ -164,13 +170,6 @@ def config_from_options(
         return ImportConfig(**fields)
     except ValidationError as error:
         raise ConfigError(f"invalid import options:\n{describe_invalid(error)}") from None
-
-
-def hash_split(query_id: str, seed: int, valid_fraction: float, test_fraction: float) -> str:
-    """The split of one query: a function of (seed, query_id) alone."""
-    digest = hashlib.sha256(f"{seed}\x00{query_id}".encode()).digest()
-    draw = int.from_bytes(digest[:8], "big") / 2**64
-    return "test" if draw < test_fraction else "valid" if draw < test_fraction + valid_fraction else "train"
 
 
 def import_catalog(config: ImportConfig, out_dir: Path) -> dict:
@@ -354,6 +353,11 @@ def _qrels(config: ImportConfig, parts: dict):
                 f"{_examples(values)}. Fix: add them to {file}, remove those rows, or check the --map of {column}."
             )
     stats: dict[str, int] = {}
+    if "split" in interactions and config.split_by != BY_QUERY:
+        raise DatasetError(
+            f"{where}: has a split column ('{names['split']}') and split_by is '{config.split_by}'. "
+            f"Fix: unmap the column (--map interactions.split=) to split by {config.split_by}, or leave split_by as {BY_QUERY}."
+        )
     if "split" in interactions:
         per_query = interactions.groupby("query_id", sort=True)["split"].nunique()
         mixed = per_query[per_query > 1]
@@ -387,7 +391,8 @@ def _qrels(config: ImportConfig, parts: dict):
     if "split" in interactions:
         split = qrels["query_id"].map(query_split)
     else:
-        split = qrels["query_id"].map(lambda q: hash_split(q, config.seed, config.valid_fraction, config.test_fraction))
+        splits = assign_splits(qrels, parts["items"], config.split_by, config.seed, config.valid_fraction, config.test_fraction, items_where)
+        split = qrels["query_id"].map(splits)
     qrels = pd.DataFrame(
         {
             "query_id": qrels["query_id"].astype("str"),

@@ -10,7 +10,8 @@
   their relevant items are the matching items that got clicks: labels are click counts,
   skewed by item popularity (a few items take most clicks);
 - images vary in background, texture, lighting, scale, rotation and position;
-- splits are by query.
+- splits are by query, or (`split_by`) by groups of items: with `category`, test queries ask
+  for kinds of product that no training query named.
 
 Every item, family, image and query draws from its own generator seeded by (seed, index),
 so the output does not depend on how it is chunked, and the same parameters give
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from smar.config import DataConfig
 from smar.paths import replace_on_success
+from smar.splits import BY_QUERY, group_splits, majority_group
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ def _write_items(config: DataConfig, root: Path) -> dict:
     codes = {"category": list(CATEGORIES), "colour": list(COLOURS), "pattern": list(PATTERNS),
              "brand": [b.title() for b in BRANDS], "material": list(MATERIALS)}
     arrays = {name: np.empty(config.num_items, dtype=np.int16) for name in codes}
+    families = np.empty(config.num_items, dtype=np.int64)
     popularity = np.empty(config.num_items, dtype=np.float64)
     index = {name: {value: code for code, value in enumerate(values)} for name, values in codes.items()}
     writer, rows = None, []
@@ -184,6 +187,7 @@ def _write_items(config: DataConfig, root: Path) -> dict:
         for name in codes:
             arrays[name][number] = index[name][row[name]]
         popularity[number] = row["popularity"]
+        families[number] = int(row["family"][1:])
         image_path = root / row["image"]
         image_path.parent.mkdir(parents=True, exist_ok=True)
         _draw_item(row, config, number).save(image_path, format="PNG")
@@ -194,7 +198,17 @@ def _write_items(config: DataConfig, root: Path) -> dict:
             log.info("generated %d/%d items", number + 1, config.num_items)
     writer = _append(writer, rows, root / "items.parquet")
     writer.close()
-    return {"codes": codes, "arrays": arrays, "popularity": popularity, "by_category": _rows_by(arrays["category"])}
+    return {"codes": codes, "arrays": arrays, "families": families, "popularity": popularity, "by_category": _rows_by(arrays["category"])}
+
+
+def _item_groups(config: DataConfig, catalog: dict) -> list[str] | None:
+    """Each item's `split_by` group, in row order (None when splitting by query)."""
+    if config.split_by == BY_QUERY:
+        return None
+    if config.split_by == "family":
+        return [f"F{family:07d}" for family in catalog["families"].tolist()]
+    values = catalog["codes"][config.split_by]
+    return [values[code] for code in catalog["arrays"][config.split_by].tolist()]
 
 
 def _append(writer, rows: list[dict], path: Path, *, via_pandas: bool = False):
@@ -227,6 +241,8 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
     import pandas as pd
 
     codes, arrays, popularity = catalog["codes"], catalog["arrays"], catalog["popularity"]
+    groups = _item_groups(config, catalog)
+    group_split = group_splits(groups, config.seed, config.valid_fraction, config.test_fraction) if groups else None
     cumulative = np.cumsum(popularity) / popularity.sum()
     seen, queries, qrels, writer, written = set(), [], [], None, 0
     for attempt in range(config.num_queries * 20):
@@ -249,6 +265,8 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
         clicks = 1 + rng.poisson(np.minimum(popularity[rows], 40.0) * 0.5)
         draw = rng.random()
         split = "test" if draw < config.test_fraction else "valid" if draw < config.test_fraction + config.valid_fraction else "train"
+        if group_split:
+            split = group_split[majority_group((groups[row] for row in rows.tolist()), clicks.tolist())]
         query_id = f"Q{len(queries):07d}"
         queries.append({"query_id": query_id, "text": text, "category": category, "split": split}
                        | {a: named.get(a) for a in ATTRIBUTES})

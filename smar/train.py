@@ -60,8 +60,8 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
 
     from smar import tracking
     from smar.dataset import load_dataset
-    from smar.image_cache import image_store
-    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, tokenize, train_tokenizer, uses_images
+    from smar.feature_cache import item_images, text_inputs
+    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, train_tokenizer
 
     require_passed(paths)
     started = time.perf_counter()
@@ -90,23 +90,25 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     pair_items = torch.tensor(train_qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
     known_pairs = torch.sort(pair_queries * len(items) + pair_items).values.to(device)  # other positives are not negatives
 
-    images = None
-    if uses_images(config.model):
-        if cluster.is_main:
-            image_store(paths.data, paths.cache_dir, config.model.image_size)  # decodes the images once, for every rank
-        cluster.barrier()
-        images = image_store(paths.data, paths.cache_dir, config.model.image_size)
-    catalog = Catalog(tokens=tokenize(tokenizer, item_texts), images=images, item_ids=items["item_id"].tolist())
-    pairs = PairBatches(pair_queries, pair_items, tokenize(tokenizer, train_queries["text"].tolist()), catalog)
-    valid_queries = dataset.split_queries("valid")
-    valid_relevant = dataset.relevant_items("valid")
-
     model = RetrievalModel(
         config.model, tokenizer.get_vocab_size(), settings.initial_temperature, image_feature_shape(paths.data), pretrained=True
     )
+    model = cluster.prepare(model)
+    length, cache = config.model.max_text_length, paths.cache_dir
+    catalog = Catalog(
+        text=cluster.main_first(lambda: text_inputs(model.item_text_encoder, tokenizer, item_texts, length, cache, "items")),
+        images=cluster.main_first(lambda: item_images(model, paths.data, cache)),
+        item_ids=items["item_id"].tolist(),
+    )
+    query_texts = train_queries["text"].tolist()
+    query_inputs = cluster.main_first(lambda: text_inputs(model.query_encoder, tokenizer, query_texts, length, cache, "train-queries"))
+    pairs = PairBatches(pair_queries, pair_items, query_inputs, catalog)
+    valid_queries = dataset.split_queries("valid")
+    valid_relevant = dataset.relevant_items("valid")
+
     if model.router is not None:
         model.router.requires_grad_(False)  # stage 2 trains it, on the frozen towers
-    step_model = model = cluster.prepare(model)
+    step_model = model
     if cluster.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -338,6 +340,13 @@ class Cluster:
             stacked /= self.world_size
         return dict(zip(values, stacked.tolist()))
 
+    def main_first(self, build):
+        """`build()` on rank 0 first (it writes a cache), then on every rank (which reads it)."""
+        if self.is_main and self.world_size > 1:
+            build()
+        self.barrier()
+        return build()
+
     def barrier(self) -> None:
         if self.world_size > 1:
             import torch.distributed as dist
@@ -441,10 +450,11 @@ class Checkpoint:
 
 @dataclass
 class Catalog:
-    """The whole catalog: tokenised once, images from the decoded-image cache (memory-mapped)."""
+    """The whole catalog's inputs, prepared once: text as token ids or cached frozen-encoder
+    states, images as decoded pixels or features (memory-mapped)."""
 
-    tokens: dict
-    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float32 features; None without an image tower
+    text: dict
+    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float features; None without an image tower
     item_ids: list[str]
 
     def inputs(self, rows) -> dict:
@@ -452,7 +462,7 @@ class Catalog:
         from smar.image_cache import rows_to_tensor
 
         images = rows_to_tensor(self.images, rows) if self.images is not None else None
-        return {k: v[rows] for k, v in self.tokens.items()} | {"images": images}
+        return {k: rows_to_tensor(v, rows) for k, v in self.text.items()} | {"images": images}
 
     def vectors(self, model, views, batch_size: int = 512) -> dict:
         """Every item's vector for each view, on the CPU."""
@@ -486,12 +496,14 @@ class PairBatches:
     def __getitem__(self, indices: list[int]) -> dict:
         import torch
 
+        from smar.image_cache import rows_to_tensor
+
         indices = torch.as_tensor(indices)
         queries, items = self.pair_queries[indices], self.pair_items[indices]
         return {
             "queries": queries,
             "items": items,
-            "query_tokens": {k: v[queries] for k, v in self.query_tokens.items()},
+            "query_tokens": {k: rows_to_tensor(v, queries) for k, v in self.query_tokens.items()},
             "item_inputs": self.catalog.inputs(items),
         }
 

@@ -25,9 +25,13 @@ os.environ.update(
 
 PROJECT = Path(__file__).resolve().parents[1]
 
+# Encoders trained from scratch (a small BERT, timm's test_efficientnet): tests of the
+# machinery, where the pretrained weights would only cost time.
+SCRATCH_MODEL = {"text_encoder": "scratch", "image_backbone": "test_efficientnet", "image_weights": "none"}
+
 # Small enough to train in seconds on 2 CPU cores, large enough to beat random ranking clearly.
 TINY_PARAMS = {
-    "model": {"embedding_dim": 32, "text_hidden_size": 32, "text_layers": 1, "text_heads": 2, "vocab_size": 400, "image_size": 32},
+    "model": {"fusion_width": 32, "image_size": 32},
     "train": {"epochs": 8, "batch_size": 32, "learning_rate": 0.003},
     "evaluate": {"plot_max_k": 50, "random_baseline_draws": 2},
     "register": {"min_recall_at_10": 0.05},

@@ -77,7 +77,7 @@ def test_heads_not_dividing_hidden_size_is_rejected(tmp_path):
     message = str(error.value)
     assert str(path) in message
     assert "model" in message
-    assert "text_hidden_size (64) must be a multiple of text_heads (5)" in message
+    assert "text_hidden_size (384) must be a multiple of text_heads (5)" in message
 
 
 def test_unknown_key_is_rejected_by_name(tmp_path):
@@ -123,10 +123,12 @@ def test_config_is_frozen():
         config.train.epochs = 3  # type: ignore[misc]
 
 
-def test_gpu_preset_differs_only_in_sizes():
+def test_gpu_preset_fine_tunes_the_pretrained_towers_with_larger_sizes():
     gpu = load_config(PARAMS.with_name("params.gpu.yaml"))
     shipped = load_config(PARAMS)
-    assert gpu.model.kind == "smar" and gpu.model.embedding_dim > shipped.model.embedding_dim
+    assert gpu.model.kind == "smar" and gpu.model.pretrained == "finetune" and shipped.model.pretrained == "frozen"
+    assert gpu.model.text_encoder == "minilm" and gpu.model.image_weights == "imagenet"
+    assert gpu.model.fusion_width > shipped.model.fusion_width and gpu.model.image_size > shipped.model.image_size
     assert gpu.train.device == "cuda" and gpu.train.batch_size > shipped.train.batch_size
     assert gpu.data == shipped.data and gpu.register_ == shipped.register_
 

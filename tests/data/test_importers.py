@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 
 from smar.errors import ConfigError, DatasetError
-from smar.importers import ImportConfig, config_from_options, hash_split, import_catalog
+from smar.importers import ImportConfig, config_from_options, import_catalog
+from smar.splits import hash_split
 
 MAPPING = {
     "items": {"item_id": "sku", "title": "name", "category": "cat", "brand": "maker", "image": "img"},

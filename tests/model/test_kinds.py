@@ -18,8 +18,9 @@ from smar.model import (
     tokenize,
     train_tokenizer,
 )
+from tests.conftest import SCRATCH_MODEL
 
-SMALL = {"embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "vocab_size": 300, "image_size": 32}
+SMALL = SCRATCH_MODEL | {"fusion_width": 16, "embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "vocab_size": 300, "image_size": 32}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_kind_trains_with_falling_loss(kind, batch):
     ],
 )
 def test_kind_has_the_towers_and_losses_it_promises(kind, fusion, losses, served):
-    config = ModelConfig(kind=kind, **SMALL)
+    config = ModelConfig(kind=kind, adaptive_routing=True, **SMALL)
     model = RetrievalModel(config, 100)
     assert isinstance(model.fusion, fusion)
     assert model.spec.losses == losses and set(model.logit_scales) == set(losses)
@@ -83,6 +84,6 @@ def test_kind_has_the_towers_and_losses_it_promises(kind, fusion, losses, served
 
 
 def test_untrained_routing_head_sends_every_query_to_the_multimodal_index():
-    model = RetrievalModel(ModelConfig(kind="smar", **SMALL), 100)
+    model = RetrievalModel(ModelConfig(kind="smar", adaptive_routing=True, **SMALL), 100)
     assert model.route_to_multimodal(torch.randn(5, 16)).all()
     assert served_views(ModelConfig(kind="smar", adaptive_routing=False, **SMALL)) == ("multimodal",)

@@ -7,6 +7,7 @@ import torch
 
 from smar.config import ModelConfig
 from smar.model import RetrievalModel, in_batch_softmax_loss, multitask_loss
+from tests.conftest import SCRATCH_MODEL
 
 EYE = torch.eye(2)
 LOG_TWO = torch.tensor(2.0).log()  # logit scale 2
@@ -51,7 +52,7 @@ def test_temperature_is_learned_and_clamped_at_scale_100():
 
 def test_smar_loss_is_alpha_text_plus_beta_image_plus_gamma_fused():
     torch.manual_seed(0)
-    model = RetrievalModel(ModelConfig(kind="smar", embedding_dim=8, text_hidden_size=8, text_heads=2, text_layers=1, image_size=32), 50)
+    model = RetrievalModel(ModelConfig(kind="smar", embedding_dim=8, text_hidden_size=8, text_heads=2, text_layers=1, image_size=32, fusion_width=8, **SCRATCH_MODEL), 50)
     queries = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     views = {view: torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for view in ("text", "image", "multimodal")}
     ids = torch.arange(4)

@@ -1,15 +1,20 @@
-"""Quality benchmark: every model kind, several seeds, on one dataset, through the pipeline's own steps.
+"""Quality benchmark: model kinds x seeds on one dataset, through the pipeline's own steps,
+beside off-the-shelf MiniLM title search (zero-shot, no training), on every slice of queries.
 
-    .venv/bin/python benchmarks/quality.py                  # all kinds, seeds 0 1 2, default data
+    .venv/bin/python benchmarks/quality.py --split-by category      # cold start: test queries about unseen categories
+    .venv/bin/python benchmarks/quality.py --split-by query         # new queries about products seen in training
     .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
-    .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.pretrained.yaml \
-        --kinds smar text_only late_fusion --epochs 1 --name quality-pretrained  # encoders side by side
+    .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.routing.yaml --kinds smar  # settings side by side
 
-Writes benchmarks/results/NAME.json (every run and the mean/std per kind) and NAME.md.
-Besides the overall metrics, test queries that name a colour or pattern are scored twice:
-against their relevant items whose titles state that look ("look in title"), and against
-those whose titles do not, so only the image shows it ("look only in image"). With several
---params files every kind runs with each, and rows are labelled "kind · file name".
+`--split-by` splits the dataset's queries again (smar.splits: `query`, or an item column whose
+groups go whole to one split) into a scratch copy; without it the dataset's own split is used.
+Writes benchmarks/results/NAME.json (every run, and mean/std per model) and NAME.md. The slices:
+- overall, and cold: queries none of whose relevant items was relevant to a training query;
+- by what the query names (when queries.parquet says): a brand, a colour or pattern, a
+  material, or only a category;
+- queries naming a colour or pattern, scored on their relevant items whose title states the
+  look ("look in title") and on those whose title does not ("look only in image").
+With several --params files every kind runs with each, and rows are labelled "kind · file name".
 """
 
 from __future__ import annotations
@@ -29,58 +34,71 @@ sys.path.insert(0, str(ROOT))
 
 KINDS = ["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
 METRICS = ["recall@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"]
-SLICES = {"look in title": True, "look only in image": False}
+SLICE_METRICS = ["recall@10", "ndcg@10"]
+ZERO_SHOT = "zero-shot MiniLM (no training)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS)
+    parser.add_argument("--kinds", nargs="+", default=["smar", "text_only", "late_fusion"], choices=KINDS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--params", nargs="+", type=Path, default=[ROOT / "params.yaml"])
     parser.add_argument("--epochs", type=int, help="Override train.epochs in every params file.")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--split-by", help="Split the queries again: query, or an item column (category, family, ...).")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--name", default="quality", help="Results file names: NAME.json and NAME.md.")
+    parser.add_argument("--name", help="Results file names: NAME.json and NAME.md (default: quality-<split-by>).")
     parser.add_argument("--report-only", action="store_true", help="Re-render NAME.md from the runs in NAME.json.")
     args = parser.parse_args()
+    stem = args.results / (args.name or f"quality-{args.split_by or 'as-given'}")
+    if args.report_only:
+        stored = json.loads(stem.with_suffix(".json").read_text())
+        write_report(stored["runs"], stored["baselines"], stored["meta"], stem)
+        return print(stem.with_suffix(".md").read_text())
 
     scratch = Path(tempfile.mkdtemp(prefix="smar-quality-"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")  # keep benchmark runs apart
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("great_expectations", "alembic", "faiss", "mlflow"):
+    for noisy in ("great_expectations", "alembic", "faiss", "mlflow", "smar.feature_cache", "smar.image_cache"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from smar import stages
     from smar.config import load_config
     from smar.dataset import load_dataset
+    from smar.model import served_views
     from smar.paths import Paths
+    from smar.splits import resplit
 
     bases = {path: load_config(path) for path in args.params}
     if args.epochs:
         bases = {path: base.model_copy(update={"train": base.train.model_copy(update={"epochs": args.epochs})}) for path, base in bases.items()}
-    split = next(iter(bases.values())).evaluate.split
-    dataset = load_dataset(args.data)
-    meta = {"data": shown(args.data), "params": [shown(path) for path in args.params], "epochs": args.epochs, "seeds": args.seeds, "split": split}
-    best, stem = ceiling(dataset, split), args.results / args.name
-    if args.report_only:
-        stored = json.loads(stem.with_suffix(".json").read_text())
-        write_report(stored["runs"], best, stored["meta"], stem)
-        return print(stem.with_suffix(".md").read_text())
-    stages.validate(next(iter(bases.values())), Paths(args.data, scratch / "validated"))
+    first = next(iter(bases.values()))
+    data = args.data
+    if args.split_by:
+        data = scratch / "data"
+        resplit(args.data, data, args.split_by, first.data.seed, first.data.valid_fraction, first.data.test_fraction)
+    split = first.evaluate.split
+    dataset = load_dataset(data)
+    slices = query_slices(dataset, split)
+    meta = {
+        "data": shown(args.data), "split_by": args.split_by or "as given", "params": [shown(path) for path in args.params],
+        "epochs": args.epochs, "seeds": args.seeds, "split": split, "queries": {name: len(relevant) for name, relevant in slices.items()},
+    }
+    cache = scratch / "cache"  # frozen-encoder outputs and decoded images, shared by every run
+    validated = Paths(data, scratch / "validated")
+    stages.validate(first, validated)
+    baselines = {"ceiling": slice_scores(perfect_rankings(slices["overall"]), slices)}
+    baselines[ZERO_SHOT] = slice_scores(zero_shot(first, Paths(data, scratch / "zero-shot"), dataset, split, cache), slices)
     runs = []
     for kind, (params, base), seed in itertools.product(args.kinds, bases.items(), args.seeds):
         label = kind if len(bases) == 1 else f"{kind} · {params.name.removesuffix('.yaml')}"
         config = base.model_copy(
-            update={
-                "model": base.model.model_copy(update={"kind": kind}),
-                "train": base.train.model_copy(update={"seed": seed}),
-            }
+            update={"model": base.model.model_copy(update={"kind": kind}), "train": base.train.model_copy(update={"seed": seed})}
         )
-        paths = Paths(args.data, scratch / f"{label}-{seed}")
-        paths.validation_report.parent.mkdir(parents=True)
-        paths.validation_report.write_bytes((scratch / "validated" / "validation" / "report.json").read_bytes())
+        paths = Paths(data, scratch / f"{label}-{seed}")
+        prepare_outputs(paths, validated, cache)
         started = time.perf_counter()
         trained = stages.train(config, paths)
         stages.export(config, paths)
@@ -88,19 +106,15 @@ def main() -> None:
         evaluation = stages.evaluate(config, paths)
         runs.append(
             {
-                "kind": kind,
-                "label": label,
-                "params": shown(params),
-                "seed": seed,
-                "seconds": round(time.perf_counter() - started, 1),
-                "train_seconds": round(trained.seconds, 1),
-                "overall": evaluation["model"],
-                "served_by_index": evaluation["served_by_index"],
-                **slice_metrics(dataset, paths, config.evaluate.split),
+                "kind": kind, "label": label, "params": shown(params), "seed": seed,
+                "seconds": round(time.perf_counter() - started, 1), "train_seconds": round(trained.seconds, 1),
+                "overall": evaluation["model"], "served_by_index": evaluation["served_by_index"],
+                "routed": len(served_views(config.model)) > 1,
+                "slices": slice_scores(model_rankings(paths), slices),
             }
         )
-        print(f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f} R@50 {evaluation['model']['recall@50']:.4f}", flush=True)
-        write_report(runs, best, meta, stem)  # after every run: a long benchmark keeps what it has
+        print(f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f}, cold {runs[-1]['slices']['cold']}", flush=True)
+        write_report(runs, baselines, meta, stem)  # after every run: a long benchmark keeps what it has
     print(stem.with_suffix(".md").read_text())
 
 
@@ -110,51 +124,74 @@ def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def write_report(runs: list[dict], best: dict, meta: dict, stem: Path) -> None:
-    summary = summarise(runs)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "ceiling": best, "summary": summary, "runs": runs}, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(summary, best, meta))
+def prepare_outputs(paths, validated, cache: Path) -> None:
+    """A run's outputs directory: the validation report copied, the shared cache linked."""
+    paths.validation_report.parent.mkdir(parents=True)
+    paths.validation_report.write_bytes(validated.validation_report.read_bytes())
+    cache.mkdir(exist_ok=True)
+    paths.cache_dir.symlink_to(cache, target_is_directory=True)
 
 
-def ceiling(dataset, split: str) -> dict:
-    """The metrics of a perfect ranking (relevant items first): the most any model can score overall."""
-    relevant = dataset.relevant_items(split)
-    perfect = {q: sorted(items, key=items.get, reverse=True) for q, items in relevant.items()}
-    return {"overall": retrieval_metrics(perfect, relevant)}
-
-
-def look_slices(dataset, split: str) -> dict[str, dict]:
-    """For test queries naming a colour or pattern: their relevant items, split by whether the title states the look."""
+def query_slices(dataset, split: str) -> dict[str, dict]:
+    """{slice name: {query_id: {item_id: label}}}, every slice of the benchmark that has queries."""
     import pandas as pd
 
+    relevant = dataset.relevant_items(split)
+    cold = dataset.cold_queries(split)
+    slices = {"overall": relevant, "cold": {q: items for q, items in relevant.items() if q in cold}}
     queries = dataset.queries.set_index("query_id")
-    states_look = dict(zip(dataset.items["item_id"], dataset.items["title_states_look"]))
-    slices = {}
-    for name, stated in SLICES.items():
-        slices[name] = {
-            q: subset
-            for q, items in dataset.relevant_items(split).items()
-            if pd.notna(queries.at[q, "colour"]) or pd.notna(queries.at[q, "pattern"])
-            for subset in [{item: label for item, label in items.items() if states_look[item] == stated}]
-            if subset
-        }
-    return slices
+    named = {column: queries[column].notna() for column in ("brand", "colour", "pattern", "material") if column in queries}
+    if named:
+        look = named.get("colour", False) | named.get("pattern", False)
+        kinds = {"names a brand": named.get("brand"), "names a colour or pattern": look, "names a material": named.get("material")}
+        kinds["names only a category"] = ~pd.concat(list(named.values()), axis=1).any(axis=1)
+        for name, mask in kinds.items():
+            if mask is not None:
+                slices[name] = {q: items for q, items in relevant.items() if bool(mask.get(q, False))}
+        if "title_states_look" in dataset.items:
+            states_look = dict(zip(dataset.items["item_id"], dataset.items["title_states_look"]))
+            for name, stated in {"look in title": True, "look only in image": False}.items():
+                subsets = {q: {i: label for i, label in relevant[q].items() if states_look[i] == stated} for q in slices["names a colour or pattern"]}
+                slices[name] = {q: subset for q, subset in subsets.items() if subset}
+    return {name: relevant for name, relevant in slices.items() if relevant}
 
 
-def retrieval_metrics(rankings, relevant) -> dict:
-    from smar.metrics import retrieval_metrics as metrics
-
-    return metrics(rankings, relevant, ks=(10, 50))
+def perfect_rankings(relevant: dict) -> dict:
+    return {q: sorted(items, key=items.get, reverse=True) for q, items in relevant.items()}
 
 
-def slice_metrics(dataset, paths, split: str) -> dict:
-    """Metrics of the look-naming test queries against the relevant items of each slice."""
+def zero_shot(config, paths, dataset, split: str, cache: Path) -> dict:
+    from smar.evaluate import zero_shot_rankings
+
+    cache.mkdir(exist_ok=True)
+    paths.outputs.mkdir(parents=True)
+    paths.cache_dir.symlink_to(cache, target_is_directory=True)
+    return zero_shot_rankings(config, paths, dataset.items, dataset.split_queries(split), 50)
+
+
+def model_rankings(paths) -> dict:
     import pandas as pd
 
     per_query = pd.read_parquet(paths.evaluation_dir / "per_query.parquet")
-    rankings = {q: list(r) for q, r in zip(per_query["query_id"], per_query["ranking"])}
-    return {name: retrieval_metrics(rankings, relevant) | {"queries": len(relevant)} for name, relevant in look_slices(dataset, split).items()}
+    return {q: list(r) for q, r in zip(per_query["query_id"], per_query["ranking"])}
+
+
+def slice_scores(rankings: dict, slices: dict) -> dict:
+    from smar.metrics import retrieval_metrics
+
+    return {name: retrieval_metrics(rankings, relevant, ks=(10, 50)) for name, relevant in slices.items()}
+
+
+def write_report(runs: list[dict], baselines: dict, meta: dict, stem: Path) -> None:
+    summary = summarise(runs)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "baselines": baselines, "summary": summary, "runs": runs}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(summary, baselines, meta))
+
+
+def _stats(values) -> dict:
+    values = list(values)
+    return {"mean": statistics.mean(values), "std": statistics.pstdev(values)}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -162,43 +199,68 @@ def summarise(runs: list[dict]) -> dict:
     for label in dict.fromkeys(run["label"] for run in runs):
         mine = [run for run in runs if run["label"] == label]
         summary[label] = {
-            section: {
-                metric: {"mean": statistics.mean(r[section][metric] for r in mine), "std": statistics.pstdev(r[section][metric] for r in mine)}
-                for metric in METRICS
-            }
-            for section in ["overall", *SLICES]
+            "overall": {metric: _stats(r["overall"][metric] for r in mine) for metric in METRICS},
+            "slices": {name: {m: _stats(r["slices"][name][m] for r in mine) for m in SLICE_METRICS} for name in mine[0]["slices"]},
+            "train_seconds": statistics.median(r["train_seconds"] for r in mine),
+            "seeds": len(mine),
         }
-        summary[label]["train_seconds"] = statistics.median(r["train_seconds"] for r in mine)
+        if mine[0].get("routed"):
+            summary[label]["routed_to_text"] = [round(r["served_by_index"].get("text", 0) / sum(r["served_by_index"].values()), 4) for r in mine]
     return summary
 
 
-def markdown(summary: dict, best: dict, meta: dict) -> str:
+def markdown(summary: dict, baselines: dict, meta: dict) -> str:
     def cell(stats: dict) -> str:
         return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
     params = ", ".join(f"`{path}`" for path in meta["params"])
     epochs = f" (train.epochs set to {meta['epochs']})" if meta.get("epochs") else ""
     lines = [
-        f"Quality on `{meta['data']}` ({meta['split']} split) with {params}{epochs}, mean ± std over seeds {meta['seeds']}.",
+        f"Quality on `{meta['data']}` split by **{meta['split_by']}** ({meta['split']} split, {meta['queries']['overall']} queries, "
+        f"{meta['queries'].get('cold', 0)} of them cold) with {params}{epochs}; mean ± std over seeds {meta['seeds']}.",
         "",
-        "| model | " + " | ".join(METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
+        "| model | " + " | ".join(METRICS) + " | train s |",
+        "|---|" + "---|" * (len(METRICS) + 1),
     ]
-    for kind, stats in summary.items():
-        lines.append(f"| {kind} | " + " | ".join(cell(stats["overall"][m]) for m in METRICS) + " |")
-    lines.append("| *perfect ranking (ceiling)* | " + " | ".join(f"{best['overall'][m]:.4f}" for m in METRICS) + " |")
-    for name in SLICES:
-        lines += ["", f"Queries naming a colour or pattern, scored on relevant items with the **{name}**:", ""]
-        lines += ["| model | recall@10 | recall@50 | mrr@10 | ndcg@10 |", "|---|---|---|---|---|"]
-        for kind, stats in summary.items():
-            lines.append(f"| {kind} | " + " | ".join(cell(stats[name][m]) for m in ("recall@10", "recall@50", "mrr@10", "ndcg@10")) + " |")
-    for label in summary:
-        kind, _, params = label.partition(" · ")
-        text_label = " · ".join(filter(None, ["text_only", params]))
-        if kind == "smar" and text_label in summary:
-            smar, text = summary[label]["overall"]["recall@50"]["mean"], summary[text_label]["overall"]["recall@50"]["mean"]
-            lines += ["", f"{label} vs {text_label}, Recall@50: {smar:.4f} vs {text:.4f} ({100 * (smar / text - 1):+.1f}% relative; the paper: +7.6%)."]
+    for label, stats in summary.items():
+        lines.append(f"| {label} | " + " | ".join(cell(stats["overall"][m]) for m in METRICS) + f" | {stats['train_seconds']:.0f} |")
+    for name in (ZERO_SHOT, "ceiling"):
+        shown = {"ceiling": "*perfect ranking (ceiling)*"}.get(name, f"*{name}*")
+        lines.append(f"| {shown} | " + " | ".join(f"{baselines[name]['overall'][m]:.4f}" for m in METRICS) + " | |")
+    names = list(baselines["ceiling"])
+    lines += ["", "Recall@10 by slice (queries per slice in brackets):", ""]
+    lines += ["| model | " + " | ".join(f"{name} ({meta['queries'][name]})" for name in names) + " |", "|---|" + "---|" * len(names)]
+    for label, stats in summary.items():
+        lines.append(f"| {label} | " + " | ".join(cell(stats["slices"][name]["recall@10"]) for name in names) + " |")
+    lines.append(f"| *{ZERO_SHOT}* | " + " | ".join(f"{baselines[ZERO_SHOT][name]['recall@10']:.4f}" for name in names) + " |")
+    routed = {label: stats["routed_to_text"] for label, stats in summary.items() if "routed_to_text" in stats}
+    if routed:
+        lines += ["", "Share of test queries the routing head sent to the text index, per seed: "
+                  + "; ".join(f"{label}: {shares}" for label, shares in routed.items()) + "."]
+    lines += ["", *target_lines(summary, baselines)]
     return "\n".join(lines) + "\n"
+
+
+def target_lines(summary: dict, baselines: dict) -> list[str]:
+    """Where SMAR stands against the zero-shot baseline, text-only and late fusion, slice by slice."""
+    zero = baselines[ZERO_SHOT]
+    lines = []
+    for label, stats in summary.items():
+        kind, _, params = label.partition(" · ")
+        if kind != "smar":
+            continue
+        recall = {name: stats["slices"][name]["recall@10"]["mean"] for name in stats["slices"]}
+        if "cold" in recall:
+            lines.append(f"- {label}, cold Recall@10: {recall['cold']:.4f} = {recall['cold'] / zero['cold']['recall@10']:.2f} x zero-shot MiniLM ({zero['cold']['recall@10']:.4f}).")
+        worse = [name for name in recall if recall[name] < zero[name]["recall@10"]]
+        lines.append(f"- {label}, slices below zero-shot MiniLM: {', '.join(worse) or 'none'}.")
+        for other in ("text_only", "late_fusion"):
+            other_label = " · ".join(filter(None, [other, params]))
+            if other_label in summary:
+                theirs = {name: summary[other_label]["slices"][name]["recall@10"] for name in recall}
+                behind = [f"{name} ({recall[name]:.4f} vs {theirs[name]['mean']:.4f})" for name in recall if recall[name] < theirs[name]["mean"]]
+                lines.append(f"- {label} vs {other_label}: behind on {', '.join(behind) or 'no slice'}.")
+    return lines
 
 
 if __name__ == "__main__":

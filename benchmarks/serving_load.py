@@ -1,24 +1,30 @@
-"""Load test of `smar serve` on 127.0.0.1: latency, throughput and errors, steady and during alias swaps.
+"""Load test of `smar serve` on 127.0.0.1, beside the server a user would pick instead and the limit.
 
     make run                                        # a champion on the default catalog
-    .venv/bin/python benchmarks/serving_load.py     # 60 s steady + 60 s with two swaps, 50 clients
+    .venv/bin/python benchmarks/serving_load.py     # 4 phases of 60 s, 50 clients
 
-Starts `smar serve` as its own process on a free port, then runs closed-loop clients
-(each sends its next query when the last answer arrives) with the test split's queries.
-Phase "steady": the champion serves throughout. Phase "swap": the champion's artifacts are
-registered again as a new version; the alias moves to it a third of the way in and back
-two thirds of the way in, so the service loads and swaps twice under load. Writes
-benchmarks/results/serving.json and serving.md.
+Closed-loop clients (each sends its next query when the last answer arrives) with the test
+split's queries, against servers started as their own processes on free ports:
+- "limit": no server: the same queries encoded and searched in batches of `serve.max_batch`
+  inside one process, through the retriever every server uses (the most any server can do);
+- "mlflow models serve": MLflow's own server on the champion version (`/invocations`);
+- "smar serve, steady": the champion serves throughout;
+- "smar serve, during two swaps": the champion's artifacts are registered again as a new
+  version; the alias moves to it a third of the way in and back two thirds of the way in.
+Absolute times move 2x between machines of one kind, so the verdicts are ratios taken in this
+one run. Writes benchmarks/results/serving.json and serving.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -60,30 +66,31 @@ def main() -> None:
     queries = load_dataset(args.data).split_queries("test")["text"].tolist()
     gc.freeze()  # the client's own full garbage collections would otherwise show up as server latency
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.mkdtemp(prefix="smar-load-")) / "serve.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "smar", "serve", "--params", str(args.params), "--data", str(args.data), "--port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_ready(url, server, log)
-        results = {"meta": {"clients": args.clients, "seconds": args.seconds, "k": args.k, "cpus": os.cpu_count(), "champion": champion}}
-        print(f"steady: {args.clients} clients for {args.seconds:.0f} s against version {champion}", flush=True)
-        results["steady"] = asyncio.run(load(url, queries, args))
+    results = {"meta": {"clients": args.clients, "seconds": args.seconds, "k": args.k, "cpus": os.cpu_count(), "champion": champion,
+                        "max_batch": config.serve.max_batch}}
+    print(f"limit: batches of {config.serve.max_batch} in one process for {args.seconds:.0f} s", flush=True)
+    results["limit"] = in_process_limit(name, champion, queries, config.serve.max_batch, args)
+    print(json.dumps(results["limit"]), flush=True)
+
+    mlflow_command = ["mlflow", "models", "serve", "-m", f"models:/{name}/{champion}", "--env-manager", "local", "--host", "127.0.0.1"]
+    with server(mlflow_command + ["--port"], "/ping") as url:
+        print(f"mlflow models serve: {args.clients} clients for {args.seconds:.0f} s against version {champion}", flush=True)
+        results["mlflow"] = asyncio.run(load(url, queries, args, mlflow_request))
+        print(json.dumps(results["mlflow"]), flush=True)
+
+    smar_command = [sys.executable, "-m", "smar", "serve", "--params", str(args.params), "--data", str(args.data), "--port"]
+    with server(smar_command, "/readyz") as url:
+        print(f"smar serve, steady: {args.clients} clients for {args.seconds:.0f} s against version {champion}", flush=True)
+        results["steady"] = asyncio.run(load(url, queries, args, smar_request))
         print(json.dumps(results["steady"]), flush=True)
 
         twin = register_twin(client, name, champion)
         swaps = threading.Thread(target=swap_alias, args=(client, name, [(args.seconds / 3, twin), (2 * args.seconds / 3, champion)]))
-        print(f"swap: the alias moves {champion} -> {twin} -> {champion} under load", flush=True)
+        print(f"smar serve, swap: the alias moves {champion} -> {twin} -> {champion} under load", flush=True)
         swaps.start()
-        results["swap"] = asyncio.run(load(url, queries, args))
+        results["swap"] = asyncio.run(load(url, queries, args, smar_request))
         swaps.join()
         print(json.dumps(results["swap"]), flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     write_results(results, args.results)
 
 
@@ -93,20 +100,66 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_ready(url: str, server, log: Path) -> None:
+@contextlib.contextmanager
+def server(command: list[str], ready_path: str):
+    """A server process on a free port (the port appended to `command`); yields its URL once
+    `ready_path` answers 200, and stops it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(tempfile.mkdtemp(prefix="smar-load-")) / "server.log"
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow starts uvicorn through bash
+    process = subprocess.Popen(command + [str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        wait_ready(f"{url}{ready_path}", process, log)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def wait_ready(url: str, process, log: Path) -> None:
     import httpx
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"smar serve exited:\n{log.read_text()[-3000:]}")
+        if process.poll() is not None:
+            sys.exit(f"{url}: the server exited:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    sys.exit(f"smar serve did not become ready in 300 s:\n{log.read_text()[-3000:]}")
+    sys.exit(f"{url}: not ready in 300 s:\n{log.read_text()[-3000:]}")
+
+
+def in_process_limit(name: str, version: str, queries: list[str], batch: int, args) -> dict:
+    """Queries per second when the retriever encodes and searches batches with no server around it."""
+    import mlflow
+
+    from smar.retriever import Retriever
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")) / "artifacts"
+    retriever = Retriever(local / "model", local / "index")
+    pick, done, latencies = random.Random(0), 0, []
+    deadline = time.monotonic() + args.seconds
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        texts = [pick.choice(queries) for _ in range(batch)]
+        began = time.perf_counter()
+        retriever.search(texts, args.k)
+        latencies.append(time.perf_counter() - began)
+        done += len(texts)
+    elapsed = time.monotonic() - started
+    return {"queries": done, "batch": batch, "throughput_rps": round(done / elapsed, 1), "batch_p50_ms": round(1000 * statistics.median(latencies), 2)}
+
+
+def smar_request(url: str, query: str, k: int):
+    return f"{url}/search", {"query": query, "k": k}, lambda body: body["model_version"]
+
+
+def mlflow_request(url: str, query: str, k: int):
+    return f"{url}/invocations", {"dataframe_records": [{"query": query}], "params": {"k": k}}, lambda body: "mlflow"
 
 
 def register_twin(client, name: str, version: str) -> str:
@@ -129,8 +182,9 @@ def swap_alias(client, name: str, schedule: list[tuple[float, str]]) -> None:
         print(f"  {time.monotonic() - started:5.1f} s: champion -> version {version}", flush=True)
 
 
-async def load(url: str, queries: list[str], args) -> dict:
-    """Closed-loop clients on one aiohttp session (lighter on the shared CPUs than httpx)."""
+async def load(url: str, queries: list[str], args, request) -> dict:
+    """Closed-loop clients on one aiohttp session (lighter on the shared CPUs than httpx);
+    `request(url, query, k)` gives the endpoint, the JSON body and how to read the answering version."""
     import aiohttp
 
     latencies, errors, versions = [], [], {}
@@ -139,13 +193,15 @@ async def load(url: str, queries: list[str], args) -> dict:
     async def client(seed: int, http) -> None:
         pick = random.Random(seed)
         while time.monotonic() < deadline:
+            endpoint, payload, version_of = request(url, pick.choice(queries), args.k)
             started = time.perf_counter()
             try:
-                async with http.post(f"{url}/search", json={"query": pick.choice(queries), "k": args.k}) as response:
+                async with http.post(endpoint, json=payload) as response:
                     body = await response.json(content_type=None)
                 if response.status == 200:
                     latencies.append(time.perf_counter() - started)
-                    versions[body["model_version"]] = versions.get(body["model_version"], 0) + 1
+                    version = version_of(body)
+                    versions[version] = versions.get(version, 0) + 1
                 else:
                     errors.append(f"{response.status}: {str(body)[:200]}")
             except (TimeoutError, aiohttp.ClientError) as error:
@@ -170,22 +226,46 @@ async def load(url: str, queries: list[str], args) -> dict:
     }
 
 
+PHASES = {"mlflow": "`mlflow models serve`", "steady": "`smar serve`, steady", "swap": "`smar serve`, during two alias swaps"}
+
+
 def write_results(results: dict, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    results["ratios"] = ratios(results)
     (directory / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-    meta = results["meta"]
+    meta, limit = results["meta"], results["limit"]
     lines = [
-        f"`smar serve` on 127.0.0.1, {meta['clients']} closed-loop clients, {meta['seconds']:.0f} s per phase, k={meta['k']}, "
-        f"{meta['cpus']} CPUs shared by server and clients.",
+        f"{meta['clients']} closed-loop clients on 127.0.0.1, {meta['seconds']:.0f} s per phase, k={meta['k']}, "
+        f"{meta['cpus']} CPUs shared by server and clients; champion version {meta['champion']}.",
         "",
         "| phase | requests | errors | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |",
         "|---|---|---|---|---|---|---|---|",
+        f"| limit: batches of {limit['batch']} in one process, no server | {limit['queries']} | 0 | {limit['throughput_rps']} | | | | |",
     ]
-    for phase in ("steady", "swap"):
+    for phase, label in PHASES.items():
         r = results[phase]
-        lines.append(f"| {phase} | {r['requests']} | {r['errors']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+        lines.append(f"| {label} | {r['requests']} | {r['errors']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+    lines += ["", *(f"- {line}" for line in results["ratios"]["lines"])]
     (directory / "serving.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def ratios(results: dict) -> dict:
+    """The verdicts, as ratios within this run: smar serve against the limit and against MLflow's server."""
+    steady, swap, mlflow, limit = results["steady"], results["swap"], results["mlflow"], results["limit"]
+    values = {
+        "throughput_vs_limit": round(steady["throughput_rps"] / limit["throughput_rps"], 3),
+        "throughput_vs_mlflow": round(steady["throughput_rps"] / mlflow["throughput_rps"], 2),
+        "p99_vs_mlflow": round(steady["p99_ms"] / mlflow["p99_ms"], 3),
+        "swap_p99_vs_steady": round(swap["p99_ms"] / steady["p99_ms"], 3),
+        "errors": steady["errors"] + swap["errors"],
+    }
+    values["lines"] = [
+        f"throughput: {values['throughput_vs_limit']:.2f} of the limit (target >= 0.7), {values['throughput_vs_mlflow']:.1f}x `mlflow models serve`",
+        f"p99: {values['p99_vs_mlflow']:.2f}x `mlflow models serve`'s; during the swaps {values['swap_p99_vs_steady']:.2f}x steady (target <= 1.25)",
+        f"errors in `smar serve`'s phases: {values['errors']} (target 0)",
+    ]
+    return values
 
 
 if __name__ == "__main__":

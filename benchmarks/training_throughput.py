@@ -97,8 +97,8 @@ def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> floa
 
     from smar.config import load_config
     from smar.dataset import load_dataset
-    from smar.image_cache import image_store
-    from smar.model import item_text, tokenize, train_tokenizer
+    from smar.feature_cache import item_images, text_inputs
+    from smar.model import RetrievalModel, image_feature_shape, item_text, train_tokenizer
     from smar.paths import Paths
     from smar.train import Catalog, Cluster, PairBatches
 
@@ -111,10 +111,13 @@ def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> floa
     qrels = dataset.split_qrels("train")
     item_row = {item: row for row, item in enumerate(items["item_id"])}
     query_row = {query: row for row, query in enumerate(queries["query_id"])}
-    catalog = Catalog(tokenize(tokenizer, texts), image_store(args.data, Paths(args.data, outputs).cache_dir, config.model.image_size),
+    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), image_feature_shape=image_feature_shape(args.data), pretrained=True)
+    cache, length = Paths(args.data, outputs).cache_dir, config.model.max_text_length
+    catalog = Catalog(text_inputs(model.item_text_encoder, tokenizer, texts, length, cache, "items"), item_images(model, args.data, cache),
                       items["item_id"].tolist())
+    query_inputs = text_inputs(model.query_encoder, tokenizer, queries["text"].tolist(), length, cache, "train-queries")
     pairs = PairBatches(torch.tensor(qrels["query_id"].map(query_row).to_numpy()), torch.tensor(qrels["item_id"].map(item_row).to_numpy()),
-                        tokenize(tokenizer, queries["text"].tolist()), catalog)
+                        query_inputs, catalog)
     cluster = Cluster.start("cpu", config.train.batch_size)
     schedule = cluster.epoch_batches(len(pairs), 0, 1)[:batches]
     loader = pairs.loader(0, cluster)

@@ -118,8 +118,8 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     initial_temperature: float = Field(0.05, gt=0, lt=1)
     alpha: float = Field(1.0, ge=0, description="Weight of L_t(query, item text).")
-    beta: float = Field(1.0, ge=0, description="Weight of L_i(query, item image).")
-    gamma: float = Field(1.0, ge=0, description="Weight of L_m(query, fused item).")
+    beta: float = Field(0.5, ge=0, description="Weight of L_i(query, item image).")
+    gamma: float = Field(2.0, ge=0, description="Weight of L_m(query, fused item).")
     router_epochs: int = Field(30, ge=1, description="Epochs of the adaptive-routing head (stage 2).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = Field(None, ge=1, description="Stop early after this many steps (smoke runs).")

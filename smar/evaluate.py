@@ -53,7 +53,7 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
     states, mask = text_states(encoder, tokenizer, texts, length, paths.cache_dir, "items")
     item_vectors = np.concatenate(
         [
-            masked_mean(torch.from_numpy(np.asarray(states[start : start + 4096], dtype=np.float32)), torch.from_numpy(mask[start : start + 4096])).numpy()
+            masked_mean(torch.from_numpy(np.array(states[start : start + 4096], dtype=np.float32)), torch.from_numpy(np.array(mask[start : start + 4096]))).numpy()
             for start in range(0, len(texts), 4096)
         ]
     )
@@ -190,7 +190,22 @@ def format_table(result: dict) -> str:
         lines += ["", f"Cold: {cold['queries']} of {result['queries']} queries about items no training query touched:", _table(cold)]
     else:
         lines += ["", "Cold: no query is about items that training never saw (split_by groups of items to measure it)."]
+    if "zero_shot" in result:
+        lines.append(_against_zero_shot(result))
     return "\n".join(lines)
+
+
+def _against_zero_shot(result: dict) -> str:
+    """One line: did training help, over every query and over the cold ones?"""
+
+    def compared(section: dict) -> str:
+        model, zero = section["model"]["recall@10"], section["zero_shot"]["recall@10"]
+        return f"{model:.4f} vs {zero:.4f} ({model / zero:.2f}x)" if zero else f"{model:.4f} vs {zero:.4f}"
+
+    line = f"Recall@10 against zero-shot MiniLM (no training): {compared(result)} over all queries"
+    if result["cold"]["queries"]:
+        line += f", {compared(result['cold'])} on the cold ones"
+    return line + "."
 
 
 def _table(section: dict) -> str:

@@ -92,15 +92,11 @@ def image_features(encoder, pixels, cache_dir: Path, batch_size: int = 256):
     return np.load(path, mmap_mode="r")
 
 
-def _encoder_device(module):
-    return next(module.parameters()).device
-
-
 def _build_text(encoder, tokenizer, texts, max_length: int, directory: Path, batch_size: int) -> None:
     import numpy as np
     import torch
 
-    started, device = time.perf_counter(), _encoder_device(encoder)
+    started, device = time.perf_counter(), next(encoder.bert.parameters()).device
     scratch = _scratch(directory)
     scratch.mkdir(parents=True)
     try:
@@ -131,13 +127,13 @@ def _build_image(encoder, pixels, path: Path, batch_size: int) -> None:
     import numpy as np
     import torch
 
-    started, device = time.perf_counter(), _encoder_device(encoder)
+    started, device = time.perf_counter(), next(encoder.backbone.parameters()).device
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         features = None
         for start in range(0, len(pixels), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch_size])).to(device)
+            batch = torch.from_numpy(np.array(pixels[start : start + batch_size])).to(device)
             with torch.inference_mode():
                 tokens = encoder.patches(batch).float().cpu().numpy()
             if features is None:

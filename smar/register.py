@@ -20,7 +20,7 @@ from smar.errors import SmarError
 from smar.paths import Paths, require, write_text_atomic
 
 CHALLENGER = "challenger"
-RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
+RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "onnxruntime", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ class Retriever:
     def __init__(self, model_dir: str | Path, index_dir: str | Path):
         from smar.index import load_index
         from smar.model import load_model, served_views
+        from smar.onnx_query import load_query_onnx
 
         self.model, self.tokenizer = load_model(model_dir)
+        self.onnx = load_query_onnx(model_dir)  # None: PyTorch encodes the queries
         self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}
         expected = set(served_views(self.model.config))
         if set(self.indexes) != expected:
@@ -31,9 +33,14 @@ class Retriever:
 
     def encode(self, queries: list[str]):
         """(query vectors float32 [Q, D], the index that serves each query)."""
+        import torch
+
         from smar.model import encode_texts
 
-        vectors = encode_texts(self.model, self.tokenizer, list(queries))
+        if self.onnx is not None:
+            vectors = torch.from_numpy(self.onnx.encode(self.tokenizer, list(queries)))
+        else:
+            vectors = encode_texts(self.model, self.tokenizer, list(queries))
         if len(self.indexes) == 1:
             views = [next(iter(self.indexes))] * len(queries)
         else:

@@ -89,3 +89,41 @@ def assign_splits(qrels, items, split_by: str, seed: int, valid_fraction: float,
     groups = item_groups(items, split_by, where)
     relevant = qrels[qrels["item_id"].isin(groups)]
     return query_splits_by_group(relevant, groups, group_splits(groups.values(), seed, valid_fraction, test_fraction))
+
+
+def resplit(data_dir, out_dir, split_by: str, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.15) -> dict:
+    """Write a copy of the dataset at `data_dir` to `out_dir` with its queries split again by
+    `split_by`; image files are hard-linked where the file system allows. Returns the new dataset.json."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    from smar.paths import replace_on_success
+
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    items, qrels = pd.read_parquet(data_dir / "items.parquet"), pd.read_parquet(data_dir / "qrels.parquet")
+    splits = assign_splits(qrels, items, split_by, seed, valid_fraction, test_fraction, str(data_dir / "items.parquet"))
+    manifest = json.loads((data_dir / "dataset.json").read_text())
+    manifest["source"] = {"resplit_of": str(data_dir), "split_by": split_by, "seed": seed, "from": manifest.get("source")}
+    with replace_on_success(out_dir) as scratch:
+        for name in ("items.parquet", "queries.parquet"):
+            shutil.copyfile(data_dir / name, scratch / name)
+        qrels.assign(split=qrels["query_id"].map(splits)).to_parquet(scratch / "qrels.parquet", index=False)
+        if (data_dir / "images").is_dir():
+            shutil.copytree(data_dir / "images", scratch / "images", copy_function=_link_or_copy)
+        if (data_dir / "image_features.npy").is_file():
+            _link_or_copy(data_dir / "image_features.npy", scratch / "image_features.npy")
+        (scratch / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _link_or_copy(source, target) -> None:
+    import os
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

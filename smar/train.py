@@ -4,9 +4,13 @@ Stage 1 aligns every item view the model kind trains (text, image, fused) to the
 each with its own in-batch softmax loss and learned temperature, weighted alpha/beta/gamma.
 Stage 2 (SMAR with adaptive routing) trains the routing head on the frozen towers.
 
-Input: the catalog is tokenised once and its images decoded once into a memory-mapped cache
-(`smar.image_cache`) that later epochs, runs and the export reuse; DataLoader workers
-assemble batches from it ahead of the model (pinned memory, non-blocking copies on CUDA).
+Input: the catalog is prepared once: its images decoded into a memory-mapped cache
+(`smar.image_cache`) and, with frozen pretrained encoders (`model.pretrained: frozen`, the
+default), MiniLM's token states of every item text and training query and the backbone's
+patch tokens of every image computed once into caches (`smar.feature_cache`), so training
+runs only the towers on top of them. Later epochs, runs and the export reuse every cache.
+DataLoader workers assemble batches ahead of the model (pinned memory, non-blocking copies
+on CUDA).
 On CUDA: bf16 autocast, channels_last for the CNN, fused AdamW, optional torch.compile.
 `train.accumulation_steps` splits a batch into exact micro-batches (same negatives).
 
@@ -20,7 +24,7 @@ Every `train.checkpoint_every_steps` the whole training state (weights, optimise
 random state, position in the epoch, MLflow run id) goes to `outputs/checkpoint`. A
 training that was killed, or that failed and is retried by Prefect, resumes from it with
 the same MLflow run, when the configuration and the data are the same; it is removed once
-the model is saved.
+the model is saved. The saved model carries its query tower as ONNX (`smar.onnx_query`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     from smar.dataset import load_dataset
     from smar.feature_cache import item_images, text_inputs
     from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, train_tokenizer
+    from smar.onnx_query import save_query_onnx
 
     require_passed(paths)
     started = time.perf_counter()
@@ -244,7 +249,6 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
             return None
 
         if model.router is not None:
-            query_texts = train_queries["text"].tolist()
             train_relevant = dataset.relevant_items("train")
             router_stats = train_router(model, tokenizer, catalog, query_texts, [train_relevant[q] for q in train_queries["query_id"]], settings)
             valid_recall = routed_recall_at_10(model, tokenizer, catalog, valid_queries, valid_relevant)
@@ -252,7 +256,8 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
             log.info("routing head: %s; valid R@10 with routing %.3f", router_stats, valid_recall)
 
         with replace_on_success(paths.model_dir) as scratch:
-            save_model(model.cpu(), tokenizer, scratch)
+            save_model(model.cpu().eval(), tokenizer, scratch)
+            save_query_onnx(model, tokenizer, scratch, query_texts[:64])  # what serving encodes queries with
             tracking.save_run_id(scratch, run.info.run_id)
         checkpoint.remove()
         seconds = time.perf_counter() - started

@@ -1,11 +1,10 @@
-"""Behaviour: where only the image shows an item's colour, SMAR finds it and text-only cannot.
+"""Behaviour: where only the image shows an item's colour, SMAR finds it and text-only cannot,
+also for kinds of product no training query named.
 
-Trained on a small synthetic catalog in which 30% of titles state the colour, both models
-answer held-out queries that name a colour. Among the retrieved items whose titles do NOT
-state their look, SMAR's must have the asked colour at least 25% more often, for every seed
-(seen over seeds 0-3: 0.31-0.35 against 0.21-0.22, ratios 1.43-1.63. After 12 epochs the
-ratio swung between 1.21 and 1.45 from one CPU to another, so the models train for 20; a
-random pick of 12 colours gives 0.08).
+Trained (the default towers and settings) on a small synthetic catalog in which 30% of titles
+state the colour, split by category, both models answer held-out queries that name a colour,
+all about unseen categories. Among the retrieved items whose titles do NOT state their look,
+SMAR's must have the asked colour at least RATIO times as often, for every seed.
 """
 
 import pandas as pd
@@ -19,16 +18,14 @@ from smar.synth import synthesize
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
-CONFIG = {
-    "model": {"embedding_dim": 32, "text_hidden_size": 32, "text_layers": 1, "text_heads": 2, "vocab_size": 400, "image_size": 48},
-    "train": {"epochs": 20, "batch_size": 64, "learning_rate": 0.003},
-}
+RATIO = 1.5
+CONFIG = {"model": {"image_size": 48}, "train": {"batch_size": 64, "epochs": 4}}
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     data = tmp_path_factory.mktemp("behaviour") / "data"
-    synthesize(DataConfig(num_items=400, num_queries=800, image_size=48, title_attribute_rate=0.3, test_fraction=0.3), data)
+    synthesize(DataConfig(num_items=400, num_queries=800, image_size=48, title_attribute_rate=0.3, test_fraction=0.3, split_by="category"), data)
     stages.validate(SmarConfig(), Paths(data, data.parent / "validated"))
     return data
 
@@ -57,6 +54,8 @@ def trained(kind: str, seed: int, data, tmp_path) -> float:
     )
     paths = Paths(data, tmp_path / f"{kind}-{seed}")
     paths.validation_report.parent.mkdir(parents=True)
+    (data.parent / "cache").mkdir(exist_ok=True)
+    paths.cache_dir.symlink_to(data.parent / "cache")  # the frozen encoders' outputs, computed once for every run
     paths.validation_report.write_bytes((data.parent / "validated" / "validation" / "report.json").read_bytes())
     stages.train(config, paths)
     stages.export(config, paths)
@@ -68,4 +67,4 @@ def trained(kind: str, seed: int, data, tmp_path) -> float:
 def test_smar_finds_the_colour_only_the_image_shows(seed, catalog, tmp_path):
     smar = trained("smar", seed, catalog, tmp_path)
     text_only = trained("text_only", seed, catalog, tmp_path)
-    assert smar > 1.25 * text_only, f"seed {seed}: SMAR {smar:.3f} vs text-only {text_only:.3f}"
+    assert smar > RATIO * text_only, f"seed {seed}: SMAR {smar:.3f} vs text-only {text_only:.3f}"

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,27 +30,44 @@ def first_run(prefect_harness, tiny_data, tiny_params, tmp_path_factory):
 
 def test_every_step_writes_its_artifacts(first_run):
     import faiss
-    import numpy as np
 
     summary, paths = first_run
     assert json.loads(paths.validation_report.read_text())["success"] is True
-    assert {"weights.pt", "tokenizer.json", "model_config.json", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
+    assert {"weights.pt", "tokenizer.json", "model_config.json", "query_encoder.onnx", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
 
     items = pd.read_parquet(paths.data / "items.parquet")
-    for view in ("multimodal", "text"):  # SMAR with adaptive routing serves two item views
+    assert summary["index"]["views"] == ["multimodal"]  # SMAR serves its fused item vectors
+    for view in summary["index"]["views"]:
         embeddings = np.load(paths.embeddings_dir / f"item_embeddings.{view}.npy")
-        assert embeddings.shape == (len(items), 32)
+        assert embeddings.shape == (len(items), 384)
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
         assert faiss.read_index(str(paths.index_dir / f"items.{view}.faiss")).ntotal == len(items)
 
     metrics = json.loads(paths.metrics_file.read_text())
-    for name in ("recall@10", "precision@10", "f1@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"):
-        assert 0.0 <= metrics["model"][name] <= 1.0
+    for ranker in ("model", "zero_shot", "random"):
+        for name in ("recall@10", "precision@10", "f1@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"):
+            assert 0.0 <= metrics[ranker][name] <= 1.0
     assert metrics["model"]["recall@10"] > 2 * metrics["random"]["recall@10"]  # it learned something
+    assert metrics["zero_shot"]["recall@10"] > 2 * metrics["random"]["recall@10"]  # MiniLM reads titles
+    # the tiny catalog is split by category: every test query asks for a kind of product training never saw
+    assert metrics["cold"]["queries"] == metrics["queries"] and metrics["cold"]["model"] == metrics["model"]
     curve = pd.read_csv(paths.recall_curve_file)
-    assert list(curve.columns) == ["k", "model", "random"] and curve["model"].is_monotonic_increasing
+    assert list(curve.columns) == ["k", "model", "zero_shot", "random"] and curve["model"].is_monotonic_increasing
     assert (paths.evaluation_dir / "recall_at_k.png").stat().st_size > 1000
+    assert pd.read_parquet(paths.evaluation_dir / "per_query.parquet")["cold"].all()
     assert summary["register"]["version"] == json.loads(paths.registration_file.read_text())["version"]
+
+
+def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
+    from smar.model import encode_texts
+    from smar.retriever import Retriever
+
+    _, paths = first_run
+    retriever = Retriever(paths.model_dir, paths.index_dir)
+    assert retriever.onnx is not None
+    queries = pd.read_parquet(paths.data / "queries.parquet")["text"].tolist()
+    served, _ = retriever.encode(queries)
+    np.testing.assert_allclose(served, encode_texts(retriever.model, retriever.tokenizer, queries).numpy(), atol=1e-4)
 
 
 def test_mlflow_run_holds_the_lineage(first_run):
@@ -65,7 +83,8 @@ def test_mlflow_run_holds_the_lineage(first_run):
     assert run.data.params["train.epochs"] == "8"
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert len(losses) > 5 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss curve falls
-    assert "test_recall_at_10" in run.data.metrics
+    for metric in ("test_recall_at_10", "test_zero_shot_recall_at_10", "test_cold_recall_at_10", "test_cold_zero_shot_recall_at_10"):
+        assert metric in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert {"validation/report.json", "validation/data_docs"} <= artifacts  # the validation report and its HTML data docs
 
@@ -137,7 +156,7 @@ def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
         for prediction in predictions:
             assert len(prediction["item_ids"]) == 5 and set(prediction["item_ids"]) <= catalog
             assert prediction["scores"] == sorted(prediction["scores"], reverse=True)
-            assert prediction["index"] in {"multimodal", "text"}
+            assert prediction["index"] == "multimodal"
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

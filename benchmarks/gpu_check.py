@@ -1,0 +1,151 @@
+"""GPU check: the GPU preset's training on CUDA (bf16) beside the same first steps on the CPU, then the export.
+
+    bash benchmarks/gpu_check.sh              # on the CUDA machine (see gpu_check.sh)
+    .venv/bin/python benchmarks/gpu_check.py --cuda-steps 20 --cpu-steps 3    # the same code path on a CPU machine
+
+Generates the default catalog, trains `params.gpu.yaml` (MiniLM and EfficientNet-Lite0 fine-tuned
+end to end, batch 512) for `--cuda-steps` steps on CUDA, exports every item, then trains the
+first `--cpu-steps` steps again on the CPU from the same seed. Prints and writes
+(benchmarks/results/gpu_check.{json,md}, and $OUT when set) pairs/s, GPU utilisation and peak
+memory, the export's items/s, and the loss of each of the first steps on both devices.
+
+With `--random-weights` (what gpu_check.sh does where the weight packages are missing: MiniLM's
+88 MB cannot travel to a machine with no registry) the towers have the shipped architectures,
+tokenizer and sizes, with random weights: speed, memory and the CPU/CUDA agreement do not
+depend on the weights' values, the quality does (the quality benchmark measures it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=ROOT / "params.gpu.yaml")
+    parser.add_argument("--cuda-steps", type=int, default=300)
+    parser.add_argument("--cpu-steps", type=int, default=3)
+    parser.add_argument("--random-weights", type=Path, metavar="MINILM_DIR",
+                        help="A folder with MiniLM's config.json and tokenizer.json: build the towers with random weights.")
+    parser.add_argument("--validation-report", type=Path, help="A validation report of this very catalog, made where the validator runs.")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    import logging
+
+    import torch
+
+    import smar  # noqa: F401  (before timm: smar makes a CPU torch and a CUDA torchvision import together)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("alembic", "mlflow", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    scratch = Path(tempfile.mkdtemp(prefix="smar-gpu-check-"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")
+    if args.random_weights:
+        use_random_weights(args.random_weights)
+
+    from smar import stages
+    from smar.config import load_config
+    from smar.paths import Paths
+    from smar.synth import synthesize
+
+    config = load_config(args.params)
+    data = scratch / "data"
+    synthesize(config.data, data)
+    cuda = torch.cuda.is_available()
+    results = {"device": torch.cuda.get_device_name() if cuda else "cpu only", "torch": torch.__version__, "params": str(args.params.name),
+               "random_weights": bool(args.random_weights), "batch_size": config.train.batch_size}
+    runs = {}
+    for device, steps in (("cuda", args.cuda_steps), ("cpu", args.cpu_steps)) if cuda else (("cpu", args.cpu_steps),):
+        paths = Paths(data, scratch / device)
+        validated(paths, args.validation_report, config)
+        settings = config.train.model_copy(update={"device": device, "max_steps": steps, "epochs": 1000, "checkpoint_every_steps": 0,
+                                                   "loader_workers": config.train.loader_workers if device == "cuda" else 0})
+        run_config = config.model_copy(update={"train": settings, "export": config.export.model_copy(update={"device": device})})
+        started = time.perf_counter()
+        trained = stages.train(run_config, paths)
+        runs[device] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1)} | run_metrics(trained.run_id)
+        if len(runs) == 1:  # the export, on the first (fastest) device
+            exported = stages.export(run_config, paths)
+            runs[device]["export_items_per_second"] = round(exported["items"] / exported["seconds"], 1)
+        print(f"{device}: {json.dumps(runs[device])}", flush=True)
+    results["runs"] = runs
+    write(results, [args.results] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else []))
+
+
+def use_random_weights(minilm_dir: Path) -> None:
+    """Towers with the shipped architectures and tokenizer, random weights (see the module doc)."""
+    import timm
+    from transformers import BertConfig, BertModel
+
+    from smar import pretrained
+
+    pretrained.minilm_dir = lambda: minilm_dir
+    pretrained.minilm_bert = lambda: BertModel(BertConfig.from_pretrained(str(minilm_dir)), add_pooling_layer=False)
+    pretrained.efficientnet_lite0 = lambda num_classes=1000: timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+
+
+def validated(paths, report: Path | None, config) -> None:
+    """The catalog's validation: run here, or a report made elsewhere for the same bytes (its data hash must match)."""
+    from smar import stages
+    from smar.dataset import dvc_directory_md5
+
+    if report is None:
+        stages.validate(config, paths)
+        return
+    stored = json.loads(report.read_text())
+    if stored.get("data_md5") != dvc_directory_md5(paths.data):
+        raise SystemExit(f"{report}: made for other data ({stored.get('data_md5')}); run gpu_check.sh --prepare again.")
+    paths.validation_report.parent.mkdir(parents=True, exist_ok=True)
+    paths.validation_report.write_text(json.dumps(stored["report"]))
+
+
+def run_metrics(run_id: str) -> dict:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    metrics = client.get_run(run_id).data.metrics
+    keep = ("train_pairs_per_second", "gpu_utilization_percent", "gpu_max_memory_mib")
+    losses = [round(m.value, 5) for m in sorted(client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
+    return {name: round(metrics[name], 1) for name in keep if name in metrics} | {"losses": losses}
+
+
+def write(results: dict, directories: list[Path]) -> None:
+    runs = results["runs"]
+    lines = [
+        f"GPU check on {results['device']} (torch {results['torch']}), `{results['params']}`, batch {results['batch_size']}"
+        + (", random weights in the shipped architectures" if results["random_weights"] else "") + ".",
+        "",
+        "| device | steps | pairs/s | GPU util % | GPU peak MiB | export items/s | final loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for device, run in runs.items():
+        lines.append(f"| {device} | {run['steps']} | {run.get('train_pairs_per_second', '')} | {run.get('gpu_utilization_percent', '')} | "
+                     f"{run.get('gpu_max_memory_mib', '')} | {run.get('export_items_per_second', '')} | {run['losses'][-1] if run['losses'] else ''} |")
+    if len(runs) == 2:
+        cuda, cpu = runs["cuda"]["losses"], runs["cpu"]["losses"]
+        shared = min(len(cuda), len(cpu))
+        results["largest_loss_difference"] = max(abs(a - b) for a, b in zip(cuda[:shared], cpu[:shared])) if shared else None
+        lines += ["", f"Loss of the first {shared} steps, CUDA (bf16) vs CPU (fp32), from the same weights and batches (dropout draws differ): "
+                  + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(cuda[:shared], cpu[:shared]))
+                  + f"; largest difference {results['largest_loss_difference']:.4f}."]
+    text = "\n".join(lines) + "\n"
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
+        (directory / "gpu_check.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

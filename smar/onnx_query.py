@@ -1,0 +1,118 @@
+"""The query tower as ONNX, run by ONNX Runtime: how evaluation, the gate and serving encode queries.
+
+A query is encoded on every search, on the serving host's CPU, and the default query tower is
+MiniLM (6 layers, hidden size 384). `save_query_onnx` exports the trained tower (token ids and
+mask -> L2-normalised vector) beside the checkpoint and checks on sample queries that ONNX
+Runtime gives PyTorch's vectors (to `TOLERANCE`); `load_query_onnx` runs it. A tower that does
+not export, or does not match, is left to PyTorch with a warning: slower, never different.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "query_encoder.onnx"
+TOLERANCE = 1e-4  # largest difference allowed in any vector component
+
+
+def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) -> bool:
+    """Export `model`'s query tower to `directory/query_encoder.onnx`; False (and no file) when
+    it cannot be exported or ONNX Runtime's vectors differ from PyTorch's on `sample_texts`."""
+    import numpy as np
+
+    from smar.model import encode_texts, tokenize
+
+    path = Path(directory) / ONNX_FILE
+    sample = tokenize(tokenizer, sample_texts[:2] or ["a query"])
+    lengths = torch.export.Dim("length", max=model.config.max_text_length)
+    dims = {0: torch.export.Dim("batch"), 1: lengths}
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("onnx_ir", "onnxscript", "torch.onnx"):
+            warnings.simplefilter("ignore")  # the exporter reports every phase and pass
+            torch.onnx.export(
+                QueryTower(model).eval(), (sample["input_ids"], sample["attention_mask"]), str(path),
+                input_names=["input_ids", "attention_mask"], output_names=["vectors"],
+                dynamic_shapes=(dims, dims), dynamo=True, external_data=False, verbose=False,
+            )
+        onnx_vectors = OnnxQueryEncoder(path).encode(tokenizer, sample_texts)
+    except Exception as error:  # an operator the exporter or the runtime does not know
+        path.unlink(missing_ok=True)
+        log.warning("query tower not exported to ONNX (%s: %s); queries are encoded by PyTorch", type(error).__name__, str(error).splitlines()[0])
+        return False
+    difference = float(np.abs(onnx_vectors - encode_texts(model, tokenizer, sample_texts).numpy()).max())
+    if difference > TOLERANCE:
+        path.unlink()
+        log.warning("ONNX query tower differs from PyTorch's by %.2g; queries are encoded by PyTorch", difference)
+        return False
+    log.info("query tower exported to %s (largest difference from PyTorch %.1g)", path, difference)
+    return True
+
+
+def load_query_onnx(directory: Path) -> OnnxQueryEncoder | None:
+    """The checkpoint's ONNX query tower, or None when it has none (or ONNX Runtime is missing)."""
+    path = Path(directory) / ONNX_FILE
+    if not path.is_file():
+        return None
+    try:
+        return OnnxQueryEncoder(path)
+    except ImportError:
+        log.warning("%s: onnxruntime is not installed; queries are encoded by PyTorch", path)
+        return None
+
+
+class OnnxQueryEncoder:
+    """An ONNX Runtime session over the exported query tower."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, tokenizer, texts: list[str], batch_size: int = 512):
+        """float32 [N, D] L2-normalised query vectors."""
+        import numpy as np
+
+        from smar.model import tokenize
+
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenize(tokenizer, texts[start : start + batch_size])
+            feed = {name: tokens[name].numpy() for name in ("input_ids", "attention_mask")}
+            chunks.append(self.session.run(None, feed)[0])
+        return np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=np.float32)
+
+
+class QueryTower(torch.nn.Module):
+    """The query tower alone: (input_ids, attention_mask) -> L2-normalised vectors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model.encode_queries(attention_mask, input_ids=input_ids)
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    """Only warnings and errors from these loggers while the block runs."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

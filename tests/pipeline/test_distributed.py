@@ -76,7 +76,7 @@ def assert_same_training(expected, actual) -> None:
     (vectors, losses), (other_vectors, other_losses) = expected, actual
     assert len(losses) == len(other_losses) == STEPS
     assert np.allclose(losses, other_losses, rtol=1e-5, atol=1e-5), (losses, other_losses)
-    assert vectors.keys() == other_vectors.keys() == {"multimodal", "text", "queries"}
+    assert vectors.keys() == other_vectors.keys() == {"multimodal", "queries"}
     for name in vectors:
         assert np.abs(vectors[name] - other_vectors[name]).max() < 1e-4, name
 

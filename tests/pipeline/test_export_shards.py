@@ -67,7 +67,7 @@ def test_an_export_missing_a_shard_is_not_published(trained):
     with pytest.raises(RuntimeError, match="do not cover the catalog's 200 rows"):
         finish_export(config, paths, results)
     assert {p.name: p.stat().st_mtime_ns for p in paths.embeddings_dir.iterdir()} == before
-    np.testing.assert_allclose(read_embeddings(paths.embeddings_dir)[0]["text"], expected["text"], atol=1e-5)
+    np.testing.assert_allclose(read_embeddings(paths.embeddings_dir)[0]["multimodal"], expected["multimodal"], atol=1e-5)
 
 
 def test_a_runner_whose_integration_is_missing_is_named_with_the_fix():

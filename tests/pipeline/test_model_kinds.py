@@ -9,8 +9,8 @@ from smar.model import KINDS
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_kind_runs_through_the_pipeline_and_serves(kind, prefect_harness, tiny_data, tiny_params, tmp_path):
+@pytest.mark.parametrize(("kind", "routing"), [(kind, False) for kind in sorted(KINDS)] + [("smar", True)])
+def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harness, tiny_data, tiny_params, tmp_path):
     import mlflow.pyfunc
     import pandas as pd
     from mlflow import MlflowClient
@@ -19,7 +19,7 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, prefect_harness, tiny_d
 
     base = load_config(tiny_params)
     config = base.model_copy(
-        update={"model": base.model.model_copy(update={"kind": kind}), "train": base.train.model_copy(update={"epochs": 2})}
+        update={"model": base.model.model_copy(update={"kind": kind, "adaptive_routing": routing}), "train": base.train.model_copy(update={"epochs": 2})}
     )
     summary = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=config)
 
@@ -30,6 +30,7 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, prefect_harness, tiny_d
     model = mlflow.pyfunc.load_model(f"models:/{registration['model_name']}/{registration['version']}")
     answer = model.predict(pd.DataFrame({"query": ["red striped mug", "acme lamp"]}), params={"k": 3})
     assert answer["item_ids"].map(len).tolist() == [3, 3]
-    expected_indexes = {"smar": {"multimodal", "text"}, "text_only": {"text"}, "image_only": {"image"}}.get(kind, {"multimodal"})
+    expected_indexes = {"text_only": {"text"}, "image_only": {"image"}}.get(kind, {"multimodal", "text"} if routing else {"multimodal"})
+    assert summary["index"]["views"] == sorted(expected_indexes)
     assert set(answer["index"]) <= expected_indexes
     assert set(summary["evaluate"]["served_by_index"]) <= expected_indexes

@@ -72,9 +72,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from smar.dataset import SPLITS
 from smar.errors import ConfigError, DatasetError, describe_invalid
 from smar.paths import replace_on_success
-from smar.splits import BY_QUERY, SPLITS, assign_splits
+from smar.splits import BY_QUERY, assign_splits
 
 log = logging.getLogger("smar.importers")
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 from smar.errors import DatasetError
 
-SPLITS = ("train", "valid", "test")
 BY_QUERY = "query"
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_RUN = """
 import json, resource, sys, time
 from pathlib import Path
-from smar.synth import PRESETS, synthesize
+from smar.data.synth import PRESETS, synthesize
 started = time.perf_counter()
 manifest = synthesize(PRESETS[sys.argv[1]], Path(sys.argv[2]))
 print(json.dumps({"seconds": time.perf_counter() - started,

@@ -47,12 +47,12 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     from smar.config import load_config
-    from smar.dataset import load_dataset
-    from smar.model import item_text
+    from smar.data.contract import item_texts
+    from smar.data.dataset import load_dataset
 
     config = load_config(args.params)
     items = load_dataset(args.data).items
-    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
+    texts = item_texts(items)
     scratch = Path(tempfile.mkdtemp(prefix="smar-export-bench-"))
     try:
         setups = {kind: model_outputs(config, kind, args.data, texts, scratch / kind) for kind in ("text_only", "image_only", "smar")}
@@ -80,7 +80,9 @@ def model_outputs(config, kind: str, data: Path, texts: list[str], outputs: Path
     """An untrained model of `kind` saved where `smar export` reads it."""
     import torch
 
-    from smar.model import RetrievalModel, save_model, train_tokenizer
+    from smar.model.checkpoint import save_model
+    from smar.model.tokenizer import train_tokenizer
+    from smar.model.two_tower import RetrievalModel
     from smar.paths import Paths
 
     torch.manual_seed(0)
@@ -95,7 +97,7 @@ def model_outputs(config, kind: str, data: Path, texts: list[str], outputs: Path
 
 def export_step(config, paths, cold: bool = False) -> dict:
     """Seconds of the whole step, and of its shards (items read, tokenised, encoded and written)."""
-    from smar.export import export
+    from smar.retrieval.export import export
 
     if cold:
         shutil.rmtree(paths.cache_dir, ignore_errors=True)
@@ -133,7 +135,7 @@ def sentence_transformer(setup: dict, directory: Path):
 def check_same_text_vectors(setup: dict, sentence_model, texts: list[str]) -> None:
     import numpy as np
 
-    from smar.model import encode_texts
+    from smar.model.inference import encode_texts
 
     ours = encode_texts(setup["model"], setup["tokenizer"], texts[:200]).numpy()
     theirs = sentence_model.encode(texts[:200], convert_to_numpy=True)

@@ -54,10 +54,10 @@ def main() -> None:
     if args.random_weights:
         use_random_weights(args.random_weights)
 
-    from smar import stages
     from smar.config import load_config
+    from smar.data.synth import synthesize
     from smar.paths import Paths
-    from smar.synth import synthesize
+    from smar.pipeline import steps as stages
 
     config = load_config(args.params)
     data = scratch / "data"
@@ -88,7 +88,7 @@ def use_random_weights(minilm_dir: Path) -> None:
     import timm
     from transformers import BertConfig, BertModel
 
-    from smar import pretrained
+    from smar.model import pretrained
 
     pretrained.minilm_dir = lambda: minilm_dir
     pretrained.minilm_bert = lambda: BertModel(BertConfig.from_pretrained(str(minilm_dir)), add_pooling_layer=False)
@@ -97,8 +97,8 @@ def use_random_weights(minilm_dir: Path) -> None:
 
 def validated(paths, report: Path | None, config) -> None:
     """The catalog's validation: run here, or a report made elsewhere for the same bytes (its data hash must match)."""
-    from smar import stages
-    from smar.dataset import dvc_directory_md5
+    from smar.data.dataset import dvc_directory_md5
+    from smar.pipeline import steps as stages
 
     if report is None:
         stages.validate(config, paths)

@@ -42,7 +42,7 @@ DIM, TUNING_QUERIES, QUERIES, K, TARGET = 64, 500, 1000, 10, 0.95
 
 
 def factories(size: int) -> list[str]:
-    from smar.index import choose_factory
+    from smar.retrieval.index import choose_factory
 
     chosen = choose_factory("auto", size, DIM)
     large = choose_factory("auto", 10**9, DIM).split(",", 1)[1]  # the IVF-PQ that auto picks past 5M items
@@ -54,7 +54,7 @@ def draw(size: int, queries: int, seed: int, spectrum: dict | None):
     """(items, queries) as float32 unit vectors: uniform directions, or Gaussians matching `spectrum`."""
     import numpy as np
 
-    from smar.index import normalized
+    from smar.retrieval.index import normalized
 
     rng = np.random.default_rng(seed)
     if spectrum is None:
@@ -68,8 +68,8 @@ def draw(size: int, queries: int, seed: int, spectrum: dict | None):
 def measured_spectrum(embeddings: Path) -> dict:
     import numpy as np
 
-    from smar.export import TUNING_QUERIES_FILE, read_embeddings
-    from smar.index import normalized
+    from smar.retrieval.export import TUNING_QUERIES_FILE, read_embeddings
+    from smar.retrieval.index import normalized
 
     vectors, _ = read_embeddings(embeddings)
     items = normalized(vectors.get("multimodal", next(iter(vectors.values()))))
@@ -92,7 +92,7 @@ def one_run(size: int, factory: str, seed: int, spectrum: dict | None) -> dict:
     import faiss
     import numpy as np
 
-    from smar.index import exact_search, make_index, overlap, tune
+    from smar.retrieval.index import exact_search, make_index, overlap, tune
 
     vectors, queries = draw(size, TUNING_QUERIES + QUERIES, seed, spectrum)
     tuning, measured = queries[:TUNING_QUERIES], queries[TUNING_QUERIES:]

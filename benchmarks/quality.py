@@ -64,12 +64,12 @@ def main() -> None:
     for noisy in ("great_expectations", "alembic", "faiss", "mlflow", "smar.feature_cache", "smar.image_cache"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from smar import stages
     from smar.config import load_config
-    from smar.dataset import load_dataset
-    from smar.model import served_views
+    from smar.data.dataset import load_dataset
+    from smar.data.splits import resplit
+    from smar.model.kinds import served_views
     from smar.paths import Paths
-    from smar.splits import resplit
+    from smar.pipeline import steps as stages
 
     bases = {path: load_config(path) for path in args.params}
     if args.epochs:
@@ -161,7 +161,7 @@ def perfect_rankings(relevant: dict) -> dict:
 
 
 def zero_shot(config, paths, dataset, split: str, cache: Path) -> dict:
-    from smar.evaluate import zero_shot_rankings
+    from smar.evaluation.evaluate import zero_shot_rankings
 
     cache.mkdir(exist_ok=True)
     paths.outputs.mkdir(parents=True)

@@ -36,12 +36,13 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from smar.dataset import load_dataset
-    from smar.export import read_embeddings
-    from smar.index import exact_search
+    from smar.data.dataset import load_dataset
     from smar.metrics import retrieval_metrics
-    from smar.model import encode_texts, load_model
-    from smar.onnx_query import load_query_onnx
+    from smar.model.checkpoint import load_model
+    from smar.model.inference import encode_texts
+    from smar.model.onnx_query import load_query_onnx
+    from smar.retrieval.export import read_embeddings
+    from smar.retrieval.index import exact_search
 
     model, tokenizer = load_model(args.outputs / "model")
     onnx = load_query_onnx(args.outputs / "model")

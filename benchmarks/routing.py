@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
-    from smar.dataset import load_dataset
+    from smar.data.dataset import load_dataset
 
     dataset = load_dataset(args.data)
     rows = [dict(model=outputs.name, split=split, **analyse(dataset, outputs, split)) for outputs in args.outputs for split in ("train", "valid", "test")]
@@ -51,9 +51,9 @@ def main() -> None:
 def analyse(dataset, outputs: Path, split: str) -> dict:
     import numpy as np
 
-    from smar.export import read_embeddings
     from smar.metrics import per_query_metrics
-    from smar.retriever import Retriever
+    from smar.retrieval.export import read_embeddings
+    from smar.retrieval.retriever import Retriever
 
     retriever = Retriever(outputs / "model", outputs / "index")
     embeddings, item_ids = read_embeddings(outputs / "embeddings")

@@ -53,8 +53,8 @@ def main() -> None:
 
     from smar import tracking
     from smar.config import load_config
-    from smar.dataset import load_dataset
-    from smar.promotion import current_champion
+    from smar.data.dataset import load_dataset
+    from smar.registry.promotion import current_champion
 
     config = load_config(args.params)
     name = config.register_.model_name
@@ -137,7 +137,7 @@ def in_process_limit(name: str, version: str, queries: list[str], batch: int, ar
     """Queries per second when the retriever encodes and searches batches with no server around it."""
     import mlflow
 
-    from smar.retriever import Retriever
+    from smar.retrieval.retriever import Retriever
 
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")) / "artifacts"
     retriever = Retriever(local / "model", local / "index")
@@ -166,7 +166,7 @@ def register_twin(client, name: str, version: str) -> str:
     """Register the champion's artifacts again, as a new version to swap to."""
     import mlflow
 
-    from smar.register import log_version
+    from smar.registry.register import log_version
 
     source = client.get_model_version(name, version)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")) / "artifacts"

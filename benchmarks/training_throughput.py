@@ -96,11 +96,14 @@ def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> floa
     import torch
 
     from smar.config import load_config
-    from smar.dataset import load_dataset
-    from smar.feature_cache import item_images, text_inputs
-    from smar.model import RetrievalModel, image_feature_shape, item_text, train_tokenizer
+    from smar.data.contract import item_text
+    from smar.data.dataset import load_dataset
+    from smar.model.checkpoint import image_feature_shape
+    from smar.model.feature_cache import item_images, text_inputs
+    from smar.model.tokenizer import train_tokenizer
+    from smar.model.two_tower import RetrievalModel
     from smar.paths import Paths
-    from smar.train import Catalog, Cluster, PairBatches
+    from smar.training.loop import Catalog, Cluster, PairBatches
 
     config = load_config(args.params)
     dataset = load_dataset(args.data)

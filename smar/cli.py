@@ -66,7 +66,7 @@ def _run(step, params: Path, data: Path, out: Path) -> None:
 
 def _step_command(name: str, function_name: str, help_text: str) -> None:
     def command(params: ParamsOption = Path("params.yaml"), data: DataOption = Path("data"), out: OutOption = Path("outputs")):
-        from smar import stages
+        from smar.pipeline import steps as stages
 
         _run(getattr(stages, function_name), params, data, out)
 
@@ -91,8 +91,8 @@ def data_synth(
 ) -> None:
     """Write the deterministic synthetic default dataset."""
     from smar.config import load_config
+    from smar.data.synth import PRESETS, synthesize
     from smar.errors import SmarError
-    from smar.synth import PRESETS, synthesize
 
     _setup()
     with _user_errors():
@@ -141,8 +141,8 @@ def data_import(
     With no --items/--queries/--interactions/--source, the `import` section of params.yaml says what to import.
     """
     from smar.config import load_config
+    from smar.data.importers import config_from_options, import_catalog
     from smar.errors import ConfigError
-    from smar.importers import config_from_options, import_catalog
 
     _setup()
     with _user_errors():
@@ -175,7 +175,7 @@ def pipeline(
     _setup()
     with _user_errors():
         config = load_config(params)
-    from flows.pipeline import format_summary, serve_deployment, smar_pipeline
+    from smar.pipeline.flow import format_summary, serve_deployment, smar_pipeline
 
     if serve:
         serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
@@ -201,7 +201,7 @@ def serve(
         config = load_config(params)
     settings = config.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     tracking.configure()
-    from smar.serving import serve as run_service
+    from smar.serving.app import serve as run_service
 
     run_service(settings, config.register_.model_name, data)
 
@@ -229,7 +229,7 @@ def registry_promote(
 ) -> None:
     """Make VERSION champion by hand, skipping the gate (recorded with --reason)."""
     from smar.errors import SmarError
-    from smar.promotion import current_champion, move_champion
+    from smar.registry.promotion import current_champion, move_champion
 
     client, name = _registry(params)
     with _user_errors():
@@ -251,7 +251,7 @@ def registry_rollback(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Move the champion back to the version that held it before the current one."""
-    from smar.promotion import rollback
+    from smar.registry.promotion import rollback
 
     client, name = _registry(params)
     with _user_errors():
@@ -262,7 +262,7 @@ def registry_rollback(
 @registry_app.command("history")
 def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
     """Every move of the champion, oldest first."""
-    from smar.promotion import current_champion, history
+    from smar.registry.promotion import current_champion, history
 
     client, name = _registry(params)
     for event in history(client, name):

@@ -12,8 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from smar.data.contract import BY_QUERY, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
 from smar.errors import ConfigError, describe_invalid
-from smar.importers import ImportConfig
 
 
 class _Section(BaseModel):
@@ -187,6 +187,67 @@ class ServeConfig(_Section):
     max_query_chars: int = Field(256, ge=1, description="Longer queries are refused with 422.")
     max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
     max_batch: int = Field(64, ge=1, description="Concurrent queries encoded together in one batch.")
+
+
+CLI_OPTION = {"items": "--items", "queries": "--queries", "interactions": "--interactions"}  # the import's table options
+
+
+class ImportConfig(BaseModel):
+    """Parameters of one import (`smar data import`; later the `import` section of params.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["table", "jd_tsv"] = Field("table", description="table: CSV/JSONL/Parquet files; jd_tsv: an id-encoded release.")
+    items: Path | None = Field(None, description="table: the items file.")
+    queries: Path | None = Field(None, description="table: the queries file.")
+    interactions: Path | None = Field(None, description="table: the interactions file.")
+    images_dir: Path | None = Field(None, description="table: folder the image column is relative to (default: the items file's folder).")
+    source_dir: Path | None = Field(None, description="jd_tsv: the release directory.")
+    mapping: dict[str, dict[str, str | None]] = Field(
+        default_factory=dict, description="table: {table: {contract column: source column or null}}."
+    )
+    label: Literal["clicks", "graded"] = Field("clicks", description="clicks: summed per (query, item); graded: taken as is.")
+    item_attributes: list[str] | None = Field(None, description="table: extra item columns to keep (default: every other column).")
+    drop_items_without_features: bool = Field(False, description="jd_tsv: drop items with no feature row instead of failing.")
+    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    seed: int = 0
+    split_by: str = Field(
+        BY_QUERY, min_length=1, description="query (a hash of the query id), or an item column: whole groups of items per split."
+    )
+    name: str = Field("imported", min_length=1)
+    version: str = Field("1", min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImportConfig:
+        if self.format == "table":
+            missing = [f"{field} ({CLI_OPTION[field]} FILE)" for field in CLI_OPTION if getattr(self, field) is None]
+            if missing:
+                raise ValueError(f"format 'table' needs {', '.join(missing)}")
+            if self.source_dir is not None:
+                raise ValueError("source_dir (--source) is for format 'jd_tsv'; a table import takes --items, --queries, --interactions")
+        else:
+            if self.source_dir is None:
+                raise ValueError("format 'jd_tsv' needs source_dir (--source DIR)")
+            given = [field for field in (*CLI_OPTION, "images_dir") if getattr(self, field) is not None]
+            if given or self.mapping or self.item_attributes is not None:
+                extra = given + (["mapping (--map)"] if self.mapping else []) + (["item_attributes"] if self.item_attributes is not None else [])
+                raise ValueError(f"{', '.join(extra)}: for format 'table' only; a jd_tsv release has a fixed layout")
+        for table, columns in self.mapping.items():
+            if table not in SOURCE_TABLES:
+                raise ValueError(f"mapping: unknown table {table!r}; choose from {', '.join(SOURCE_TABLES)}")
+            for column, source in columns.items():
+                if column not in SOURCE_TABLES[table]:
+                    raise ValueError(f"mapping.{table}: unknown column {column!r}; {table} has {', '.join(SOURCE_TABLES[table])}")
+                if source is None and (table, column) not in OPTIONAL_SOURCE_COLUMNS:
+                    raise ValueError(f"mapping.{table}.{column}: required, it cannot be unmapped")
+        if self.label == "graded" and self.mapping.get("interactions", {}).get("label", "label") is None:
+            raise ValueError("label 'graded' needs a label column; map interactions.label to it")
+        return self
+
+    def source_column(self, table: str, column: str) -> str | None:
+        return self.mapping.get(table, {}).get(column, column)
+
 
 
 class SmarConfig(_Section):

@@ -39,7 +39,7 @@ def configure():
 
 def run_tags(data_dir: Path) -> dict[str, str]:
     """git commit, DVC data hash and, under Prefect, the flow-run id."""
-    from smar.dataset import data_version
+    from smar.data.dataset import data_version
 
     tags = {f"data.{key}": value for key, value in data_version(data_dir).items()}
     tags["git.commit"] = _git_commit()

@@ -40,7 +40,7 @@ TINY_PARAMS = {
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from smar.synth import PRESETS, synthesize
+    from smar.data.synth import PRESETS, synthesize
 
     root = tmp_path_factory.mktemp("dataset") / "data"
     synthesize(PRESETS["tiny"], root)

@@ -10,8 +10,9 @@ import pytest
 
 from smar.config import SmarConfig
 from smar.errors import MissingInputError
-from smar.export import IDS_FILE, TUNING_QUERIES_FILE, embeddings_file
-from smar.index import (
+from smar.paths import Paths
+from smar.retrieval.export import IDS_FILE, TUNING_QUERIES_FILE, embeddings_file
+from smar.retrieval.index import (
     ID_MAP_FILE,
     SEARCH_PARAMETERS,
     build_index,
@@ -23,7 +24,6 @@ from smar.index import (
     normalized,
     overlap,
 )
-from smar.paths import Paths
 
 N, DIM = 50, 16
 VIEW = "multimodal"
@@ -162,12 +162,12 @@ def test_auto_factory_follows_catalog_size(items, factory):
 
 
 def test_exact_search_in_chunks_matches_brute_force(monkeypatch):
-    import smar.index
+    import smar.retrieval.index
 
     rng = np.random.default_rng(1)
     vectors, queries = rng.normal(size=(1000, DIM)).astype(np.float32), rng.normal(size=(20, DIM)).astype(np.float32)
     ids = np.arange(1000, dtype=np.int64) * 7 + 3
-    monkeypatch.setattr(smar.index, "ADD_CHUNK", 128)  # several chunks to merge
+    monkeypatch.setattr(smar.retrieval.index, "ADD_CHUNK", 128)  # several chunks to merge
     found = exact_search(vectors, ids, normalized(queries), 10)
     expected = ids[np.argsort(-(normalized(queries) @ normalized(vectors).T), axis=1)[:, :10]]
     assert (found == expected).all()

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from smar import synth
-from smar.synth import CATEGORIES, CATEGORY_SHAPES, COLOURS, MATERIALS, PATTERNS, PRESETS, synthesize
+from smar.data import synth
+from smar.data.synth import CATEGORIES, CATEGORY_SHAPES, COLOURS, MATERIALS, PATTERNS, PRESETS, synthesize
 
 TINY = PRESETS["tiny"]
 ATTRIBUTES = ("colour", "pattern", "brand", "material")

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from smar.config import SmarConfig
+from smar.data.validate import ValidationFailed, require_passed, validate
 from smar.errors import DatasetError
 from smar.paths import Paths
-from smar.validate import ValidationFailed, require_passed, validate
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from smar.config import SmarConfig
+from smar.data.validate import ValidationFailed, data_docs_dir, require_passed, validate
 from smar.errors import DatasetError
 from smar.paths import Paths
-from smar.validate import ValidationFailed, data_docs_dir, require_passed, validate
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, m
         (scratch / "index.html").write_text("<html>half")
         raise RuntimeError("killed")
 
-    monkeypatch.setattr("smar.validate._run_suites", crash)
+    monkeypatch.setattr("smar.data.validate._run_suites", crash)
     with pytest.raises(RuntimeError):
         validate(SmarConfig(), paths)
     assert not docs.exists() and not paths.validation_report.exists()

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from smar.config import ImportConfig
+from smar.data.importers import config_from_options, import_catalog
+from smar.data.splits import hash_split
 from smar.errors import ConfigError, DatasetError
-from smar.importers import ImportConfig, config_from_options, import_catalog
-from smar.splits import hash_split
 
 MAPPING = {
     "items": {"item_id": "sku", "title": "name", "category": "cat", "brand": "maker", "image": "img"},

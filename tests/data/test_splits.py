@@ -4,12 +4,12 @@ cold test queries, and clear errors on a missing or null group column."""
 import pandas as pd
 import pytest
 
-from smar.config import DataConfig
-from smar.dataset import load_dataset
+from smar.config import DataConfig, ImportConfig
+from smar.data.dataset import load_dataset
+from smar.data.importers import import_catalog
+from smar.data.splits import assign_splits, group_splits, majority_group, resplit
+from smar.data.synth import synthesize
 from smar.errors import DatasetError
-from smar.importers import ImportConfig, import_catalog
-from smar.splits import assign_splits, group_splits, majority_group, resplit
-from smar.synth import synthesize
 from tests.data.test_importers import MAPPING, make_catalog, table_config
 
 

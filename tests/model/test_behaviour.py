@@ -10,11 +10,11 @@ SMAR's must have the asked colour at least RATIO times as often, for every seed.
 import pandas as pd
 import pytest
 
-from smar import stages
 from smar.config import DataConfig, SmarConfig
+from smar.data.synth import synthesize
 from smar.paths import Paths
-from smar.retriever import Retriever
-from smar.synth import synthesize
+from smar.pipeline import steps as stages
+from smar.retrieval.retriever import Retriever
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)

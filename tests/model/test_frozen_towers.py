@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from smar import feature_cache
 from smar.config import ModelConfig
-from smar.feature_cache import image_features, text_states
-from smar.image_cache import image_store
-from smar.model import RetrievalModel, masked_mean, tokenize, train_tokenizer, zero_shot_encoder
+from smar.data.image_cache import image_store
+from smar.model import feature_cache
+from smar.model.feature_cache import image_features, text_states
+from smar.model.tokenizer import tokenize, train_tokenizer
+from smar.model.towers import masked_mean, zero_shot_encoder
+from smar.model.two_tower import RetrievalModel
 
 TEXTS = ["Acme red striped ceramic mug (small)", "Nordic oak lamp | lamp | Nordic", "blue dotted cotton pillow", "mug"]
 

@@ -5,19 +5,13 @@ import pytest
 import torch
 
 from smar.config import ModelConfig
-from smar.image_cache import image_store, rows_to_tensor
-from smar.model import (
-    KINDS,
-    CrossAttentionFusion,
-    MlpFusion,
-    RetrievalModel,
-    SumFusion,
-    item_text,
-    multitask_loss,
-    served_views,
-    tokenize,
-    train_tokenizer,
-)
+from smar.data.contract import item_texts
+from smar.data.image_cache import image_store, rows_to_tensor
+from smar.model.kinds import KINDS, served_views
+from smar.model.losses import multitask_loss
+from smar.model.tokenizer import tokenize, train_tokenizer
+from smar.model.towers import CrossAttentionFusion, MlpFusion, SumFusion
+from smar.model.two_tower import RetrievalModel
 from tests.conftest import SCRATCH_MODEL
 
 SMALL = SCRATCH_MODEL | {"fusion_width": 16, "embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "vocab_size": 300, "image_size": 32}
@@ -32,7 +26,7 @@ def batch(tiny_data, tmp_path_factory):
     rows = items.set_index("item_id").loc[pairs["item_id"]]
     catalog_rows = pd.Index(items["item_id"]).get_indexer(pairs["item_id"])
     images = rows_to_tensor(image_store(tiny_data, tmp_path_factory.mktemp("cache"), 32), catalog_rows)
-    texts = [item_text(*row) for row in zip(rows["title"], rows["category"], rows["brand"])]
+    texts = item_texts(rows)
     query_texts = queries.loc[pairs["query_id"], "text"].tolist()
     tokenizer = train_tokenizer(texts + query_texts, ModelConfig(**SMALL))
     return {

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from smar.config import ModelConfig
-from smar.model import RetrievalModel, in_batch_softmax_loss, multitask_loss
+from smar.model.losses import in_batch_softmax_loss, multitask_loss
+from smar.model.two_tower import RetrievalModel
 from tests.conftest import SCRATCH_MODEL
 
 EYE = torch.eye(2)

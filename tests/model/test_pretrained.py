@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from smar import pretrained
+from smar.model import pretrained
 
 
 def _images(size: int = 224) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The scratch tokenizer: built from the texts, the same ids every time, no unknown typos."""
 
 from smar.config import ModelConfig
-from smar.model import SPECIAL_TOKENS, train_tokenizer
+from smar.model.tokenizer import SPECIAL_TOKENS, train_tokenizer
 
 TEXTS = ["Red striped ceramic mug", "Blue striped mug, large", "Oak lamp | Lumen", "red mug", "blue lamp shade"] * 3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from smar.validate import ValidationFailed
+from smar.data.validate import ValidationFailed
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def _registered_versions() -> int:
 
 
 def test_flow_stops_at_validation_and_registers_nothing(prefect_harness, broken_data, tiny_params, tmp_path):
-    from flows.pipeline import smar_pipeline
+    from smar.pipeline.flow import smar_pipeline
 
     before = _registered_versions()
     outputs = tmp_path / "outputs"

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from smar import stages
 from smar.config import load_config
-from smar.export import read_embeddings
-from smar.model import encode_texts, load_model
+from smar.data.synth import COLOURS
+from smar.model.checkpoint import load_model
+from smar.model.inference import encode_texts
 from smar.paths import Paths
-from smar.synth import COLOURS
+from smar.pipeline import steps as stages
+from smar.retrieval.export import read_embeddings
 from smar.tracking import run_id_of
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smar.dataset import dvc_directory_md5
+from smar.data.dataset import dvc_directory_md5
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow

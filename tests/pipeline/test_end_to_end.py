@@ -21,7 +21,7 @@ MODEL_NAME = "smar-retriever"
 
 @pytest.fixture(scope="module")
 def first_run(prefect_harness, tiny_data, tiny_params, tmp_path_factory):
-    from flows.pipeline import smar_pipeline
+    from smar.pipeline.flow import smar_pipeline
 
     outputs = tmp_path_factory.mktemp("run1") / "outputs"
     summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(outputs))
@@ -59,8 +59,8 @@ def test_every_step_writes_its_artifacts(first_run):
 
 
 def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
-    from smar.model import encode_texts
-    from smar.retriever import Retriever
+    from smar.model.inference import encode_texts
+    from smar.retrieval.retriever import Retriever
 
     _, paths = first_run
     retriever = Retriever(paths.model_dir, paths.index_dir)
@@ -165,7 +165,7 @@ def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
 def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tiny_params, tmp_path):
     from mlflow import MlflowClient
 
-    from flows.pipeline import smar_pipeline
+    from smar.pipeline.flow import smar_pipeline
 
     summary, _ = first_run
     champion = summary["register"]["version"]

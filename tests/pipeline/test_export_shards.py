@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from smar import stages
 from smar.config import ExportConfig, load_config
 from smar.errors import ConfigError
-from smar.export import export_shard, finish_export, read_embeddings, start_export
 from smar.paths import Paths
+from smar.pipeline import steps as stages
+from smar.retrieval.export import export_shard, finish_export, read_embeddings, start_export
 
 pytestmark = pytest.mark.slow
 SHARD = 64  # the tiny catalog's 200 items make 4 shards
@@ -44,7 +44,7 @@ def environment_restored():
 
 @pytest.mark.parametrize("runner", ["threads", "dask"])
 def test_shards_mapped_over_a_task_runner_match_one_pass(prefect_harness, trained, runner, environment_restored):
-    from flows.pipeline import export_flow, shard_runner
+    from smar.pipeline.flow import export_flow, shard_runner
 
     config, paths, expected = trained
     config = config.model_copy(update={"export": config.export.model_copy(update={"task_runner": runner})})
@@ -71,7 +71,7 @@ def test_an_export_missing_a_shard_is_not_published(trained):
 
 
 def test_a_runner_whose_integration_is_missing_is_named_with_the_fix():
-    from flows.pipeline import shard_runner
+    from smar.pipeline.flow import shard_runner
 
     with pytest.raises(ConfigError, match=r"export.task_runner is 'ray' but prefect-ray is not installed.*\.\[ray\]"):
         shard_runner(ExportConfig(task_runner="ray"))

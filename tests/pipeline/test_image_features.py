@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smar import stages
 from smar.config import load_config
+from smar.data.synth import COLOURS
 from smar.paths import Paths
-from smar.retriever import Retriever
-from smar.synth import COLOURS
+from smar.pipeline import steps as stages
+from smar.retrieval.retriever import Retriever
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ and its registered version serves queries."""
 import pytest
 
 from smar.config import load_config
-from smar.model import KINDS
+from smar.model.kinds import KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
     import pandas as pd
     from mlflow import MlflowClient
 
-    from flows.pipeline import smar_pipeline
+    from smar.pipeline.flow import smar_pipeline
 
     base = load_config(tiny_params)
     config = base.model_copy(

@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from smar import stages
 from smar.config import load_config
-from smar.model import WEIGHTS_FILE
+from smar.model.checkpoint import WEIGHTS_FILE
 from smar.paths import Paths
+from smar.pipeline import steps as stages
 from smar.tracking import run_id_of
 
 pytestmark = pytest.mark.slow
@@ -70,10 +70,10 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
 
 
 def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefect_harness, tiny_data, tmp_path, monkeypatch):
+    import smar.train
     from mlflow import MlflowClient
 
-    import smar.train
-    from flows.pipeline import smar_pipeline
+    from smar.pipeline.flow import smar_pipeline
 
     real, calls = smar.train.routed_recall_at_10, []
 

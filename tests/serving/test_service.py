@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smar import stages, tracking
+from smar import tracking
 from smar.config import SmarConfig, load_config
-from smar.dataset import dvc_directory_md5
-from smar.model import WEIGHTS_FILE
+from smar.data.dataset import dvc_directory_md5
+from smar.model.checkpoint import WEIGHTS_FILE
 from smar.paths import Paths
-from smar.register import log_version
+from smar.pipeline import steps as stages
+from smar.registry.register import log_version
 
 pytestmark = pytest.mark.slow
 MODEL_NAME = "serving-test"
@@ -58,7 +59,7 @@ def service(trained):
     """(base url, follower, {"first", "second", "broken"} versions); champion starts on the first."""
     import uvicorn
 
-    from smar.serving import AliasFollower, create_app
+    from smar.serving.app import AliasFollower, create_app
 
     config, paths = trained
     versions = {"first": register_version(paths), "second": register_version(paths)}

@@ -4,11 +4,11 @@ Each takes the config and the `Paths` layout, writes its outputs to files, and r
 small JSON-friendly result. The CLI (and so `dvc.yaml`) and the Prefect flow call these.
 """
 
-from smar.evaluate import evaluate
-from smar.export import export
-from smar.index import build_index
-from smar.register import register
-from smar.train import train
-from smar.validate import validate
+from smar.data.validate import validate
+from smar.evaluation.evaluate import evaluate
+from smar.registry.register import register
+from smar.retrieval.export import export
+from smar.retrieval.index import build_index
+from smar.training.loop import train
 
 __all__ = ["validate", "train", "export", "build_index", "evaluate", "register"]

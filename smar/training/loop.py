@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smar.config import SmarConfig
+from smar.data.validate import require_passed
 from smar.paths import Paths, replace_on_success
-from smar.validate import require_passed
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,13 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     import torch
 
     from smar import tracking
-    from smar.dataset import load_dataset
-    from smar.feature_cache import item_images, text_inputs
-    from smar.model import RetrievalModel, image_feature_shape, item_text, save_model, train_tokenizer
-    from smar.onnx_query import save_query_onnx
+    from smar.data.contract import item_texts
+    from smar.data.dataset import load_dataset
+    from smar.model.checkpoint import image_feature_shape, save_model
+    from smar.model.feature_cache import item_images, text_inputs
+    from smar.model.onnx_query import save_query_onnx
+    from smar.model.tokenizer import train_tokenizer
+    from smar.model.two_tower import RetrievalModel
 
     require_passed(paths)
     started = time.perf_counter()
@@ -76,7 +79,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     device = cluster.device
     dataset = load_dataset(paths.data)
     items = dataset.items.reset_index(drop=True)
-    item_texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
+    texts = item_texts(items)
     train_queries = dataset.split_queries("train")
     run_tags = tracking.run_tags(paths.data)
     checkpoint = Checkpoint(paths.checkpoint_dir, fingerprint(config, run_tags["data.dvc_md5"]))
@@ -86,7 +89,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
 
         tokenizer = Tokenizer.from_str(state["tokenizer"])  # the ids the saved weights were trained with
     else:
-        tokenizer = train_tokenizer(item_texts + train_queries["text"].tolist(), config.model)
+        tokenizer = train_tokenizer(texts + train_queries["text"].tolist(), config.model)
 
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}
     query_row = {query_id: row for row, query_id in enumerate(train_queries["query_id"])}
@@ -101,7 +104,7 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
     model = cluster.prepare(model)
     length, cache = config.model.max_text_length, paths.cache_dir
     catalog = Catalog(
-        text=cluster.main_first(lambda: text_inputs(model.item_text_encoder, tokenizer, item_texts, length, cache, "items")),
+        text=cluster.main_first(lambda: text_inputs(model.item_text_encoder, tokenizer, texts, length, cache, "items")),
         images=cluster.main_first(lambda: item_images(model, paths.data, cache)),
         item_ids=items["item_id"].tolist(),
     )
@@ -142,7 +145,8 @@ def train(config: SmarConfig, paths: Paths) -> TrainResult | None:
         vectors (computed first without gradients), so the negatives and the gradient are the
         same as in one pass; only one micro-batch's activations are held at a time.
         """
-        from smar.model import autocast, multitask_loss
+        from smar.model.inference import autocast
+        from smar.model.losses import multitask_loss
 
         positives, queries, views = batch["items"], batch["queries"], model.spec.losses
 
@@ -283,7 +287,7 @@ class Cluster:
         import torch
 
         from smar.errors import ConfigError
-        from smar.model import resolve_device
+        from smar.model.inference import resolve_device
 
         world, rank, local_rank = (int(os.environ.get(name, default)) for name, default in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
         device = resolve_device(requested_device)
@@ -464,7 +468,7 @@ class Catalog:
 
     def inputs(self, rows) -> dict:
         """The item tower's inputs for these catalog rows, on the CPU."""
-        from smar.image_cache import rows_to_tensor
+        from smar.data.image_cache import rows_to_tensor
 
         images = rows_to_tensor(self.images, rows) if self.images is not None else None
         return {k: rows_to_tensor(v, rows) for k, v in self.text.items()} | {"images": images}
@@ -473,7 +477,7 @@ class Catalog:
         """Every item's vector for each view, on the CPU."""
         import torch
 
-        from smar.model import autocast
+        from smar.model.inference import autocast
 
         device = next(model.parameters()).device
         chunks = []
@@ -501,7 +505,7 @@ class PairBatches:
     def __getitem__(self, indices: list[int]) -> dict:
         import torch
 
-        from smar.image_cache import rows_to_tensor
+        from smar.data.image_cache import rows_to_tensor
 
         indices = torch.as_tensor(indices)
         queries, items = self.pair_queries[indices], self.pair_items[indices]
@@ -556,7 +560,8 @@ def _to_device(value, device):
 def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
     """Recall@10 of the model as served (through the routing head when it has one)."""
     from smar import metrics
-    from smar.model import encode_texts, served_views
+    from smar.model.inference import encode_texts
+    from smar.model.kinds import served_views
 
     if queries.empty:
         return float("nan")
@@ -573,7 +578,7 @@ def routed_scores(model, query_vectors, item_vectors: dict):
     """Scores of every query against every item through the view the model serves it with."""
     import torch
 
-    from smar.model import served_views
+    from smar.model.kinds import served_views
 
     views = served_views(model.config)
     if len(views) == 1:
@@ -593,7 +598,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     import torch
     from torch.nn import functional as F
 
-    from smar.model import encode_texts
+    from smar.model.inference import encode_texts
 
     model.eval()
     item_vectors = catalog.vectors(model, ("multimodal", "text"))

@@ -68,84 +68,31 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from smar.dataset import SPLITS
+from smar.config import CLI_OPTION, ImportConfig
+from smar.data.contract import (
+    BY_QUERY,
+    IMAGE_FEATURES,
+    IMAGES_DIR,
+    ITEMS,
+    MANIFEST,
+    OPTIONAL_SOURCE_COLUMNS,
+    QRELS,
+    QUERIES,
+    SOURCE_TABLES,
+    SPLITS,
+)
+from smar.data.splits import assign_splits
 from smar.errors import ConfigError, DatasetError, describe_invalid
 from smar.paths import replace_on_success
-from smar.splits import BY_QUERY, assign_splits
 
 log = logging.getLogger("smar.importers")
 
-CONTRACT = {
-    "items": ("item_id", "title", "category", "brand", "image"),
-    "queries": ("query_id", "text"),
-    "interactions": ("query_id", "item_id", "label", "split"),
-}
-OPTIONAL = {("items", "brand"), ("interactions", "label"), ("interactions", "split")}
 TABLE_READERS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".parquet": "Parquet", ".pq": "Parquet"}
 JD_FILES = ("items.tsv", "queries.tsv", "interactions.tsv", "image_features.npy", "image_feature_ids.txt")
-CLI_OPTION = {"items": "--items", "queries": "--queries", "interactions": "--interactions"}
 EXAMPLES = 5
-
-
-class ImportConfig(BaseModel):
-    """Parameters of one import (`smar data import`; later the `import` section of params.yaml)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    format: Literal["table", "jd_tsv"] = Field("table", description="table: CSV/JSONL/Parquet files; jd_tsv: an id-encoded release.")
-    items: Path | None = Field(None, description="table: the items file.")
-    queries: Path | None = Field(None, description="table: the queries file.")
-    interactions: Path | None = Field(None, description="table: the interactions file.")
-    images_dir: Path | None = Field(None, description="table: folder the image column is relative to (default: the items file's folder).")
-    source_dir: Path | None = Field(None, description="jd_tsv: the release directory.")
-    mapping: dict[str, dict[str, str | None]] = Field(
-        default_factory=dict, description="table: {table: {contract column: source column or null}}."
-    )
-    label: Literal["clicks", "graded"] = Field("clicks", description="clicks: summed per (query, item); graded: taken as is.")
-    item_attributes: list[str] | None = Field(None, description="table: extra item columns to keep (default: every other column).")
-    drop_items_without_features: bool = Field(False, description="jd_tsv: drop items with no feature row instead of failing.")
-    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
-    seed: int = 0
-    split_by: str = Field(
-        BY_QUERY, min_length=1, description="query (a hash of the query id), or an item column: whole groups of items per split."
-    )
-    name: str = Field("imported", min_length=1)
-    version: str = Field("1", min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ImportConfig:
-        if self.format == "table":
-            missing = [f"{field} ({CLI_OPTION[field]} FILE)" for field in CLI_OPTION if getattr(self, field) is None]
-            if missing:
-                raise ValueError(f"format 'table' needs {', '.join(missing)}")
-            if self.source_dir is not None:
-                raise ValueError("source_dir (--source) is for format 'jd_tsv'; a table import takes --items, --queries, --interactions")
-        else:
-            if self.source_dir is None:
-                raise ValueError("format 'jd_tsv' needs source_dir (--source DIR)")
-            given = [field for field in (*CLI_OPTION, "images_dir") if getattr(self, field) is not None]
-            if given or self.mapping or self.item_attributes is not None:
-                extra = given + (["mapping (--map)"] if self.mapping else []) + (["item_attributes"] if self.item_attributes is not None else [])
-                raise ValueError(f"{', '.join(extra)}: for format 'table' only; a jd_tsv release has a fixed layout")
-        for table, columns in self.mapping.items():
-            if table not in CONTRACT:
-                raise ValueError(f"mapping: unknown table {table!r}; choose from {', '.join(CONTRACT)}")
-            for column, source in columns.items():
-                if column not in CONTRACT[table]:
-                    raise ValueError(f"mapping.{table}: unknown column {column!r}; {table} has {', '.join(CONTRACT[table])}")
-                if source is None and (table, column) not in OPTIONAL:
-                    raise ValueError(f"mapping.{table}.{column}: required, it cannot be unmapped")
-        if self.label == "graded" and self.mapping.get("interactions", {}).get("label", "label") is None:
-            raise ValueError("label 'graded' needs a label column; map interactions.label to it")
-        return self
-
-    def source_column(self, table: str, column: str) -> str | None:
-        return self.mapping.get(table, {}).get(column, column)
 
 
 def config_from_options(
@@ -160,7 +107,7 @@ def config_from_options(
         if not sep or not dot or not table or not column:
             raise ConfigError(
                 f"--map {entry!r}: expected TABLE.COLUMN=SOURCE_COLUMN, e.g. --map items.item_id=sku "
-                f"(TABLE is one of {', '.join(CONTRACT)}; an empty SOURCE_COLUMN means the source has none)."
+                f"(TABLE is one of {', '.join(SOURCE_TABLES)}; an empty SOURCE_COLUMN means the source has none)."
             )
         mapping.setdefault(table, {})[column] = value.strip() or None
     fields = dict(
@@ -205,26 +152,26 @@ def import_catalog(config: ImportConfig, out_dir: Path) -> dict:
         "counts": counts,
     }
     if features is not None:
-        manifest["image_features"] = {"file": "image_features.npy", "dtype": "float32", "shape": list(features.shape)}
+        manifest["image_features"] = {"file": IMAGE_FEATURES, "dtype": "float32", "shape": list(features.shape)}
     with replace_on_success(out_dir) as scratch:
-        (scratch / "images").mkdir()
+        (scratch / IMAGES_DIR).mkdir()
         for source, target in parts.get("copies", ()):
             _copy(source, scratch / target)
         try:
-            items.to_parquet(scratch / "items.parquet", index=False)
+            items.to_parquet(scratch / ITEMS, index=False)
         except Exception as error:  # pyarrow refuses some attribute columns (mixed or nested values)
-            extra = ", ".join(c for c in items.columns if c not in CONTRACT["items"]) or "none"
+            extra = ", ".join(c for c in items.columns if c not in SOURCE_TABLES["items"]) or "none"
             raise DatasetError(
                 f"items.parquet: cannot be written ({type(error).__name__}: {error}); attribute columns: {extra}. "
                 f"Fix: choose the attribute columns to keep (item_attributes) or clean their values."
             ) from None
-        queries.to_parquet(scratch / "queries.parquet", index=False)
-        qrels.to_parquet(scratch / "qrels.parquet", index=False)
+        queries.to_parquet(scratch / QUERIES, index=False)
+        qrels.to_parquet(scratch / QRELS, index=False)
         if features is not None:
             import numpy as np
 
-            np.save(scratch / "image_features.npy", features, allow_pickle=False)
-        (scratch / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            np.save(scratch / IMAGE_FEATURES, features, allow_pickle=False)
+        (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
@@ -448,12 +395,12 @@ def _column(frame, config: ImportConfig, table: str, column: str, path: Path):
     if source in frame.columns:
         return frame[source], source
     mapped = column in config.mapping.get(table, {})
-    if not mapped and (table, column) in OPTIONAL:
+    if not mapped and (table, column) in OPTIONAL_SOURCE_COLUMNS:
         return None, None
     raise DatasetError(
         f"{path}: column '{source}' ({table}.{column}{'' if mapped else ', mapped by default to the same name'}) not found; "
         f"the file has: {', '.join(frame.columns) or 'no columns'}. "
-        f"Fix: --map {table}.{column}=<one of those columns>" + (" (or leave it empty to unmap it)." if (table, column) in OPTIONAL else ".")
+        f"Fix: --map {table}.{column}=<one of those columns>" + (" (or leave it empty to unmap it)." if (table, column) in OPTIONAL_SOURCE_COLUMNS else ".")
     )
 
 
@@ -461,14 +408,14 @@ def _read_table_source(config: ImportConfig) -> dict:
     import pandas as pd
 
     paths = {role: Path(getattr(config, role)) for role in CLI_OPTION}
-    ids = {table: [config.source_column(table, c) for c in CONTRACT[table] if c.endswith("_id")] for table in CONTRACT}
+    ids = {table: [config.source_column(table, c) for c in SOURCE_TABLES[table] if c.endswith("_id")] for table in SOURCE_TABLES}
     raw = {role: _read_frame(paths[role], role, ids[role]) for role in CLI_OPTION}
 
     # items
     path, frame = paths["items"], raw["items"]
     items = {}
     used = []
-    for column in CONTRACT["items"]:
+    for column in SOURCE_TABLES["items"]:
         values, source = _column(frame, config, "items", column, path)
         used.append(source)
         if column == "brand":
@@ -482,7 +429,7 @@ def _read_table_source(config: ImportConfig) -> dict:
     for name in attributes:
         values = frame[name]
         items[name] = _as_strings(values) if values.dtype == object else values.reset_index(drop=True)
-    copies, items["image"] = _images(items, config, path, used[CONTRACT["items"].index("image")])
+    copies, items["image"] = _images(items, config, path, used[SOURCE_TABLES["items"].index("image")])
     order = items["item_id"].argsort(kind="stable")
     items = items.iloc[order].reset_index(drop=True)
     copies = [copies[i] for i in order]
@@ -490,7 +437,7 @@ def _read_table_source(config: ImportConfig) -> dict:
     # queries
     path, frame = paths["queries"], raw["queries"]
     queries = {}
-    for column in CONTRACT["queries"]:
+    for column in SOURCE_TABLES["queries"]:
         values, source = _column(frame, config, "queries", column, path)
         queries[column] = _ids(values, str(path), source, f"queries.{column}", f"fill the column, or drop those rows from {path.name}.")
         if column == "query_id":
@@ -502,7 +449,7 @@ def _read_table_source(config: ImportConfig) -> dict:
     # interactions
     path, frame = paths["interactions"], raw["interactions"]
     interactions, names = {}, {}
-    for column in CONTRACT["interactions"]:
+    for column in SOURCE_TABLES["interactions"]:
         values, source = _column(frame, config, "interactions", column, path)
         names[column] = source
         if column in ("query_id", "item_id"):
@@ -527,17 +474,17 @@ def _read_table_source(config: ImportConfig) -> dict:
 def _attributes(frame, config: ImportConfig, used, path: Path) -> list[str]:
     others = [c for c in frame.columns if c not in used]
     if config.item_attributes is None:
-        clashing = [c for c in others if c in CONTRACT["items"]]
+        clashing = [c for c in others if c in SOURCE_TABLES["items"]]
         if clashing:
             log.warning("%s: column(s) %s are not carried over: their names are contract columns mapped elsewhere", path, ", ".join(clashing))
-        return [c for c in others if c not in CONTRACT["items"]]
+        return [c for c in others if c not in SOURCE_TABLES["items"]]
     missing = [c for c in config.item_attributes if c not in frame.columns]
     if missing:
         raise DatasetError(
             f"{path}: attribute column(s) {', '.join(missing)} (item_attributes) not found; the file has: {', '.join(frame.columns)}. "
             f"Fix: list only columns of the items file."
         )
-    clashing = [c for c in config.item_attributes if c in CONTRACT["items"] or c in used]
+    clashing = [c for c in config.item_attributes if c in SOURCE_TABLES["items"] or c in used]
     if clashing:
         raise DatasetError(f"{path}: item_attributes {', '.join(clashing)} are contract or mapped columns. Fix: leave them out of item_attributes.")
     return list(config.item_attributes)

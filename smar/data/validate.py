@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smar.config import SmarConfig
-from smar.dataset import IMAGE_FEATURES, SPLITS, Dataset, load_dataset, load_image_features
+from smar.data.contract import IMAGE_FEATURES, ITEMS, QRELS, QUERIES, SPLITS
+from smar.data.dataset import Dataset, load_dataset, load_image_features
 from smar.errors import SmarError
 from smar.paths import Paths, replace_on_success, require, write_text_atomic
 
@@ -181,7 +182,7 @@ def _items_suite(dataset: Dataset, features, config: SmarConfig) -> _Suite:
 
     e = gx.expectations
     items = dataset.items
-    suite = _Suite("items.parquet", _ids(items, "item_id"))
+    suite = _Suite(ITEMS, _ids(items, "item_id"))
     for column in ("title", "category", "brand", "image"):
         suite.frame[column] = [_json_safe(v) for v in items[column]]
     suite.derived("item_id", "is_string", "store item_id as strings (items['item_id'].astype(str)) in every file that holds item ids", _strings(items["item_id"]))
@@ -209,7 +210,7 @@ def _queries_suite(dataset: Dataset) -> _Suite:
 
     e = gx.expectations
     queries = dataset.queries
-    suite = _Suite("queries.parquet", _ids(queries, "query_id"))
+    suite = _Suite(QUERIES, _ids(queries, "query_id"))
     suite.frame["text"] = [_json_safe(v) for v in queries["text"]]
     suite.derived("query_id", "is_string", "store query_id as strings (queries['query_id'].astype(str)) in every file that holds query ids", _strings(queries["query_id"]))
     suite.add(e.ExpectColumnValuesToNotBeNull, "query_id", "give every query a query_id", column="query_id")
@@ -226,12 +227,12 @@ def _qrels_suite(dataset: Dataset, config: SmarConfig) -> _Suite:
 
     e = gx.expectations
     qrels = dataset.qrels
-    suite = _Suite("qrels.parquet", _ids(qrels, "query_id", "item_id"))
+    suite = _Suite(QRELS, _ids(qrels, "query_id", "item_id"))
     for column in ("label", "split"):
         suite.frame[column] = [_json_safe(v) for v in qrels[column]]
     for column, file, owner, noun in (
-        ("query_id", "queries.parquet", dataset.queries, "queries"),
-        ("item_id", "items.parquet", dataset.items, "items"),
+        ("query_id", QUERIES, dataset.queries, "queries"),
+        ("item_id", ITEMS, dataset.items, "items"),
     ):
         suite.derived(column, "is_string", f"store {column} as strings ({column}.astype(str)) here and in {file}", _strings(qrels[column]))
         suite.add(e.ExpectColumnValuesToNotBeNull, column, f"give every qrels row a {column} (or drop the row)", column=column)
@@ -289,7 +290,7 @@ def _features_suite(dataset: Dataset, features) -> _Suite:
         e.ExpectTableRowCountToEqual, "rows",
         "save one feature row per item, in items.parquet row order",
         check="rows_match_items",
-        examples=[f"{rows} feature rows for {len(items)} items in items.parquet"],
+        examples=[f"{rows} feature rows for {len(items)} items in {ITEMS}"],
         value=len(items),
     )
     suite.frame["dtype"] = str(features.dtype)

@@ -28,8 +28,9 @@ import logging
 from pathlib import Path
 
 from smar.config import DataConfig
+from smar.data.contract import BY_QUERY, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.data.splits import group_splits, majority_group
 from smar.paths import replace_on_success
-from smar.splits import BY_QUERY, group_splits, majority_group
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def synthesize(config: DataConfig, out_dir: Path) -> dict:
             "source": {"generator": "smar.synth", "parameters": config.model_dump(mode="json")},
             "counts": {"items": config.num_items} | counts,
         }
-        (scratch / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
@@ -193,10 +194,10 @@ def _write_items(config: DataConfig, root: Path) -> dict:
         _draw_item(row, config, number).save(image_path, format="PNG")
         rows.append(row)
         if len(rows) == CHUNK:
-            writer = _append(writer, rows, root / "items.parquet")
+            writer = _append(writer, rows, root / ITEMS)
             rows = []
             log.info("generated %d/%d items", number + 1, config.num_items)
-    writer = _append(writer, rows, root / "items.parquet")
+    writer = _append(writer, rows, root / ITEMS)
     writer.close()
     return {"codes": codes, "arrays": arrays, "families": families, "popularity": popularity, "by_category": _rows_by(arrays["category"])}
 
@@ -273,11 +274,11 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
         qrels.extend({"query_id": query_id, "item_id": f"I{row:07d}", "label": int(c), "split": split}
                      for row, c in zip(rows.tolist(), clicks.tolist()))
         if len(qrels) >= QRELS_CHUNK:  # stream: a million-item catalog has millions of qrels
-            writer = _append(writer, qrels[:QRELS_CHUNK], root / "qrels.parquet", via_pandas=True)
+            writer = _append(writer, qrels[:QRELS_CHUNK], root / QRELS, via_pandas=True)
             written, qrels = written + QRELS_CHUNK, qrels[QRELS_CHUNK:]
-    _append(writer, qrels, root / "qrels.parquet", via_pandas=True).close()  # pandas' schema, as data.dvc records
+    _append(writer, qrels, root / QRELS, via_pandas=True).close()  # pandas' schema, as data.dvc records
     frame = pd.DataFrame(queries)
-    frame.drop(columns="split").to_parquet(root / "queries.parquet", index=False)
+    frame.drop(columns="split").to_parquet(root / QUERIES, index=False)
     return {"queries": len(frame), "qrels": written + len(qrels)} | {
         f"{split}_queries": int((frame["split"] == split).sum()) for split in ("train", "valid", "test")
     }

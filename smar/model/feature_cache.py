@@ -33,7 +33,7 @@ STATES, MASK = "states.npy", "mask.npy"
 def text_inputs(encoder, tokenizer, texts: list[str], max_length: int, cache_dir: Path, name: str) -> dict:
     """A text tower's inputs for `texts`: the frozen encoder's cached states, or token ids."""
     if not encoder.frozen:
-        from smar.model import tokenize
+        from smar.model.tokenizer import tokenize
 
         return tokenize(tokenizer, texts)
     states, mask = text_states(encoder, tokenizer, texts, max_length, cache_dir, name)
@@ -43,7 +43,7 @@ def text_inputs(encoder, tokenizer, texts: list[str], max_length: int, cache_dir
 def item_images(model, data_dir: Path, cache_dir: Path):
     """The image tower's input for every item, memory-mapped: the frozen backbone's cached
     features, the dataset's own features, or decoded pixels; None for a model without images."""
-    from smar.image_cache import image_store
+    from smar.data.image_cache import image_store
 
     if model.image_encoder is None:
         return None

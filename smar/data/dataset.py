@@ -1,4 +1,4 @@
-"""Reading a dataset directory in the data contract (see ARCHITECTURE.md)."""
+"""Reading a dataset directory in the data contract (smar.data.contract)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from smar.data.contract import COLUMNS, IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES
 from smar.errors import DatasetError
-
-REQUIRED_COLUMNS = {
-    "items.parquet": ("item_id", "title", "category", "brand", "image"),
-    "queries.parquet": ("query_id", "text"),
-    "qrels.parquet": ("query_id", "item_id", "label", "split"),
-}
-SPLITS = ("train", "valid", "test")
-IMAGE_FEATURES = "image_features.npy"  # optional: precomputed image features instead of image files
 
 
 @dataclass(frozen=True)
@@ -58,11 +51,11 @@ def load_dataset(root: str | Path) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory. Fix: create one with `smar data synth` or `smar data import`, or pass --data DIR.")
     frames = {}
-    for name, columns in REQUIRED_COLUMNS.items():
+    for name, columns in COLUMNS.items():
         path = root / name
         if not path.is_file():
             raise DatasetError(
-                f"{path}: missing. Fix: a dataset needs {', '.join(REQUIRED_COLUMNS)} (see ARCHITECTURE.md); "
+                f"{path}: missing. Fix: a dataset needs {', '.join(COLUMNS)} (see ARCHITECTURE.md); "
                 "re-run the importer or `smar data synth`."
             )
         frame = _read_parquet(path, text_columns=[c for c in columns if c != "label"])
@@ -73,7 +66,7 @@ def load_dataset(root: str | Path) -> Dataset:
                 f"Fix: rename or add them to match the data contract."
             )
         frames[name] = frame
-    return Dataset(root, frames["items.parquet"], frames["queries.parquet"], frames["qrels.parquet"])
+    return Dataset(root, frames[ITEMS], frames[QUERIES], frames[QRELS])
 
 
 def _read_parquet(path: Path, text_columns=()):
@@ -153,7 +146,7 @@ def data_version(root: str | Path) -> dict[str, str]:
 
         outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
         version["matches_dvc_pointer"] = str(outs[0].get("md5") == version["dvc_md5"]).lower()
-    manifest = root / "dataset.json"
+    manifest = root / MANIFEST
     if manifest.is_file():
         meta = json.loads(manifest.read_text())
         version["dataset"] = f"{meta.get('name', '?')}@{meta.get('version', '?')}"

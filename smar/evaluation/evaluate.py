@@ -43,13 +43,15 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
     import numpy as np
     import torch
 
-    from smar.feature_cache import text_states
-    from smar.index import exact_search, normalized
-    from smar.model import item_text, masked_mean, tokenize, zero_shot_encoder
+    from smar.data.contract import item_texts
+    from smar.model.feature_cache import text_states
+    from smar.model.tokenizer import tokenize
+    from smar.model.towers import masked_mean, zero_shot_encoder
+    from smar.retrieval.index import exact_search, normalized
 
     length = config.model.max_text_length
     encoder, tokenizer = zero_shot_encoder(length)
-    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
+    texts = item_texts(items)
     states, mask = text_states(encoder, tokenizer, texts, length, paths.cache_dir, "items")
     item_vectors = np.concatenate(
         [
@@ -81,9 +83,9 @@ def evaluate(config: SmarConfig, paths: Paths) -> dict:
     import pandas as pd
 
     from smar import metrics, tracking
-    from smar.dataset import load_dataset
-    from smar.export import read_embeddings
-    from smar.retriever import Retriever
+    from smar.data.dataset import load_dataset
+    from smar.retrieval.export import read_embeddings
+    from smar.retrieval.retriever import Retriever
 
     settings = config.evaluate
     dataset = load_dataset(paths.data)

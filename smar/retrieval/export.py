@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from smar.config import SmarConfig
+from smar.data.contract import ITEMS
 from smar.errors import MissingInputError
 from smar.paths import Paths, publish, require
 
@@ -49,9 +50,11 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     import numpy as np
     import pandas as pd
 
-    from smar.dataset import load_dataset
-    from smar.feature_cache import item_images
-    from smar.model import encode_texts, load_model, served_views
+    from smar.data.dataset import load_dataset
+    from smar.model.checkpoint import load_model
+    from smar.model.feature_cache import item_images
+    from smar.model.inference import encode_texts
+    from smar.model.kinds import served_views
 
     model, tokenizer = load_model(require(paths.model_dir, "train"))
     dataset = load_dataset(paths.data)
@@ -76,9 +79,11 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     """Encode catalog rows [start, end) into the staging files, a batch at a time."""
     import numpy as np
 
-    from smar.feature_cache import item_images
-    from smar.image_cache import rows_to_tensor
-    from smar.model import encode_item_batch, load_model, resolve_device, served_views
+    from smar.data.image_cache import rows_to_tensor
+    from smar.model.checkpoint import load_model
+    from smar.model.feature_cache import item_images
+    from smar.model.inference import encode_item_batch, resolve_device
+    from smar.model.kinds import served_views
 
     started = time.perf_counter()
     start, end = shard
@@ -111,14 +116,14 @@ def _item_text(model, tokenizer, paths: Paths, start: int, end: int) -> dict:
     encoder's states from the cache (which covers the whole catalog)."""
     import pyarrow.parquet as pq
 
-    from smar.feature_cache import text_inputs
-    from smar.model import item_text
+    from smar.data.contract import ITEM_TEXT_COLUMNS, item_texts
+    from smar.model.feature_cache import text_inputs
 
     encoder = model.item_text_encoder
-    table = pq.read_table(paths.data / "items.parquet", columns=["title", "category", "brand"])
+    table = pq.read_table(paths.data / ITEMS, columns=list(ITEM_TEXT_COLUMNS))
     if not encoder.frozen:
         table = table.slice(start, end - start)
-    texts = [item_text(*row) for row in zip(*(table.column(name).to_pylist() for name in ("title", "category", "brand")))]
+    texts = item_texts(table.to_pydict())
     inputs = text_inputs(encoder, tokenizer, texts, model.config.max_text_length, paths.cache_dir, "items")
     return inputs if not encoder.frozen else {k: v[start:end] for k, v in inputs.items()}
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from smar.config import SmarConfig
+from smar.data.contract import ITEMS
 from smar.paths import Paths, replace_on_success, require
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def build_index(config: SmarConfig, paths: Paths) -> dict:
     import numpy as np
     import pandas as pd
 
-    from smar.export import TUNING_QUERIES_FILE, read_embeddings
+    from smar.retrieval.export import TUNING_QUERIES_FILE, read_embeddings
 
     started = time.perf_counter()
     embeddings, item_ids = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
@@ -94,7 +95,7 @@ def build_index(config: SmarConfig, paths: Paths) -> dict:
     with replace_on_success(paths.index_dir) as scratch:
         for view, index in indexes.items():
             faiss.write_index(index, str(scratch / index_file(view)))
-        items = pd.read_parquet(require(paths.data / "items.parquet", "data synth"), columns=["item_id", "title", "image"])
+        items = pd.read_parquet(require(paths.data / ITEMS, "data synth"), columns=["item_id", "title", "image"])
         shown = items.set_index("item_id").reindex(item_ids)
         id_map = pd.DataFrame({"faiss_id": ids, "item_id": item_ids, "title": shown["title"].to_numpy(), "image": shown["image"].to_numpy()})
         id_map.to_parquet(scratch / ID_MAP_FILE, index=False)

@@ -20,6 +20,8 @@ import os
 import time
 from pathlib import Path
 
+from smar.data.contract import ITEMS
+
 log = logging.getLogger(__name__)
 
 CHUNK = 256  # images decoded per thread job
@@ -28,7 +30,8 @@ CHUNK = 256  # images decoded per thread job
 def image_store(data_dir: str | Path, cache_dir: str | Path, size: int):
     """The image tower's input for every item, memory-mapped: the dataset's precomputed features
     (float32 [N, F] or [N, T, F]) when it has them, else cached decoded pixels (uint8 [N, 3, size, size])."""
-    from smar.dataset import IMAGE_FEATURES, load_image_features
+    from smar.data.contract import IMAGE_FEATURES
+    from smar.data.dataset import load_image_features
 
     data_dir = Path(data_dir)
     if (data_dir / IMAGE_FEATURES).is_file():
@@ -40,7 +43,7 @@ def cached_pixels(data_dir: Path, cache_dir: Path, size: int):
     import numpy as np
     import pandas as pd
 
-    paths = [data_dir / p for p in pd.read_parquet(data_dir / "items.parquet", columns=["image"])["image"]]
+    paths = [data_dir / p for p in pd.read_parquet(data_dir / ITEMS, columns=["image"])["image"]]
     cache = cache_dir / f"images-{size}px-{catalog_key(data_dir, paths, size)}.npy"
     if not cache.is_file():
         build_cache(paths, size, cache)
@@ -50,7 +53,7 @@ def cached_pixels(data_dir: Path, cache_dir: Path, size: int):
 def catalog_key(data_dir: Path, image_paths: list[Path], size: int) -> str:
     """Changes when items.parquet, any image file (size or mtime) or the pixel size changes."""
     digest = hashlib.sha256(f"{size}\n".encode())
-    digest.update((data_dir / "items.parquet").read_bytes())
+    digest.update((data_dir / ITEMS).read_bytes())
     for path in image_paths:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -28,7 +28,8 @@ def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) 
     it cannot be exported or ONNX Runtime's vectors differ from PyTorch's on `sample_texts`."""
     import numpy as np
 
-    from smar.model import encode_texts, tokenize
+    from smar.model.inference import encode_texts
+    from smar.model.tokenizer import tokenize
 
     path = Path(directory) / ONNX_FILE
     sample = tokenize(tokenizer, sample_texts[:2] or ["a query"])
@@ -83,7 +84,7 @@ class OnnxQueryEncoder:
         """float32 [N, D] L2-normalised query vectors."""
         import numpy as np
 
-        from smar.model import tokenize
+        from smar.model.tokenizer import tokenize
 
         chunks = []
         for start in range(0, len(texts), batch_size):

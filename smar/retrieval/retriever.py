@@ -20,9 +20,10 @@ class Hits:
 
 class Retriever:
     def __init__(self, model_dir: str | Path, index_dir: str | Path):
-        from smar.index import load_index
-        from smar.model import load_model, served_views
-        from smar.onnx_query import load_query_onnx
+        from smar.model.checkpoint import load_model
+        from smar.model.kinds import served_views
+        from smar.model.onnx_query import load_query_onnx
+        from smar.retrieval.index import load_index
 
         self.model, self.tokenizer = load_model(model_dir)
         self.onnx = load_query_onnx(model_dir)  # None: PyTorch encodes the queries
@@ -35,7 +36,7 @@ class Retriever:
         """(query vectors float32 [Q, D], the index that serves each query)."""
         import torch
 
-        from smar.model import encode_texts
+        from smar.model.inference import encode_texts
 
         if self.onnx is not None:
             vectors = torch.from_numpy(self.onnx.encode(self.tokenizer, list(queries)))
@@ -71,7 +72,7 @@ class Retriever:
         (what the approximate index is measured against)."""
         import numpy as np
 
-        from smar.index import exact_search, normalized
+        from smar.retrieval.index import exact_search, normalized
 
         vectors, views = self.encode(queries)
         ids = np.fromiter(self.item_ids, dtype=np.int64, count=len(self.item_ids))  # faiss ids in export row order

@@ -13,9 +13,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
+from smar.data.contract import BY_QUERY, IMAGE_FEATURES, IMAGES_DIR, ITEMS, MANIFEST, QRELS, QUERIES
 from smar.errors import DatasetError
-
-BY_QUERY = "query"
 
 
 def _draw(seed: int, key: str) -> float:
@@ -102,19 +101,19 @@ def resplit(data_dir, out_dir, split_by: str, seed: int = 0, valid_fraction: flo
     from smar.paths import replace_on_success
 
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
-    items, qrels = pd.read_parquet(data_dir / "items.parquet"), pd.read_parquet(data_dir / "qrels.parquet")
-    splits = assign_splits(qrels, items, split_by, seed, valid_fraction, test_fraction, str(data_dir / "items.parquet"))
-    manifest = json.loads((data_dir / "dataset.json").read_text())
+    items, qrels = pd.read_parquet(data_dir / ITEMS), pd.read_parquet(data_dir / QRELS)
+    splits = assign_splits(qrels, items, split_by, seed, valid_fraction, test_fraction, str(data_dir / ITEMS))
+    manifest = json.loads((data_dir / MANIFEST).read_text())
     manifest["source"] = {"resplit_of": str(data_dir), "split_by": split_by, "seed": seed, "from": manifest.get("source")}
     with replace_on_success(out_dir) as scratch:
-        for name in ("items.parquet", "queries.parquet"):
+        for name in (ITEMS, QUERIES):
             shutil.copyfile(data_dir / name, scratch / name)
-        qrels.assign(split=qrels["query_id"].map(splits)).to_parquet(scratch / "qrels.parquet", index=False)
-        if (data_dir / "images").is_dir():
-            shutil.copytree(data_dir / "images", scratch / "images", copy_function=_link_or_copy)
-        if (data_dir / "image_features.npy").is_file():
-            _link_or_copy(data_dir / "image_features.npy", scratch / "image_features.npy")
-        (scratch / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        qrels.assign(split=qrels["query_id"].map(splits)).to_parquet(scratch / QRELS, index=False)
+        if (data_dir / IMAGES_DIR).is_dir():
+            shutil.copytree(data_dir / IMAGES_DIR, scratch / IMAGES_DIR, copy_function=_link_or_copy)
+        if (data_dir / IMAGE_FEATURES).is_file():
+            _link_or_copy(data_dir / IMAGE_FEATURES, scratch / IMAGE_FEATURES)
+        (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 

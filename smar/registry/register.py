@@ -46,7 +46,7 @@ def register(config: SmarConfig, paths: Paths) -> dict:
     from mlflow import MlflowClient
 
     from smar import tracking
-    from smar.dataset import load_dataset
+    from smar.data.dataset import load_dataset
 
     settings = config.register_
     mlflow = tracking.configure()
@@ -107,7 +107,7 @@ def gate(client, model_name: str, version: str, candidate: float, champion_recal
     another promotion moves the champion between the decision and the move, the candidate is
     judged again against the new champion. Returns (decision, champion version, its recall).
     """
-    from smar.promotion import ChampionMoved, current_champion, move_champion
+    from smar.registry.promotion import ChampionMoved, current_champion, move_champion
 
     measured: dict[str, float] = {}
     for _ in range(attempts):
@@ -149,7 +149,7 @@ def recall_at_10(model_uri: str, queries, relevant) -> float:
     import mlflow.pyfunc
     import pandas as pd
 
-    from smar.evaluate import rank
+    from smar.evaluation.evaluate import rank
     from smar.metrics import retrieval_metrics
 
     model = mlflow.pyfunc.load_model(model_uri)

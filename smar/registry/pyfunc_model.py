@@ -8,7 +8,7 @@ with `item_ids` and `scores`, best first, and `index`, the item view that served
 import mlflow
 import pandas as pd
 
-from smar.retriever import Retriever
+from smar.retrieval.retriever import Retriever
 
 
 class SmarRetrieverModel(mlflow.pyfunc.PythonModel):

@@ -1,0 +1,1 @@
+"""Datasets: the data contract, reading, validating, generating, importing and splitting them, and the decoded-image cache."""

@@ -1,0 +1,48 @@
+"""The saved model: weights, tokenizer and model config in one directory (`outputs/model`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from smar.config import ModelConfig
+from smar.model.tokenizer import with_padding
+from smar.model.two_tower import RetrievalModel
+
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "weights.pt", "model_config.json", "tokenizer.json"
+
+
+def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
+    """(tokens, dim) of the dataset's precomputed image features, or None when it ships image files."""
+    import numpy as np
+
+    from smar.data.contract import IMAGE_FEATURES
+
+    path = Path(data_dir) / IMAGE_FEATURES
+    if not path.is_file():
+        return None
+    shape = np.load(path, mmap_mode="r").shape
+    return (1, shape[1]) if len(shape) == 2 else (shape[1], shape[2])
+
+
+def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
+    directory = Path(directory)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    tokenizer.save(str(directory / TOKENIZER_FILE))
+    meta = {"model": model.config.model_dump(mode="json"), "vocab_size": model.vocab_size, "image_feature_shape": model.image_feature_shape}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_model(directory: str | Path, device: str = "cpu"):
+    """Load (model, tokenizer) from a checkpoint directory written by `save_model`."""
+    from tokenizers import Tokenizer
+
+    directory = Path(directory)
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    config = ModelConfig.model_validate(meta["model"])
+    model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
+    tokenizer = with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), config)
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,1 @@
+"""The pipeline: the steps in order, and the Prefect flow that chains them."""

@@ -1,0 +1,163 @@
+"""The whole pipeline as one Prefect flow: one task per step, each a thin call into smar.stages.
+
+Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
+trigger runs with a parameter form from the Prefect UI.
+"""
+
+import os
+from pathlib import Path
+
+for _name, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "smar",
+}.items():
+    os.environ.setdefault(_name, _value)
+if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing parents
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+
+from prefect import flow, task, unmapped  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from smar.config import ExportConfig, SmarConfig, load_config  # noqa: E402
+from smar.errors import ConfigError  # noqa: E402
+from smar.evaluation.evaluate import format_table  # noqa: E402
+from smar.paths import Paths  # noqa: E402
+from smar.pipeline import steps as stages  # noqa: E402
+from smar.retrieval.export import export_shard, finish_export, start_export  # noqa: E402
+
+DEPLOYMENT_NAME = "default"
+
+
+def _step_task(name: str, step):
+    """A Prefect task around one step; always runs (DVC is the tool that skips unchanged steps)."""
+
+    def run_step(config: SmarConfig, paths: Paths) -> dict:
+        result = step(config, paths)
+        return result if isinstance(result, dict) else vars(result)
+
+    return task(run_step, name=name, cache_policy=NO_CACHE)
+
+
+def not_a_user_error(task, task_run, state) -> bool:
+    """Retry crashes and transient failures; not errors only the user can fix (bad data, bad settings)."""
+    from smar.errors import SmarError
+
+    return not isinstance(state.result(raise_on_failure=False), SmarError)
+
+
+validate_task = _step_task("validate", stages.validate)
+train_task = _step_task("train", stages.train)
+start_export_task = task(start_export, name="export-start", cache_policy=NO_CACHE)
+export_shard_task = task(export_shard, name="export-shard", cache_policy=NO_CACHE)
+finish_export_task = task(finish_export, name="export-finish", cache_policy=NO_CACHE)
+index_task = _step_task("index", stages.build_index)
+evaluate_task = _step_task("evaluate", stages.evaluate)
+register_task = _step_task("register", stages.register)
+
+
+@flow(name="smar-pipeline", log_prints=True)
+def smar_pipeline(
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+    outputs_dir: str = "outputs",
+    config: SmarConfig | None = None,
+) -> dict:
+    """validate -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
+
+    `config` overrides `params_file` when given (the Prefect UI renders it as a form).
+    """
+    config = config or load_config(params_file)
+    paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
+    runner = shard_runner(config.export)  # a missing integration fails here, before any work
+    summary = {"data": data_dir, "outputs": outputs_dir}
+    summary["validate"] = validate_task(config, paths)["counts"]
+    summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(config, paths)
+    summary["export"] = export_flow.with_options(task_runner=runner)(config, paths)
+    summary["index"] = index_task(config, paths)
+    summary["evaluate"] = evaluate_task(config, paths)
+    summary["register"] = register_task(config, paths)
+    create_table_artifact(key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision")
+    create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
+    return summary
+
+
+@flow(name="smar-export")
+def export_flow(config: SmarConfig, paths: Paths) -> dict:
+    """The export step with its shards mapped over the task runner (threads, Dask or Ray)."""
+    shards = start_export_task(config, paths)
+    done = export_shard_task.map(unmapped(config), unmapped(paths), shards)
+    return finish_export_task(config, paths, done.result())
+
+
+def shard_runner(settings: ExportConfig):
+    """The task runner `export.task_runner` names, `export.workers` wide (or on `export.cluster_address`)."""
+    if settings.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=settings.workers)
+    extra = {"dask": "prefect_dask", "ray": "prefect_ray"}[settings.task_runner]
+    try:
+        module = __import__(extra)
+    except ImportError:
+        raise ConfigError(
+            f"export.task_runner is '{settings.task_runner}' but {extra.replace('_', '-')} is not installed. "
+            f"Fix: pip install -c constraints.txt -e '.[{settings.task_runner}]', or set export.task_runner: threads."
+        ) from None
+    if settings.task_runner == "dask":
+        if settings.cluster_address:
+            return module.DaskTaskRunner(address=settings.cluster_address)
+        return module.DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None})
+    return module.RayTaskRunner(address=settings.cluster_address, init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {})
+
+
+def decision_row(registration: dict) -> dict:
+    def recall(value):
+        return round(value, 4) if value is not None else None
+
+    return {
+        "model": registration["model_name"],
+        "version": registration["version"],
+        "decision": "promoted" if registration["promote"] else "rejected",
+        "recall@10": recall(registration["recall_at_10"]),
+        "champion before": registration["champion_version"],
+        "champion recall@10": recall(registration["champion_recall_at_10"]),
+        "reason": registration["reason"],
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
+    train, evaluation, registration = summary["train"], summary["evaluate"], summary["register"]
+    decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
+    return "\n".join(
+        [
+            "",
+            f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
+            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
+            f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
+            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
+            f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
+            "",
+            f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
+            f" (served by index: {', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",
+            format_table(evaluation),
+            "",
+            f"Model {registration['model_name']} version {registration['version']} (MLflow run {registration['run_id']})",
+            f"  {decision}: {registration['reason']}.",
+        ]
+    )
+
+
+def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", outputs_dir: str = "outputs") -> None:
+    """Serve the flow as deployment `smar-pipeline/default`; runs triggered in the UI execute here."""
+    smar_pipeline.serve(
+        name=DEPLOYMENT_NAME,
+        parameters={"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir},
+        description="The whole smar pipeline. Leave `config` empty to use the params file.",
+    )
+
+
+if __name__ == "__main__":
+    serve_deployment()

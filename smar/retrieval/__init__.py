@@ -1,0 +1,1 @@
+"""Retrieval: item embeddings (export), the FAISS index, and the retriever that searches them."""

@@ -1,0 +1,1 @@
+"""`smar serve`: the registry's champion over HTTP, following its alias."""

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/export_throughput.py --runs 5
 
 On the same catalog, in the same process, alternating run by run:
-- text tower: `smar.export.export` of a text_only model (start, shards, finish: tokenising,
+- text tower: `smar.retrieval.export.export` of a text_only model (start, shards, finish: tokenising,
   encoding, writing the files) against sentence-transformers' `encode` of the same tower
   (the same BERT, mean pooling, projection and normalisation, checked to give the same vectors);
 - image tower: `export` of an image_only model (the timm backbone, then the patch Transformer)

@@ -57,7 +57,8 @@ def main() -> None:
     from smar.config import load_config
     from smar.data.synth import synthesize
     from smar.paths import Paths
-    from smar.pipeline import steps as stages
+    from smar.pipeline import steps as pipeline_steps
+    from smar.tracking import MlflowTracker
 
     config = load_config(args.params)
     data = scratch / "data"
@@ -73,10 +74,10 @@ def main() -> None:
                                                    "loader_workers": config.train.loader_workers if device == "cuda" else 0})
         run_config = config.model_copy(update={"train": settings, "export": config.export.model_copy(update={"device": device})})
         started = time.perf_counter()
-        trained = stages.train(run_config, paths)
-        runs[device] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1)} | run_metrics(trained.run_id)
+        trained = pipeline_steps.train(run_config, paths, MlflowTracker())  # its per-step losses are read back from the run
+        runs[device] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1)} | run_metrics(trained["run_id"])
         if len(runs) == 1:  # the export, on the first (fastest) device
-            exported = stages.export(run_config, paths)
+            exported = pipeline_steps.export(run_config, paths)
             runs[device]["export_items_per_second"] = round(exported["items"] / exported["seconds"], 1)
         print(f"{device}: {json.dumps(runs[device])}", flush=True)
     results["runs"] = runs
@@ -98,10 +99,10 @@ def use_random_weights(minilm_dir: Path) -> None:
 def validated(paths, report: Path | None, config) -> None:
     """The catalog's validation: run here, or a report made elsewhere for the same bytes (its data hash must match)."""
     from smar.data.dataset import dvc_directory_md5
-    from smar.pipeline import steps as stages
+    from smar.data.validate import validate
 
     if report is None:
-        stages.validate(config, paths)
+        validate(config, paths)
         return
     stored = json.loads(report.read_text())
     if stored.get("data_md5") != dvc_directory_md5(paths.data):

@@ -30,12 +30,12 @@ if [ "${1:-}" = "--prepare" ]; then
 import json, shutil, sys, tempfile
 from pathlib import Path
 
-from smar import stages
 from smar.config import load_config
-from smar.dataset import dvc_directory_md5
+from smar.data.dataset import dvc_directory_md5
+from smar.data.synth import synthesize
+from smar.data.validate import validate
+from smar.model.pretrained import minilm_dir
 from smar.paths import Paths
-from smar.pretrained import minilm_dir
-from smar.synth import synthesize
 
 wheels = Path(sys.argv[1])
 for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -45,7 +45,7 @@ config = load_config("params.gpu.yaml")
 scratch = Path(tempfile.mkdtemp())
 synthesize(config.data, scratch / "data")
 paths = Paths(scratch / "data", scratch / "outputs")
-stages.validate(config, paths)
+validate(config, paths)
 report = {"data_md5": dvc_directory_md5(paths.data), "report": json.loads(paths.validation_report.read_text())}
 (wheels / "validation.json").write_text(json.dumps(report))
 PY

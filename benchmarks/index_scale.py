@@ -13,7 +13,7 @@ Two kinds of random vectors of the model's dimension (64), normalised (`--vector
   directory (`--embeddings`, default outputs/embeddings). The same variance per principal
   direction as real embeddings, but none of their cluster structure, which would make
   search easier still.
-Per size, each index type is built with the index step's own code (`smar.index.make_index`,
+Per size, each index type is built with the index step's own code (`smar.retrieval.index.make_index`,
 then `tune` to Recall@10 >= 0.95 of exact search on 500 tuning queries) and measured on 1000
 other queries:
 - build seconds (add + train + tune) and the peak resident memory of the process;

@@ -6,7 +6,7 @@ beside off-the-shelf MiniLM title search (zero-shot, no training), on every slic
     .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
     .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.routing.yaml --kinds smar  # settings side by side
 
-`--split-by` splits the dataset's queries again (smar.splits: `query`, or an item column whose
+`--split-by` splits the dataset's queries again (smar.data.splits: `query`, or an item column whose
 groups go whole to one split) into a scratch copy; without it the dataset's own split is used.
 Writes benchmarks/results/NAME.json (every run, and mean/std per model) and NAME.md. The slices:
 - overall, and cold: queries none of whose relevant items was relevant to a training query;
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -57,11 +56,10 @@ def main() -> None:
         return print(stem.with_suffix(".md").read_text())
 
     scratch = Path(tempfile.mkdtemp(prefix="smar-quality-"))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")  # keep benchmark runs apart
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("great_expectations", "alembic", "faiss", "mlflow", "smar.feature_cache", "smar.image_cache"):
+    for noisy in ("great_expectations", "alembic", "faiss", "mlflow", "smar.model.feature_cache", "smar.data.image_cache"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from smar.config import load_config
@@ -69,7 +67,7 @@ def main() -> None:
     from smar.data.splits import resplit
     from smar.model.kinds import served_views
     from smar.paths import Paths
-    from smar.pipeline import steps as stages
+    from smar.pipeline import steps
 
     bases = {path: load_config(path) for path in args.params}
     if args.epochs:
@@ -88,7 +86,7 @@ def main() -> None:
     }
     cache = scratch / "cache"  # frozen-encoder outputs and decoded images, shared by every run
     validated = Paths(data, scratch / "validated")
-    stages.validate(first, validated)
+    steps.validate(first, validated)
     baselines = {"ceiling": slice_scores(perfect_rankings(slices["overall"]), slices)}
     baselines[ZERO_SHOT] = slice_scores(zero_shot(first, Paths(data, scratch / "zero-shot"), dataset, split, cache), slices)
     runs = []
@@ -100,14 +98,14 @@ def main() -> None:
         paths = Paths(data, scratch / f"{label}-{seed}")
         prepare_outputs(paths, validated, cache)
         started = time.perf_counter()
-        trained = stages.train(config, paths)
-        stages.export(config, paths)
-        stages.build_index(config, paths)
-        evaluation = stages.evaluate(config, paths)
+        trained = steps.train(config, paths)
+        steps.export(config, paths)
+        steps.build_index(config, paths)
+        evaluation = steps.evaluate(config, paths)
         runs.append(
             {
                 "kind": kind, "label": label, "params": shown(params), "seed": seed,
-                "seconds": round(time.perf_counter() - started, 1), "train_seconds": round(trained.seconds, 1),
+                "seconds": round(time.perf_counter() - started, 1), "train_seconds": round(trained["seconds"], 1),
                 "overall": evaluation["model"], "served_by_index": evaluation["served_by_index"],
                 "routed": len(served_views(config.model)) > 1,
                 "slices": slice_scores(model_rankings(paths), slices),

@@ -93,37 +93,16 @@ def run_metrics(outputs: Path, environment: dict) -> dict:
 
 def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> float:
     """The training input pipeline alone: the same batches, assembled in the training process, no model."""
-    import torch
-
     from smar.config import load_config
-    from smar.data.contract import item_text
-    from smar.data.dataset import load_dataset
-    from smar.model.checkpoint import image_feature_shape
-    from smar.model.feature_cache import item_images, text_inputs
-    from smar.model.tokenizer import train_tokenizer
-    from smar.model.two_tower import RetrievalModel
     from smar.paths import Paths
-    from smar.training.loop import Catalog, Cluster, PairBatches
+    from smar.training.distributed import Cluster
+    from smar.training.loop import prepare
 
     config = load_config(args.params)
-    dataset = load_dataset(args.data)
-    items = dataset.items.reset_index(drop=True)
-    texts = [item_text(*row) for row in zip(items["title"], items["category"], items["brand"])]
-    queries = dataset.split_queries("train")
-    tokenizer = train_tokenizer(texts + queries["text"].tolist(), config.model)
-    qrels = dataset.split_qrels("train")
-    item_row = {item: row for row, item in enumerate(items["item_id"])}
-    query_row = {query: row for row, query in enumerate(queries["query_id"])}
-    model = RetrievalModel(config.model, tokenizer.get_vocab_size(), image_feature_shape=image_feature_shape(args.data), pretrained=True)
-    cache, length = Paths(args.data, outputs).cache_dir, config.model.max_text_length
-    catalog = Catalog(text_inputs(model.item_text_encoder, tokenizer, texts, length, cache, "items"), item_images(model, args.data, cache),
-                      items["item_id"].tolist())
-    query_inputs = text_inputs(model.query_encoder, tokenizer, queries["text"].tolist(), length, cache, "train-queries")
-    pairs = PairBatches(torch.tensor(qrels["query_id"].map(query_row).to_numpy()), torch.tensor(qrels["item_id"].map(item_row).to_numpy()),
-                        query_inputs, catalog)
     cluster = Cluster.start("cpu", config.train.batch_size)
-    schedule = cluster.epoch_batches(len(pairs), 0, 1)[:batches]
-    loader = pairs.loader(0, cluster)
+    _, data = prepare(config, Paths(args.data, outputs), cluster)
+    schedule = cluster.epoch_batches(len(data.pairs), 0, 1)[:batches]
+    loader = data.pairs.loader(0, cluster)
     started = time.perf_counter()
     count = sum(len(batch["items"]) for batch in loader.epoch(schedule))
     return count / (time.perf_counter() - started)

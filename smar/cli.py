@@ -51,35 +51,30 @@ def _user_errors():
         raise typer.Exit(1) from None
 
 
-def _run(step, params: Path, data: Path, out: Path) -> None:
-    """Load the config, run one step, print its result as JSON."""
-    from smar.config import load_config
-    from smar.paths import Paths
+def _step_command(name: str, help_text: str) -> None:
+    """`smar <name>`: load the config, run the step (smar.pipeline.steps), print its result as JSON."""
 
-    _setup()
-    with _user_errors():
-        result = step(load_config(params), Paths(data, out))
-    if result is None:  # a training rank other than 0
-        return
-    typer.echo(json.dumps(result if isinstance(result, dict) else vars(result), indent=2, default=str))
-
-
-def _step_command(name: str, function_name: str, help_text: str) -> None:
     def command(params: ParamsOption = Path("params.yaml"), data: DataOption = Path("data"), out: OutOption = Path("outputs")):
-        from smar.pipeline import steps as stages
+        from smar.config import load_config
+        from smar.paths import Paths
+        from smar.pipeline.steps import run_step
 
-        _run(getattr(stages, function_name), params, data, out)
+        _setup()
+        with _user_errors():
+            result = run_step(name, load_config(params), Paths(data, out))
+        if result is not None:  # None: a training rank other than 0
+            typer.echo(json.dumps(result, indent=2, default=str))
 
     command.__doc__ = help_text
     app.command(name)(command)
 
 
-_step_command("validate", "validate", "Check the dataset (Great Expectations suites + image checks).")
-_step_command("train", "train", "Train the two-tower model; one MLflow run.")
-_step_command("export", "export", "Encode every catalog item (one embeddings file per served view).")
-_step_command("index", "build_index", "Build the FAISS index over the item embeddings.")
-_step_command("evaluate", "evaluate", "Recall/Precision/F1/MRR/NDCG on held-out queries, beside a random baseline.")
-_step_command("register", "register", "Log the retriever to the MLflow registry and run the promotion gate.")
+_step_command("validate", "Check the dataset (Great Expectations suites + image checks).")
+_step_command("train", "Train the two-tower model; one MLflow run.")
+_step_command("export", "Encode every catalog item (one embeddings file per served view).")
+_step_command("index", "Build the FAISS index over the item embeddings.")
+_step_command("evaluate", "Recall/Precision/F1/MRR/NDCG on held-out queries, beside a random baseline.")
+_step_command("register", "Log the retriever to the MLflow registry and run the promotion gate.")
 
 
 @data_app.command("synth")
@@ -136,7 +131,7 @@ def data_import(
     split_by: Annotated[str, typer.Option("--split-by", help="query: a hash of the query id; or an item column (category, product, ...): whole groups of items per split, so test queries ask for unseen items.")] = "query",
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Build a dataset in the data contract from your catalog (see smar/importers.py for both formats).
+    """Build a dataset in the data contract from your catalog (see smar/data/importers.py for both formats).
 
     With no --items/--queries/--interactions/--source, the `import` section of params.yaml says what to import.
     """
@@ -175,7 +170,8 @@ def pipeline(
     _setup()
     with _user_errors():
         config = load_config(params)
-    from smar.pipeline.flow import format_summary, serve_deployment, smar_pipeline
+    from smar.pipeline.flow import serve_deployment, smar_pipeline
+    from smar.pipeline.summary import format_summary
 
     if serve:
         serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))

@@ -5,6 +5,9 @@
 - F1@K        = harmonic mean of the averaged Precision@K and Recall@K (as the SMAR paper reports)
 - MRR@10      = 1 / rank of the first relevant item within the top 10, else 0
 - NDCG@10     = DCG with gain = label and discount log2(rank + 1), over the ideal DCG
+
+Training (validation Recall@10, the routing head's targets), evaluation and the promotion gate
+all score rankings here.
 """
 
 from __future__ import annotations
@@ -40,3 +43,18 @@ def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, dict[s
         p, r = mean[f"precision@{k}"], mean[f"recall@{k}"]
         report |= {f"recall@{k}": r, f"precision@{k}": p, f"f1@{k}": 2 * p * r / (p + r) if p + r else 0.0}
     return report | {"mrr@10": mean["mrr@10"], "ndcg@10": mean["ndcg@10"]}
+
+
+def recall_at_10(rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]]) -> float:
+    """Recall@10 averaged over the queries with relevant items: what training, evaluation and the gate report."""
+    return retrieval_metrics(rankings, relevant, ks=(10,))["recall@10"]
+
+
+def recall_against_exact(found, exact, k: int = 10) -> float:
+    """Recall@k of an approximate search against exact search: the share of each query's exact
+    top k (ids; -1 pads a short list) that the approximate search found in its top k, averaged."""
+    shares = []
+    for approximate, best in zip(found, exact):
+        best = {item for item in list(best)[:k] if item != -1}
+        shares.append(len(set(list(approximate)[:k]) & best) / len(best) if best else 0.0)
+    return sum(shares) / len(shares) if shares else 0.0

@@ -56,6 +56,14 @@ class Paths:
         return self.evaluation_dir / "recall_at_k.csv"
 
     @property
+    def per_query_file(self) -> Path:
+        return self.evaluation_dir / "per_query.parquet"
+
+    @property
+    def recall_plot_file(self) -> Path:
+        return self.evaluation_dir / "recall_at_k.png"
+
+    @property
     def registration_file(self) -> Path:
         return self.outputs / "registration.json"
 

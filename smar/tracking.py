@@ -1,7 +1,11 @@
-"""MLflow wiring: where runs go, what every run is tagged with, one run per pipeline run.
+"""Tracking: where a pipeline run's parameters, metrics, tags and artifacts go.
 
-`train` opens the run and records its id next to the checkpoint (`run.json`); the later
-steps (evaluate, register) log into that same run, so one run holds the whole lineage.
+Steps receive a `Tracker`, or None to track nothing (a step then runs, and is tested,
+without a tracking store). `MlflowTracker` is the implementation the orchestrators pass:
+the project's SQLite store by default, or the server $MLFLOW_TRACKING_URI names.
+
+One MLflow run holds a pipeline run's whole lineage: `train` starts it and records its id
+beside the model (`run.json`); `evaluate` and `register` log into that same run.
 """
 
 from __future__ import annotations
@@ -10,13 +14,66 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Protocol
 
 from smar.errors import MissingInputError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "smar"
 RUN_FILE = "run.json"
+
+
+class Tracker(Protocol):
+    def start_run(self, name: str, tags: dict[str, str]) -> str:
+        """A new run; returns its id."""
+
+    def log_params(self, run_id: str, params: dict[str, object]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str) -> None: ...
+
+    def end_run(self, run_id: str, failed: bool = False) -> None: ...
+
+
+class MlflowTracker:
+    """A `Tracker` over MLflow's client, in experiment `smar` of the configured store."""
+
+    def __init__(self):
+        mlflow = configure()
+        self.client = mlflow.MlflowClient()
+        self.experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+
+    def start_run(self, name: str, tags: dict[str, str]) -> str:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        return self.client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags)).info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(key, str(value)) for key, value in params.items()])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
+    def end_run(self, run_id: str, failed: bool = False) -> None:
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
 def configure():
@@ -37,11 +94,9 @@ def configure():
     return mlflow
 
 
-def run_tags(data_dir: Path) -> dict[str, str]:
-    """git commit, DVC data hash and, under Prefect, the flow-run id."""
-    from smar.data.dataset import data_version
-
-    tags = {f"data.{key}": value for key, value in data_version(data_dir).items()}
+def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:
+    """The data version (`data.*`), the git commit and, under Prefect, the flow run."""
+    tags = {f"data.{key}": value for key, value in data_version.items()}
     tags["git.commit"] = _git_commit()
     if "prefect" in sys.modules:  # only ask Prefect when we run inside it
         from prefect.runtime import flow_run
@@ -79,5 +134,5 @@ def save_run_id(model_dir: Path, run_id: str) -> None:
 def run_id_of(model_dir: Path) -> str:
     path = Path(model_dir) / RUN_FILE
     if not path.is_file():
-        raise MissingInputError(f"{path}: missing; the checkpoint was not written by `smar train`. Run `smar train` first.")
+        raise MissingInputError(f"{path}: missing; the model was trained without tracking, or not by `smar train`. Run `smar train` first.")
     return json.loads(path.read_text())["run_id"]

@@ -64,3 +64,13 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def own_model_name(params: Path, directory: Path, model_name: str) -> Path:
+    """A copy of `params` that registers under `model_name`: every test that touches the registry
+    uses a name of its own, so no test depends on which ran before it."""
+    settings = yaml.safe_load(params.read_text())
+    settings["register"]["model_name"] = model_name
+    path = Path(directory) / f"params-{model_name}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path

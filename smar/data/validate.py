@@ -11,7 +11,7 @@ written either way, with `success` false on failure; `train` refuses to start un
 says the dataset passed. A structural problem (missing file or column, unreadable Parquet or
 .npy) raises `DatasetError` before any check and leaves neither report nor data docs.
 
-What is accepted (see also README "Data contract"):
+What is accepted (see also docs/data.md, "Data contract"):
 - ids (`item_id`, `query_id`) and text (`title`, `category`, `brand`, `text`) must be strings:
   integers or floats are rejected, also when they are consistent across files. Text must be
   valid UTF-8 without U+FFFD replacement characters or lone surrogates; a binary Parquet column
@@ -20,13 +20,16 @@ What is accepted (see also README "Data contract"):
 - `label` must be a whole number >= 1: integer columns, or floats with integral values (a float
   column is what pandas makes of integers next to a missing value); strings, booleans, NaN,
   infinities and fractions are rejected.
-- `split` in train/valid/test, one split per query; train and test need at least one query.
+- `split` in train/valid/test (never null: a row without a split would silently drop out of
+  every split), one split per query; train and test need at least one query.
   valid may be empty (training then reports valid recall as NaN) unless `evaluate.split` is
   valid, because evaluation and the registration gate would have nothing to score.
 - `image` may be null only when the dataset carries `image_features.npy` (float32,
   [num_items, F] or [num_items, T, F], rows in items.parquet order, all finite); a non-null
   path must name a non-empty file inside the dataset that decodes, with at most
   `validate.max_image_pixels` pixels (and below PIL's decompression-bomb limit).
+- `dataset.json` may be missing; when present it must be one UTF-8 JSON object (training reads
+  its name and version when it starts).
 
 Data docs: one ephemeral GX context runs the suites; its in-memory validation results are
 rendered by `build_data_docs` to a filesystem site added with `add_data_docs_site`, written to a
@@ -47,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smar.config import SmarConfig
-from smar.data.contract import IMAGE_FEATURES, ITEMS, QRELS, QUERIES, SPLITS
+from smar.data.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
 from smar.data.dataset import Dataset, load_dataset, load_image_features
 from smar.errors import SmarError
 from smar.paths import Paths, replace_on_success, require, write_text_atomic
@@ -87,7 +90,7 @@ def data_docs_dir(paths: Paths) -> Path:
     return paths.validation_report.parent / "data_docs"
 
 
-def validate(config: SmarConfig, paths: Paths) -> dict:
+def validate(config: SmarConfig, paths: Paths, tracker=None) -> dict:
     """Validate `paths.data`; write the report to `paths.validation_report`, the HTML data docs to
     `data_docs_dir(paths)`, and return the report."""
     docs = data_docs_dir(paths)
@@ -166,11 +169,11 @@ class _Suite:
 
 
 def _suites(dataset: Dataset, features, config: SmarConfig) -> list[_Suite]:
-    return [
-        _items_suite(dataset, features, config),
-        _queries_suite(dataset),
-        _qrels_suite(dataset, config),
-    ] + ([_features_suite(dataset, features)] if features is not None else [])
+    return (
+        [_items_suite(dataset, features, config), _queries_suite(dataset), _qrels_suite(dataset, config)]
+        + ([_features_suite(dataset, features)] if features is not None else [])
+        + ([_manifest_suite(dataset.root / MANIFEST)] if (dataset.root / MANIFEST).is_file() else [])
+    )
 
 
 def _ids(frame, *columns: str) -> dict[str, list]:
@@ -258,6 +261,11 @@ def _qrels_suite(dataset: Dataset, config: SmarConfig) -> _Suite:
         "labels are relevance grades >= 1: drop non-relevant rows (label <= 0) instead of keeping them",
         column=numeric, min_value=1,
     )
+    suite.add(
+        e.ExpectColumnValuesToNotBeNull, "split",
+        "give every qrels row a split (train, valid or test; the same as the query's other rows), or drop the row",
+        column="split",
+    )
     suite.add(e.ExpectColumnValuesToBeInSet, "split", "set split to one of train, valid, test", column="split", value_set=list(SPLITS))
     required = ("train", "test") + (("valid",) if config.evaluate.split == "valid" else ())
     observed = sorted(map(str, qrels["split"].dropna().unique()))
@@ -309,6 +317,39 @@ def _features_suite(dataset: Dataset, features) -> _Suite:
         [(bool(ok), "holds NaN or infinity") for ok in finite],
     )
     return suite
+
+
+def _manifest_suite(path: Path) -> _Suite:
+    """dataset.json (only when present): one JSON object, as `data_version` reads it when training starts."""
+    import great_expectations as gx
+
+    problem = _manifest_problem(path)
+    suite = _Suite(MANIFEST, {})
+    suite.frame["content"] = [problem or "a JSON object"]
+    suite.add(
+        gx.expectations.ExpectColumnDistinctValuesToBeInSet, "content",
+        f"make {MANIFEST} one UTF-8 JSON object with name, version, source and counts: correct it where the "
+        "error points (line, column), or re-run the importer or `smar data synth` to rewrite it",
+        check="is_json_object", examples=[problem],
+        column="content", value_set=["a JSON object"],
+    )
+    return suite
+
+
+def _manifest_problem(path: Path) -> str | None:
+    """What keeps dataset.json from being read as a JSON object, or None."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        return f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+    except UnicodeDecodeError as error:
+        return f"not UTF-8 ({error.reason} at byte {error.start})"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if not isinstance(manifest, dict):
+        kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+        return f"{kinds[type(manifest)]}, not a JSON object"
+    return None
 
 
 # --- per-row checks computed in Python ----------------------------------------------------

@@ -84,7 +84,7 @@ def image_features(encoder, pixels, cache_dir: Path, batch_size: int = 256):
 
     source = Path(getattr(pixels, "filename", "") or "").name
     if not source:
-        raise ValueError("image_features needs the memory-mapped decoded-image cache (smar.image_cache.image_store)")
+        raise ValueError("image_features needs the memory-mapped decoded-image cache (smar.data.image_cache.image_store)")
     key = hashlib.sha256(f"{weights_fingerprint(encoder.backbone)}\0{source}\0".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"image-{key}.npy"
     if not path.is_file():

@@ -1,4 +1,4 @@
-"""The whole pipeline as one Prefect flow: one task per step, each a thin call into smar.stages.
+"""The whole pipeline as one Prefect flow: one task per step, each a thin call into smar.pipeline.steps.
 
 Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
 trigger runs with a parameter form from the Prefect UI.
@@ -22,22 +22,21 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from smar.config import ExportConfig, SmarConfig, load_config  # noqa: E402
 from smar.errors import ConfigError  # noqa: E402
-from smar.evaluation.evaluate import format_table  # noqa: E402
 from smar.paths import Paths  # noqa: E402
-from smar.pipeline import steps as stages  # noqa: E402
+from smar.pipeline.steps import run_step  # noqa: E402
+from smar.pipeline.summary import decision_row, format_summary  # noqa: E402
 from smar.retrieval.export import export_shard, finish_export, start_export  # noqa: E402
 
 DEPLOYMENT_NAME = "default"
 
 
-def _step_task(name: str, step):
+def _step_task(name: str):
     """A Prefect task around one step; always runs (DVC is the tool that skips unchanged steps)."""
 
-    def run_step(config: SmarConfig, paths: Paths) -> dict:
-        result = step(config, paths)
-        return result if isinstance(result, dict) else vars(result)
+    def step(config: SmarConfig, paths: Paths) -> dict:
+        return run_step(name, config, paths)
 
-    return task(run_step, name=name, cache_policy=NO_CACHE)
+    return task(step, name=name, cache_policy=NO_CACHE)
 
 
 def not_a_user_error(task, task_run, state) -> bool:
@@ -47,14 +46,14 @@ def not_a_user_error(task, task_run, state) -> bool:
     return not isinstance(state.result(raise_on_failure=False), SmarError)
 
 
-validate_task = _step_task("validate", stages.validate)
-train_task = _step_task("train", stages.train)
+validate_task = _step_task("validate")
+train_task = _step_task("train")
 start_export_task = task(start_export, name="export-start", cache_policy=NO_CACHE)
 export_shard_task = task(export_shard, name="export-shard", cache_policy=NO_CACHE)
 finish_export_task = task(finish_export, name="export-finish", cache_policy=NO_CACHE)
-index_task = _step_task("index", stages.build_index)
-evaluate_task = _step_task("evaluate", stages.evaluate)
-register_task = _step_task("register", stages.register)
+index_task = _step_task("index")
+evaluate_task = _step_task("evaluate")
+register_task = _step_task("register")
 
 
 @flow(name="smar-pipeline", log_prints=True)
@@ -110,44 +109,6 @@ def shard_runner(settings: ExportConfig):
             return module.DaskTaskRunner(address=settings.cluster_address)
         return module.DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None})
     return module.RayTaskRunner(address=settings.cluster_address, init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {})
-
-
-def decision_row(registration: dict) -> dict:
-    def recall(value):
-        return round(value, 4) if value is not None else None
-
-    return {
-        "model": registration["model_name"],
-        "version": registration["version"],
-        "decision": "promoted" if registration["promote"] else "rejected",
-        "recall@10": recall(registration["recall_at_10"]),
-        "champion before": registration["champion_version"],
-        "champion recall@10": recall(registration["champion_recall_at_10"]),
-        "reason": registration["reason"],
-    }
-
-
-def format_summary(summary: dict) -> str:
-    """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
-    train, evaluation, registration = summary["train"], summary["evaluate"], summary["register"]
-    decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
-    return "\n".join(
-        [
-            "",
-            f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
-            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
-            f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
-            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
-            f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
-            "",
-            f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
-            f" (served by index: {', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",
-            format_table(evaluation),
-            "",
-            f"Model {registration['model_name']} version {registration['version']} (MLflow run {registration['run_id']})",
-            f"  {decision}: {registration['reason']}.",
-        ]
-    )
 
 
 def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", outputs_dir: str = "outputs") -> None:

@@ -1,8 +1,14 @@
 """The pipeline's steps, in order: one function each, called by every orchestrator.
 
-Each takes the config and the `Paths` layout, writes its outputs to files, and returns a
-small JSON-friendly result. The CLI (and so `dvc.yaml`) and the Prefect flow call these.
+Every step has one shape, `step(config, paths, tracker=None) -> dict`: it reads the config
+and the files earlier steps wrote (smar.paths.Paths), writes its outputs to files, and
+returns a small JSON-friendly summary. `tracker` (smar.tracking) receives what the step
+records; with None nothing is tracked. train, evaluate and register record (register's job
+is the MLflow registry, so it needs one); validate, export and index record nothing. The
+CLI (and so dvc.yaml) and the Prefect flow call these, through `run_step`.
 """
+
+from __future__ import annotations
 
 from smar.data.validate import validate
 from smar.evaluation.evaluate import evaluate
@@ -11,4 +17,13 @@ from smar.retrieval.export import export
 from smar.retrieval.index import build_index
 from smar.training.loop import train
 
-__all__ = ["validate", "train", "export", "build_index", "evaluate", "register"]
+STEPS = {"validate": validate, "train": train, "export": export, "index": build_index, "evaluate": evaluate, "register": register}
+TRACKED = ("train", "evaluate", "register")
+
+
+def run_step(name: str, config, paths) -> dict | None:
+    """Run step `name` with the MLflow tracker when it records anything (None: a training rank other than 0)."""
+    from smar.tracking import MlflowTracker
+
+    tracker = MlflowTracker() if name in TRACKED else None
+    return STEPS[name](config, paths, tracker)

@@ -40,7 +40,7 @@ def staging_dir(paths: Paths) -> Path:
     return paths.embeddings_dir.with_name(f".{paths.embeddings_dir.name}-staging")
 
 
-def export(config: SmarConfig, paths: Paths) -> dict:
+def export(config: SmarConfig, paths: Paths, tracker=None) -> dict:
     shards = start_export(config, paths)
     return finish_export(config, paths, [export_shard(config, paths, shard) for shard in shards])
 

@@ -63,7 +63,7 @@ def choose_factory(setting: str, num_items: int, dim: int) -> str:
     return f"IVF{lists},PQ{dim // 2 if dim % 2 == 0 else dim}x8,Refine(SQ8)"  # PQ finds candidates, 8-bit vectors rerank them
 
 
-def build_index(config: SmarConfig, paths: Paths) -> dict:
+def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
     import faiss
     import numpy as np
     import pandas as pd

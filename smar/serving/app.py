@@ -5,174 +5,33 @@
     GET  /version  model version, data hash, git commit
     GET  /images/{item_id}                    GET /         the search page
 
-The service follows an alias of the registered model (`serve.alias`, default `champion`).
-A background thread asks the registry every `serve.poll_seconds` where the alias points;
-a new version is loaded beside the serving one, warmed up, and swapped in by replacing one
-reference, so every request is answered by one whole model. If the registry cannot be
-reached or a version's artifacts are broken, the last good model keeps serving, and
-/readyz and the log say why.
-
-Queries from concurrent requests are encoded together: one worker thread takes whatever
-is waiting (up to `serve.max_batch`) and searches it as one batch. The model is only ever
-used from that thread.
+The model answering is the one an `AliasFollower` (smar.serving.follower) keeps current on
+the registry alias `serve.alias`; /readyz and /version report on it. Searches go through a
+`Batcher` (smar.serving.batcher), which encodes concurrent requests' queries together.
 """
 
 import asyncio
-import gc
 import json
 import logging
-import queue
-import threading
-import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from starlette.exceptions import HTTPException
+
 from smar.config import ServeConfig
+from smar.serving.batcher import Batcher
+from smar.serving.follower import AliasFollower, LoadedModel
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    version: str
-    retriever: object  # smar.retriever.Retriever
-    info: dict  # model name, version, run id, data hash, git commit, loaded_at
-
-
-def load_version(model_name: str, version: str) -> LoadedModel:
-    """Load one registered version through its pyfunc model and warm it up."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    started = time.perf_counter()
-    retriever = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().retriever
-    retriever.search(["warm up"], 1)  # a broken model fails here, not on a user's request
-    client = MlflowClient()
-    run_id = client.get_model_version(model_name, version).run_id
-    tags = client.get_run(run_id).data.tags if run_id else {}
-    info = {
-        "model_name": model_name,
-        "model_version": version,
-        "run_id": run_id,
-        "data_hash": tags.get("data.dvc_md5"),
-        "git_commit": tags.get("git.commit"),
-        "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    log.info("loaded %s version %s in %.1f s", model_name, version, time.perf_counter() - started)
-    return LoadedModel(version, retriever, info)
-
-
-@dataclass
-class AliasFollower:
-    """Keeps `current` on the version the alias points at; never drops a good model for a bad one."""
-
-    model_name: str
-    alias: str
-    poll_seconds: float
-    tracking_uri: str | None = None  # None: MLflow's configured store
-    current: LoadedModel | None = None
-    problems: dict[str, str] = field(default_factory=dict)  # "registry" / "load" -> what went wrong
-    _failed_version: str | None = None
-    _client: object = None
-    _client_uri: str | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def check_once(self) -> None:
-        from mlflow import MlflowClient
-
-        if self._client is None or self._client_uri != self.tracking_uri:  # one client: a new one re-checks the store's schema
-            self._client, self._client_uri = MlflowClient(self.tracking_uri), self.tracking_uri
-        try:
-            version = str(self._client.get_model_version_by_alias(self.model_name, self.alias).version)
-        except Exception as error:  # unreachable store, no such alias: keep what we have
-            self._problem("registry", f"cannot resolve {self.model_name}@{self.alias}: {_short(error)}")
-            return
-        self.problems.pop("registry", None)
-        if self.current and version == self.current.version:  # also after the alias came back from a broken version
-            self._failed_version = None
-            self.problems.pop("load", None)
-            return
-        if version == self._failed_version:
-            return
-        try:
-            loaded = load_version(self.model_name, version)
-        except Exception as error:
-            self._failed_version = version
-            keeping = f"; still serving version {self.current.version}" if self.current else ""
-            self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")
-            return
-        previous, self.current = self.current, loaded  # the swap: one reference
-        gc.freeze()  # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
-        self._failed_version = None
-        self.problems.pop("load", None)
-        log.info("now serving %s@%s = version %s (was %s)", self.model_name, self.alias, version, previous.version if previous else "none")
-
-    def run(self) -> None:
-        self.check_once()
-        while not self._stop.wait(self.poll_seconds):
-            self.check_once()
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="alias-follower", daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _problem(self, kind: str, message: str) -> None:
-        if self.problems.get(kind) != message:
-            log.warning(message)
-        self.problems[kind] = message
-
-
-def _short(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
-
-
-class Batcher:
-    """One worker thread answers queued searches in batches, with the model current at batch start."""
-
-    def __init__(self, follower: AliasFollower, max_batch: int):
-        self.follower, self.max_batch = follower, max_batch
-        self.requests: queue.Queue = queue.Queue()
-        threading.Thread(target=self._work, name="search-batcher", daemon=True).start()
-
-    def submit(self, query: str, k: int) -> Future:
-        future: Future = Future()
-        self.requests.put((query, k, future))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            batch = [self.requests.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.requests.get_nowait())
-                except queue.Empty:
-                    break
-            model = self.follower.current
-            try:
-                hits = model.retriever.search([query for query, _, _ in batch], max(k for _, k, _ in batch))
-            except Exception as error:  # reported to each waiting request; the worker lives on
-                for _, _, future in batch:
-                    future.set_exception(error)
-                continue
-            for row, (_, k, future) in enumerate(batch):
-                future.set_result((model, hits.item_ids[row][:k], hits.scores[row][:k], hits.views[row]))
-
-
-def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
-    import orjson
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
-    from starlette.exceptions import HTTPException
+def search_request_model(settings: ServeConfig) -> type[BaseModel]:
+    """The body of POST /search, with the query length and k limits from the settings."""
 
     class SearchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -190,28 +49,47 @@ def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
                 raise ValueError("is not valid Unicode (lone surrogate)") from None
             return query
 
+    return SearchRequest
+
+
+def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path) -> FastAPI:
     app = FastAPI(title="smar", summary="Multimodal product search", docs_url="/docs", redoc_url=None)
     batcher = Batcher(follower, settings.max_batch)
-    data_dir = Path(data_dir).resolve()
+    add_error_handlers(app, settings)
+    add_status_routes(app, follower)
+    add_search_route(app, follower, batcher, search_request_model(settings))
+    add_page_routes(app, follower, Path(data_dir).resolve())
+    return app
 
-    def error(status: int, message: str, **details) -> JSONResponse:
-        return JSONResponse({"error": message, **details}, status_code=status)
+
+def error_response(status: int, message: str, **details) -> JSONResponse:
+    return JSONResponse({"error": message, **details}, status_code=status)
+
+
+def add_error_handlers(app: FastAPI, settings: ServeConfig) -> None:
+    """Every error is {"error": "..."}; a bad search body also gets a hint of what to send."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
         problems = [problem.replace("Value error, ", "") for problem in problems]
-        return error(422, "; ".join(problems), hint=f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}')
+        return error_response(422, "; ".join(problems), hint=f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}')
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail))
 
-    def ready_model():
-        model = follower.current
-        if model is None:
-            raise HTTPException(503, f"no model loaded yet for {follower.model_name}@{follower.alias}: {follower.problems or 'loading'}")
-        return model
+
+def ready_model(follower: AliasFollower) -> LoadedModel:
+    """The model serving now, or a 503 saying why there is none yet."""
+    model = follower.current
+    if model is None:
+        raise HTTPException(503, f"no model loaded yet for {follower.model_name}@{follower.alias}: {follower.problems or 'loading'}")
+    return model
+
+
+def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
+    """GET /healthz, /readyz and /version."""
 
     @app.get("/healthz")
     def healthz():
@@ -225,15 +103,19 @@ def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
 
     @app.get("/version")
     def version():
-        return ready_model().info | {"alias": follower.alias}
+        return ready_model(follower).info | {"alias": follower.alias}
 
-    @app.post("/search", openapi_extra={"requestBody": {"content": {"application/json": {"schema": SearchRequest.model_json_schema()}}}})
+
+def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, request_model: type[BaseModel]) -> None:
+    """POST /search, answered through the batcher."""
+
+    @app.post("/search", openapi_extra={"requestBody": {"content": {"application/json": {"schema": request_model.model_json_schema()}}}})
     async def search(http: Request):
         try:  # the body is JSON whatever the Content-Type says (curl -d sends a form type)
-            request = SearchRequest.model_validate(json.loads(await http.body()))
+            request = request_model.model_validate(json.loads(await http.body()))
         except (ValueError, UnicodeDecodeError) as problem:  # bad JSON, bad UTF-8, or a ValidationError
             raise RequestValidationError(problem.errors() if isinstance(problem, ValidationError) else [{"loc": ("body",), "msg": f"not JSON: {problem}"}]) from None
-        ready_model()
+        ready_model(follower)
         model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, request.k))
         items = model.retriever.items
         results = []
@@ -243,9 +125,13 @@ def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
         body = {"query": request.query, "k": request.k, "model_version": model.version, "index": view, "results": results}
         return Response(orjson.dumps(body), media_type="application/json")  # a Response skips FastAPI's generic (slow) encoder
 
+
+def add_page_routes(app: FastAPI, follower: AliasFollower, data_dir: Path) -> None:
+    """GET /images/{item_id} (files under data_dir only) and the search page at /."""
+
     @app.get("/images/{item_id}")
     def image(item_id: str):
-        _, path = ready_model().retriever.items.get(item_id, (None, None))
+        _, path = ready_model(follower).retriever.items.get(item_id, (None, None))
         file = (data_dir / path).resolve() if path else None
         if file is None or not file.is_relative_to(data_dir) or not file.is_file():
             raise HTTPException(404, f"no image for item {item_id!r} under {data_dir}")
@@ -254,8 +140,6 @@ def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path):
     @app.get("/", response_class=HTMLResponse)
     def page():
         return HTMLResponse(PAGE.read_text())
-
-    return app
 
 
 def serve(settings: ServeConfig, model_name: str, data_dir: Path) -> None:

@@ -1,7 +1,7 @@
 """The evaluation's report: the model beside zero-shot MiniLM and random, overall and cold,
 as the summary prints it and as MLflow metrics."""
 
-from smar.evaluation.evaluate import format_table, tracked_metrics
+from smar.evaluation.report import format_table, tracked_metrics
 
 SCORES = {"recall@10": 0.8, "ndcg@10": 0.6}
 ZERO = {"recall@10": 0.5, "ndcg@10": 0.4}

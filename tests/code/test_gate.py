@@ -1,6 +1,6 @@
 """The promotion gate on Recall@10."""
 
-from smar.registry.register import Decision, promotion_decision
+from smar.registry.gate import Decision, promotion_decision
 
 
 def test_first_model_above_threshold_is_promoted():

@@ -32,7 +32,7 @@ ITEM_IDS = [f"sku-{n}" for n in range(N)]
 
 
 def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) -> None:
-    """The layout `smar.export` writes, beside the catalog it came from."""
+    """The layout `smar.retrieval.export` writes, beside the catalog it came from."""
     paths.data.mkdir(parents=True, exist_ok=True)
     images = [f"images/{n}.png" if n % 2 else None for n in range(N)]  # some items ship features, not images
     pd.DataFrame({"item_id": ITEM_IDS, "title": [f"title {n}" for n in range(N)], "image": images}).to_parquet(paths.data / "items.parquet")

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from smar import tracking
 from smar.cli import app
 from smar.errors import SmarError
+from smar.registry.gate import gate
 from smar.registry.promotion import ChampionMoved, current_champion, history, move_champion, rollback
-from smar.registry.register import gate
 
 
 @pytest.fixture

@@ -209,6 +209,8 @@ CORPUS = [
     pytest.param(_cell("qrels.parquet", 2, "label", 1.5, "is_integer", "label=1.5: float, not a whole number", ids=QRELS), ValidationFailed, id="label-fraction"),
     pytest.param(_cell("qrels.parquet", 1, "label", float("nan"), "not_be_null", ids=QRELS), ValidationFailed, id="label-nan"),
     pytest.param(_cell("qrels.parquet", 3, "label", -2, "between", "label=-2", ids=QRELS), ValidationFailed, id="label-negative"),
+    pytest.param(_cell("qrels.parquet", 0, "split", None, "not_be_null", "row=0 ", "fix: give every qrels row a split", ids=QRELS),
+                 ValidationFailed, id="qrels-null-split"),
     pytest.param(_relabel_split("train", "valid"), ValidationFailed, id="empty-train-split"),
     pytest.param(_relabel_split("test", "train"), ValidationFailed, id="empty-test-split"),
     pytest.param(_cell("items.parquet", 2, "title", b"caf\xe9 mug", "is_utf8_string", "not UTF-8"), ValidationFailed, id="bytes-not-utf8"),
@@ -224,6 +226,11 @@ CORPUS = [
     pytest.param(_features_and_missing_image, ValidationFailed, id="features-but-image-path-missing"),
     pytest.param(_overwrite("image_features.npy", b"not numpy", "image_features.npy", "cannot be read as a .npy", "Fix:"), DatasetError, id="features-unreadable"),
     pytest.param(_features(lambda n: np.zeros(n, np.float32), True, "image_features.npy", "shape [", "Fix:"), DatasetError, id="features-wrong-shape"),
+    pytest.param(_overwrite("dataset.json", b'{\n  "name": "tiny",\n  "version": "1"\n  "source": "synth"\n}\n',
+                            "dataset.json [content] is_json_object", "not valid JSON: Expecting ',' delimiter at line 4 column 3",
+                            "fix: make dataset.json one UTF-8 JSON object"), ValidationFailed, id="manifest-not-json"),
+    pytest.param(_overwrite("dataset.json", b'[{"name": "tiny"}]', "dataset.json [content] is_json_object", "an array, not a JSON object",
+                            "fix: make dataset.json"), ValidationFailed, id="manifest-not-an-object"),
     pytest.param(_unlink("qrels.parquet", "qrels.parquet: missing", "Fix:"), DatasetError, id="missing-file"),
     pytest.param(_drop_column("queries.parquet", "text"), DatasetError, id="missing-column"),
     pytest.param(_overwrite("items.parquet", b"PAR1 this is not parquet", "items.parquet", "cannot be read as Parquet", "Fix:"), DatasetError, id="unreadable-parquet"),
@@ -266,6 +273,7 @@ def _empty_valid_and_float_labels(data: Path) -> None:
     [
         pytest.param(_empty_valid_and_float_labels, id="empty-valid-split-and-integral-float-labels"),
         pytest.param(_features(lambda n: np.ones((n, 8), np.float32)), id="2d-features-instead-of-images"),
+        pytest.param(_unlink("dataset.json"), id="no-dataset-json"),  # optional: only a present one must be JSON
     ],
 )
 def test_accepted_variants_pass(data, tmp_path, change):
@@ -288,15 +296,15 @@ def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, m
     report = validate(SmarConfig(), paths)  # a good dataset: an index and one result page per file
     assert report["success"] is True and report["data_docs"] == str(docs / "index.html")
     index = (docs / "index.html").read_text()
-    for suite in ("items", "queries", "qrels"):
-        [page] = (docs / "validations" / suite).rglob("*.html")
-        assert f"{suite}.parquet" in index and "fix: " in page.read_text()
+    for file in ("items.parquet", "queries.parquet", "qrels.parquet", "dataset.json"):
+        [page] = (docs / "validations" / file.split(".")[0]).rglob("*.html")
+        assert file in index and "fix: " in page.read_text()
 
     _image(3, None, "image_file_exists")(data)  # a failed run replaces them with its own results
     with pytest.raises(ValidationFailed):
         validate(SmarConfig(), paths)
     pages = list((docs / "validations").rglob("*.html"))
-    assert len(pages) == 3 and "image_file_exists" in "".join(p.read_text() for p in pages)
+    assert len(pages) == 4 and "image_file_exists" in "".join(p.read_text() for p in pages)
 
     def crash(suites, config, scratch):  # dies half-way through writing the docs
         (scratch / "index.html").write_text("<html>half")

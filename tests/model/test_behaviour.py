@@ -13,7 +13,7 @@ import pytest
 from smar.config import DataConfig, SmarConfig
 from smar.data.synth import synthesize
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.retrieval.retriever import Retriever
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ CONFIG = {"model": {"image_size": 48}, "train": {"batch_size": 64, "epochs": 4}}
 def catalog(tmp_path_factory):
     data = tmp_path_factory.mktemp("behaviour") / "data"
     synthesize(DataConfig(num_items=400, num_queries=800, image_size=48, title_attribute_rate=0.3, test_fraction=0.3, split_by="category"), data)
-    stages.validate(SmarConfig(), Paths(data, data.parent / "validated"))
+    steps.validate(SmarConfig(), Paths(data, data.parent / "validated"))
     return data
 
 
@@ -57,9 +57,9 @@ def trained(kind: str, seed: int, data, tmp_path) -> float:
     (data.parent / "cache").mkdir(exist_ok=True)
     paths.cache_dir.symlink_to(data.parent / "cache")  # the frozen encoders' outputs, computed once for every run
     paths.validation_report.write_bytes((data.parent / "validated" / "validation" / "report.json").read_bytes())
-    stages.train(config, paths)
-    stages.export(config, paths)
-    stages.build_index(config, paths)
+    steps.train(config, paths)
+    steps.export(config, paths)
+    steps.build_index(config, paths)
     return colour_hit_rate(data, paths.outputs)
 
 

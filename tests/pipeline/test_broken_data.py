@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from smar.data.validate import ValidationFailed
+from tests.conftest import own_model_name
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +25,26 @@ def broken_data(tiny_data, tmp_path) -> Path:
     return data
 
 
+MODEL_NAME = "broken-data"
+
+
 def _registered_versions() -> int:
     from mlflow import MlflowClient
 
     from smar import tracking
 
     tracking.configure()
-    return len(MlflowClient().search_model_versions("name='smar-retriever'"))
+    return len(MlflowClient().search_model_versions(f"name='{MODEL_NAME}'"))
 
 
 def test_flow_stops_at_validation_and_registers_nothing(prefect_harness, broken_data, tiny_params, tmp_path):
     from smar.pipeline.flow import smar_pipeline
 
+    params = own_model_name(tiny_params, tmp_path, MODEL_NAME)
     before = _registered_versions()
     outputs = tmp_path / "outputs"
     with pytest.raises(ValidationFailed, match=r"items.parquet \[title\].*I0000007"):
-        smar_pipeline(params_file=str(tiny_params), data_dir=str(broken_data), outputs_dir=str(outputs))
+        smar_pipeline(params_file=str(params), data_dir=str(broken_data), outputs_dir=str(outputs))
     assert not (outputs / "model").exists() and not (outputs / "index").exists()
     assert _registered_versions() == before
 

@@ -18,7 +18,7 @@ from smar.data.synth import COLOURS
 from smar.model.checkpoint import load_model
 from smar.model.inference import encode_texts
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.retrieval.export import read_embeddings
 from smar.tracking import run_id_of
 
@@ -57,12 +57,12 @@ def train(launcher: list[str], params: str, data, outputs) -> tuple[dict[str, np
     from mlflow import MlflowClient
 
     config, paths = load_config(params), Paths(data, outputs)
-    stages.validate(config, paths)
+    steps.validate(config, paths)
     command = [*launcher, "-m", "smar", "train", "--params", params, "--data", str(data), "--out", str(outputs)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-4000:]
     history = MlflowClient().get_metric_history(run_id_of(paths.model_dir), "train_loss")
-    stages.export(config, paths)
+    steps.export(config, paths)
     vectors, _ = read_embeddings(paths.embeddings_dir)
     model, tokenizer = load_model(paths.model_dir)
     queries = pd.read_parquet(data / "queries.parquet")["text"].head(50).tolist()
@@ -101,7 +101,7 @@ def test_micro_batches_match_one_pass(one_process, feature_data, tiny_params, tm
 
 def test_batch_must_split_evenly_over_the_ranks(feature_data, tiny_params, tmp_path):
     params = params_file(tiny_params, tmp_path, batch_size=33)
-    stages.validate(load_config(params), Paths(feature_data, tmp_path / "outputs"))
+    steps.validate(load_config(params), Paths(feature_data, tmp_path / "outputs"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     done = subprocess.run([*torchrun, "-m", "smar", "train", "--params", params, "--data", str(feature_data), "--out", str(tmp_path / "outputs")],
                           capture_output=True, text=True, timeout=300)

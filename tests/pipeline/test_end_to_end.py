@@ -14,9 +14,10 @@ import pytest
 
 from smar.config import load_config
 from smar.paths import Paths
+from tests.conftest import own_model_name
 
 pytestmark = pytest.mark.slow
-MODEL_NAME = "smar-retriever"
+MODEL_NAME = "end-to-end"
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +25,15 @@ def first_run(prefect_harness, tiny_data, tiny_params, tmp_path_factory):
     from smar.pipeline.flow import smar_pipeline
 
     outputs = tmp_path_factory.mktemp("run1") / "outputs"
-    summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(outputs))
-    return summary, Paths(tiny_data, outputs)
+    params = own_model_name(tiny_params, outputs.parent, MODEL_NAME)
+    summary = smar_pipeline(params_file=str(params), data_dir=str(tiny_data), outputs_dir=str(outputs))
+    return summary, Paths(tiny_data, outputs), params
 
 
 def test_every_step_writes_its_artifacts(first_run):
     import faiss
 
-    summary, paths = first_run
+    summary, paths, _ = first_run
     assert json.loads(paths.validation_report.read_text())["success"] is True
     assert {"weights.pt", "tokenizer.json", "model_config.json", "query_encoder.onnx", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
 
@@ -62,7 +64,7 @@ def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
     from smar.model.inference import encode_texts
     from smar.retrieval.retriever import Retriever
 
-    _, paths = first_run
+    _, paths, _ = first_run
     retriever = Retriever(paths.model_dir, paths.index_dir)
     assert retriever.onnx is not None
     queries = pd.read_parquet(paths.data / "queries.parquet")["text"].tolist()
@@ -73,7 +75,7 @@ def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
 def test_mlflow_run_holds_the_lineage(first_run):
     from mlflow import MlflowClient
 
-    summary, paths = first_run
+    summary, paths, _ = first_run
     client = MlflowClient()
     run = client.get_run(summary["train"]["run_id"])
     assert run.info.status == "FINISHED"
@@ -92,7 +94,7 @@ def test_mlflow_run_holds_the_lineage(first_run):
 def test_first_model_passing_the_gate_becomes_champion(first_run):
     from mlflow import MlflowClient
 
-    summary, _ = first_run
+    summary, _, _ = first_run
     client = MlflowClient()
     version = summary["register"]["version"]
     assert summary["register"]["promote"] is True
@@ -107,7 +109,7 @@ def test_every_gate_decision_is_a_prefect_table_artifact(first_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    summary, _ = first_run
+    summary, _, _ = first_run
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion-decision"])))
     rows = [row for artifact in artifacts for row in (json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data)]
@@ -117,13 +119,13 @@ def test_every_gate_decision_is_a_prefect_table_artifact(first_run):
 
 def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
     """The registered pyfunc model stands on its own: `mlflow models serve` answers with it."""
-    summary, paths = first_run
+    summary, paths, _ = first_run
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     smar = Path(sys.executable).with_name("smar")
     server = subprocess.Popen(
-        [str(smar.with_name("mlflow")), "models", "serve", "-m", "models:/smar-retriever@champion", "--env-manager", "local",
+        [str(smar.with_name("mlflow")), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion", "--env-manager", "local",
          "-h", "127.0.0.1", "-p", str(port)],
         stdout=(tmp_path / "serve.log").open("w"),
         stderr=subprocess.STDOUT,
@@ -162,16 +164,14 @@ def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
         server.wait(timeout=30)
 
 
-def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tiny_params, tmp_path):
+def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tmp_path):
     from mlflow import MlflowClient
 
     from smar.pipeline.flow import smar_pipeline
 
-    summary, _ = first_run
+    summary, _, params = first_run
     champion = summary["register"]["version"]
-    untrained = load_config(tiny_params).model_copy(
-        update={"train": load_config(tiny_params).train.model_copy(update={"max_steps": 1})}
-    )
+    untrained = load_config(params).model_copy(update={"train": load_config(params).train.model_copy(update={"max_steps": 1})})
     second = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=untrained)
     registration = second["register"]
     client = MlflowClient()

@@ -10,7 +10,7 @@ import pytest
 from smar.config import ExportConfig, load_config
 from smar.errors import ConfigError
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.retrieval.export import export_shard, finish_export, read_embeddings, start_export
 
 pytestmark = pytest.mark.slow
@@ -25,10 +25,10 @@ def trained(tiny_data, tiny_params, tmp_path_factory):
         "export": base.export.model_copy(update={"shard_items": SHARD, "workers": 2, "batch_size": 16}),
     })
     paths = Paths(tiny_data, tmp_path_factory.mktemp("shards") / "outputs")
-    stages.validate(config, paths)
-    stages.train(config, paths)
+    steps.validate(config, paths)
+    steps.train(config, paths)
     one_pass = config.model_copy(update={"export": config.export.model_copy(update={"shard_items": 10_000, "batch_size": 256})})
-    stages.export(one_pass, paths)
+    steps.export(one_pass, paths)
     expected, _ = read_embeddings(paths.embeddings_dir)
     return config, paths, expected
 

@@ -10,7 +10,7 @@ import pytest
 from smar.config import load_config
 from smar.data.synth import COLOURS
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.retrieval.retriever import Retriever
 
 pytestmark = pytest.mark.slow
@@ -28,12 +28,12 @@ def test_features_replace_the_image_backbone(tiny_data, tiny_params, tmp_path):
 
     config = load_config(tiny_params)
     paths = Paths(data, tmp_path / "outputs")
-    report = stages.validate(config, paths)
+    report = steps.validate(config, paths)
     assert report["success"]
-    stages.train(config, paths)
-    stages.export(config, paths)
-    stages.build_index(config, paths)
-    evaluation = stages.evaluate(config, paths)
+    steps.train(config, paths)
+    steps.export(config, paths)
+    steps.build_index(config, paths)
+    evaluation = steps.evaluate(config, paths)
     assert evaluation["model"]["recall@10"] > 3 * evaluation["random"]["recall@10"]
 
     retriever = Retriever(paths.model_dir, paths.index_dir)

@@ -19,7 +19,11 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
 
     base = load_config(tiny_params)
     config = base.model_copy(
-        update={"model": base.model.model_copy(update={"kind": kind, "adaptive_routing": routing}), "train": base.train.model_copy(update={"epochs": 2})}
+        update={
+            "model": base.model.model_copy(update={"kind": kind, "adaptive_routing": routing}),
+            "train": base.train.model_copy(update={"epochs": 2}),
+            "register_": base.register_.model_copy(update={"model_name": f"kinds-{kind}{'-routed' if routing else ''}"}),  # its own registry entry
+        }
     )
     summary = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=config)
 

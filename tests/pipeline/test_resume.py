@@ -13,7 +13,7 @@ import yaml
 from smar.config import load_config
 from smar.model.checkpoint import WEIGHTS_FILE
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.tracking import run_id_of
 
 pytestmark = pytest.mark.slow
@@ -23,12 +23,17 @@ EVERY = 3  # checkpoint every 3 steps
 @pytest.fixture
 def config(tiny_params):
     config = load_config(tiny_params)
-    return config.model_copy(update={"train": config.train.model_copy(update={"checkpoint_every_steps": EVERY})})
+    return config.model_copy(
+        update={
+            "train": config.train.model_copy(update={"checkpoint_every_steps": EVERY}),
+            "register_": config.register_.model_copy(update={"model_name": "resume"}),  # its own registry entry
+        }
+    )
 
 
 def validated(config, data, outputs) -> Paths:
     paths = Paths(data, outputs)
-    stages.validate(config, paths)
+    steps.validate(config, paths)
     return paths
 
 
@@ -63,19 +68,19 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
     assert logged_steps == set(range(1, int(run.data.params["train.total_steps"]) + 1))
 
     whole = validated(config, tiny_data, tmp_path / "whole")
-    stages.train(config, whole)
+    steps.train(config, whole)
     resumed, uninterrupted = (torch.load(p.model_dir / WEIGHTS_FILE) for p in (paths, whole))
     for name, tensor in uninterrupted.items():
         assert torch.allclose(resumed[name], tensor, atol=1e-5), name
 
 
 def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefect_harness, tiny_data, tmp_path, monkeypatch):
-    import smar.train
     from mlflow import MlflowClient
 
+    import smar.training.loop
     from smar.pipeline.flow import smar_pipeline
 
-    real, calls = smar.train.routed_recall_at_10, []
+    real, calls = smar.training.loop.routed_recall_at_10, []
 
     def fails_once(*args, **kwargs):  # the first end of epoch fails, after some checkpoints were written
         calls.append(1)
@@ -83,7 +88,7 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefec
             raise RuntimeError("simulated crash in the first epoch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(smar.train, "routed_recall_at_10", fails_once)
+    monkeypatch.setattr(smar.training.loop, "routed_recall_at_10", fails_once)
     summary = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=config)
 
     run_id = summary["train"]["run_id"]

@@ -23,7 +23,7 @@ from smar.config import SmarConfig, load_config
 from smar.data.dataset import dvc_directory_md5
 from smar.model.checkpoint import WEIGHTS_FILE
 from smar.paths import Paths
-from smar.pipeline import steps as stages
+from smar.pipeline import steps
 from smar.registry.register import log_version
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,8 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths]:
     config = load_config(tiny_params)
     paths = Paths(tiny_data, tmp_path_factory.mktemp("serving") / "outputs")
-    for step in (stages.validate, stages.train, stages.export, stages.build_index):
-        step(config, paths)
+    for name in ("validate", "train", "export", "index"):
+        steps.run_step(name, config, paths)  # train tracked: the versions below are logged in its run
     return config, paths
 
 
@@ -59,7 +59,8 @@ def service(trained):
     """(base url, follower, {"first", "second", "broken"} versions); champion starts on the first."""
     import uvicorn
 
-    from smar.serving.app import AliasFollower, create_app
+    from smar.serving.app import create_app
+    from smar.serving.follower import AliasFollower
 
     config, paths = trained
     versions = {"first": register_version(paths), "second": register_version(paths)}

@@ -1,0 +1,43 @@
+"""What a pipeline run reports: the one-screen summary `smar pipeline` prints (and the flow keeps as artifacts)."""
+
+from __future__ import annotations
+
+from smar.evaluation.report import format_table
+
+
+def decision_row(registration: dict) -> dict:
+    def recall(value):
+        return round(value, 4) if value is not None else None
+
+    return {
+        "model": registration["model_name"],
+        "version": registration["version"],
+        "decision": "promoted" if registration["promote"] else "rejected",
+        "recall@10": recall(registration["recall_at_10"]),
+        "champion before": registration["champion_version"],
+        "champion recall@10": recall(registration["champion_recall_at_10"]),
+        "reason": registration["reason"],
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
+    train, evaluation, registration = summary["train"], summary["evaluate"], summary["register"]
+    decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
+    return "\n".join(
+        [
+            "",
+            f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
+            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
+            f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
+            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
+            f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
+            "",
+            f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
+            f" (served by index: {', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",
+            format_table(evaluation),
+            "",
+            f"Model {registration['model_name']} version {registration['version']} (MLflow run {registration['run_id']})",
+            f"  {decision}: {registration['reason']}.",
+        ]
+    )

@@ -1,0 +1,107 @@
+"""Training inputs: the catalog prepared once, and batches of (query, item) pairs assembled ahead of the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smar.training.distributed import Cluster
+
+
+@dataclass
+class Catalog:
+    """The whole catalog's inputs, prepared once: text as token ids or cached frozen-encoder
+    states, images as decoded pixels or features (memory-mapped)."""
+
+    text: dict
+    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float features; None without an image tower
+    item_ids: list[str]
+
+    def inputs(self, rows) -> dict:
+        """The item tower's inputs for these catalog rows, on the CPU."""
+        from smar.data.image_cache import rows_to_tensor
+
+        images = rows_to_tensor(self.images, rows) if self.images is not None else None
+        return {k: rows_to_tensor(v, rows) for k, v in self.text.items()} | {"images": images}
+
+    def vectors(self, model, views, batch_size: int = 512) -> dict:
+        """Every item's vector for each view, on the CPU."""
+        import torch
+
+        from smar.model.inference import autocast
+
+        device = next(model.parameters()).device
+        chunks = []
+        with torch.inference_mode(), autocast(device.type):
+            for start in range(0, len(self.item_ids), batch_size):
+                rows = torch.arange(start, min(start + batch_size, len(self.item_ids)))
+                inputs = _to_device(self.inputs(rows), device)
+                vectors = model.encode_items(**inputs, views=views)
+                chunks.append({view: vector.float().cpu() for view, vector in vectors.items()})
+        return {view: torch.cat([chunk[view] for chunk in chunks]) for view in views}
+
+
+@dataclass
+class PairBatches:
+    """Training pairs, read a whole batch at a time: `dataset[list of pair indices]` -> batch dict."""
+
+    pair_queries: object  # long tensor [P]: row in the query tokens
+    pair_items: object  # long tensor [P]: row in the catalog
+    query_tokens: dict
+    catalog: Catalog
+
+    def __len__(self) -> int:
+        return len(self.pair_items)
+
+    def __getitem__(self, indices: list[int]) -> dict:
+        import torch
+
+        from smar.data.image_cache import rows_to_tensor
+
+        indices = torch.as_tensor(indices)
+        queries, items = self.pair_queries[indices], self.pair_items[indices]
+        return {
+            "queries": queries,
+            "items": items,
+            "query_tokens": {k: rows_to_tensor(v, queries) for k, v in self.query_tokens.items()},
+            "item_inputs": self.catalog.inputs(items),
+        }
+
+    def loader(self, workers: int, cluster: Cluster) -> Loader:
+        return Loader(self, workers, cluster)
+
+
+class Loader:
+    """Batches on the training device, epoch after epoch: assembled by `workers` processes (started
+    once) ahead of the model, and copied from pinned memory without blocking on CUDA."""
+
+    def __init__(self, pairs: PairBatches, workers: int, cluster: Cluster):
+        import torch
+        from torch.utils.data import DataLoader
+
+        self.cluster, self.batches = cluster, []
+        self.loader = DataLoader(pairs, sampler=self, batch_size=None, num_workers=workers, pin_memory=cluster.cuda,
+                                 persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                                 generator=torch.Generator())  # leaves the global random state (dropout) alone
+
+    def __iter__(self):  # the DataLoader's sampler: this epoch's batches of pair indices
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, batches: list[list[int]]):
+        import torch
+
+        self.batches = batches
+        for batch in self.loader:
+            batch = _to_device(batch, self.cluster.device)
+            images = batch["item_inputs"]["images"]
+            if self.cluster.cuda and images is not None and images.ndim == 4:
+                batch["item_inputs"]["images"] = images.contiguous(memory_format=torch.channels_last)
+            yield batch
+
+
+def _to_device(value, device):
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value.to(device, non_blocking=True) if value is not None else None

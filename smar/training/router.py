@@ -1,0 +1,83 @@
+"""Stage 2, the adaptive-routing head, and Recall@10 of the model as served (through the head when it has one)."""
+
+from __future__ import annotations
+
+from smar.training.batches import Catalog
+
+
+def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
+    """Recall@10 of the model as served (through the routing head when it has one)."""
+    from smar import metrics
+    from smar.model.inference import encode_texts
+    from smar.model.kinds import served_views
+
+    if queries.empty:
+        return float("nan")
+    model.eval()
+    views = served_views(model.config)
+    item_vectors = catalog.vectors(model, views)
+    query_vectors = encode_texts(model, tokenizer, queries["text"].tolist())
+    top = routed_scores(model, query_vectors, item_vectors).topk(min(10, len(catalog.item_ids)), dim=1).indices.numpy()
+    rankings = {q: [catalog.item_ids[i] for i in row] for q, row in zip(queries["query_id"], top)}
+    return metrics.recall_at_10(rankings, relevant)
+
+
+def routed_scores(model, query_vectors, item_vectors: dict):
+    """Scores of every query against every item through the view the model serves it with."""
+    import torch
+
+    from smar.model.kinds import served_views
+
+    views = served_views(model.config)
+    if len(views) == 1:
+        return query_vectors @ item_vectors[views[0]].T
+    with torch.inference_mode():
+        use_multimodal = model.route_to_multimodal(query_vectors).cpu()
+    return torch.where(use_multimodal[:, None], query_vectors @ item_vectors["multimodal"].T, query_vectors @ item_vectors["text"].T)
+
+
+def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list[dict], settings) -> dict[str, float]:
+    """Stage 2: teach the head P which item view serves each query better.
+
+    Target per training query: 1 when the multimodal index ranks its relevant items better
+    (nDCG@10) than the text index, 0 when the text index does; ties carry no signal and are
+    left out. The towers stay frozen: only P learns, on the query vector.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    from smar.metrics import per_query_metrics
+    from smar.model.inference import encode_texts
+
+    model.eval()
+    item_vectors = catalog.vectors(model, ("multimodal", "text"))
+    query_vectors = encode_texts(model, tokenizer, query_texts)
+    gains = {}
+    for view in ("multimodal", "text"):
+        top = (query_vectors @ item_vectors[view].T).topk(min(10, len(catalog.item_ids)), dim=1).indices
+        rankings = [[catalog.item_ids[row] for row in rows] for rows in top.tolist()]
+        gains[view] = torch.tensor([per_query_metrics(ranking, dict.fromkeys(rel, 1), ks=(10,))["ndcg@10"] for ranking, rel in zip(rankings, relevant)])
+    decisive = gains["multimodal"] != gains["text"]
+    targets = (gains["multimodal"] > gains["text"]).float()[decisive]
+    inputs = query_vectors[decisive]
+    device = next(model.parameters()).device
+    if len(inputs):
+        model.router.requires_grad_(True)
+        optimizer = torch.optim.Adam(model.router.parameters(), lr=1e-2)
+        model.router.train()
+        generator = torch.Generator().manual_seed(settings.seed)
+        for _ in range(settings.router_epochs):
+            for batch in torch.randperm(len(inputs), generator=generator).split(256):
+                logits = model.router(inputs[batch].to(device)).squeeze(-1)
+                loss = F.binary_cross_entropy_with_logits(logits, targets[batch].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        model.router.eval()
+    with torch.inference_mode():
+        routed = model.route_to_multimodal(query_vectors.to(device)).float().mean().item()
+    return {
+        "router_decisive_queries": float(len(inputs)),
+        "router_multimodal_better": float(targets.sum().item()) if len(inputs) else 0.0,
+        "router_train_fraction_multimodal": routed,
+    }

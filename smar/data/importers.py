@@ -153,7 +153,7 @@ def _write_items(items, path: Path) -> None:
     except Exception as error:  # pyarrow refuses some attribute columns (mixed or nested values)
         extra = ", ".join(c for c in items.columns if c not in SOURCE_TABLES["items"]) or "none"
         raise DatasetError(
-            f"items.parquet: cannot be written ({type(error).__name__}: {error}); attribute columns: {extra}. "
+            f"{ITEMS}: cannot be written ({type(error).__name__}: {error}); attribute columns: {extra}. "
             f"Fix: choose the attribute columns to keep (item_attributes) or clean their values."
         ) from None
 

@@ -157,27 +157,46 @@ def data_import(
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
 
 
+DataRevOption = Annotated[str | None, typer.Option("--data-rev", help="Git revision whose data.dvc picks the dataset version (materialised with DVC).")]
+
+
 @app.command()
 def pipeline(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data"),
     out: OutOption = Path("outputs"),
     serve: Annotated[bool, typer.Option("--serve", help="Serve the flow as a deployment for runs triggered from the Prefect UI.")] = False,
+    data_rev: DataRevOption = None,
 ) -> None:
     """Run the whole chain (validate -> train -> export -> index -> evaluate -> register) as one Prefect flow run."""
+    _run_flow("smar_pipeline", params, data, out, data_rev, serve)
+
+
+@app.command()
+def reindex(
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data"),
+    out: OutOption = Path("outputs"),
+    data_rev: DataRevOption = None,
+) -> None:
+    """A changed catalog without training: the champion's towers export it, index it, and register it through the same gate."""
+    _run_flow("smar_reindex", params, data, out, data_rev)
+
+
+def _run_flow(name: str, params: Path, data: Path, out: Path, data_rev: str | None, serve: bool = False) -> None:
     from smar.config import load_config
 
     _setup()
     with _user_errors():
-        config = load_config(params)
-    from smar.pipeline.flow import serve_deployment, smar_pipeline
+        load_config(params)  # a bad params file fails here, before Prefect starts
+    from smar.pipeline import flow
     from smar.pipeline.summary import format_summary
 
     if serve:
-        serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
+        flow.serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
         return
     with _user_errors():
-        summary = smar_pipeline(params_file=str(params), data_dir=str(data), outputs_dir=str(out), config=config)
+        summary = getattr(flow, name)(params_file=str(params), data_dir=str(data), outputs_dir=str(out), data_rev=data_rev)
     typer.echo(format_summary(summary))
 
 
@@ -258,12 +277,13 @@ def registry_rollback(
 @registry_app.command("history")
 def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
     """Every move of the champion, oldest first."""
-    from smar.registry.promotion import current_champion, history
+    from smar.registry.promotion import current_champion, history, record_outside_move
 
     client, name = _registry(params)
+    record_outside_move(client, name)  # a move made in the MLflow UI shows up, and is recorded, here
     for event in history(client, name):
         metrics = " ".join(f"{key}={value}" for key, value in event["metrics"].items())
-        typer.echo(f"{event['promoted_at']}  v{event['version']:<4} <- v{event['previous_champion'] or '-':<4} {event['by']:<8} {event['reason']} {metrics}".rstrip())
+        typer.echo(f"{event['promoted_at']}  v{event['version'] or '-':<4} <- v{event['previous_champion'] or '-':<4} {event['by']:<8} {event['reason']} {metrics}".rstrip())
     typer.echo(f"champion: version {current_champion(client, name) or 'none'}")
 
 

@@ -177,6 +177,9 @@ class RegisterConfig(_Section):
     model_name: str = "smar-retriever"
     min_recall_at_10: float = Field(0.2, ge=0.0, le=1.0, description="Absolute gate for promotion.")
     tolerance: float = Field(0.0, ge=0.0, le=1.0, description="How far below the champion a candidate may be.")
+    min_gate_queries: int = Field(
+        30, ge=1, description="The gate compares candidate and champion only on evaluation queries neither trained on; with fewer, it refuses to decide."
+    )
 
 
 class ServeConfig(_Section):
@@ -265,7 +268,9 @@ class SmarConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def load_config(path: str | Path = "params.yaml") -> SmarConfig:
+def load_config(path: str | Path = "params.yaml", overrides: BaseModel | dict | None = None) -> SmarConfig:
+    """The parameters file, with `overrides` (a partial config: only the values set, nested by
+    section, as the Prefect UI's run form sends them) laid over it, validated as one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such parameters file. Pass --params FILE or run from the project root.")
@@ -275,7 +280,45 @@ def load_config(path: str | Path = "params.yaml") -> SmarConfig:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of step names to settings, got {type(raw).__name__}.")
+    given = _values_set(overrides.model_dump(mode="json", by_alias=True) if isinstance(overrides, BaseModel) else overrides or {})
     try:
-        return SmarConfig.model_validate(raw)
+        return SmarConfig.model_validate(_merged(raw, given))
     except ValidationError as error:
-        raise ConfigError(f"{path}: invalid parameters:\n{describe_invalid(error)}") from None
+        where = f"{path} with the run's overrides" if given else str(path)
+        raise ConfigError(f"{where}: invalid parameters:\n{describe_invalid(error)}") from None
+
+
+def _values_set(overrides: dict) -> dict:
+    """The overrides without their empty (None) fields: a field left empty keeps the file's value."""
+    kept = {}
+    for key, value in overrides.items():
+        value = _values_set(value) if isinstance(value, dict) else value
+        if value is not None and value != {}:
+            kept[key] = value
+    return kept
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def _partial(model: type[BaseModel]) -> type[BaseModel]:
+    """`model` with every field optional and empty by default, its sections partial too: a set of
+    overrides. Types (and so the UI form's inputs) are kept; ranges are checked after merging."""
+    from typing import Optional
+
+    from pydantic import create_model
+
+    fields = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = _partial(annotation)
+        fields[name] = (Optional[annotation], Field(None, alias=field.alias, description=field.description))  # noqa: UP045 (a runtime type)
+    return create_model(f"{model.__name__}Overrides", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields)
+
+
+SmarOverrides = _partial(SmarConfig)  # the Prefect run form: the params file's values, changed where the user changes them

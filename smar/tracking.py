@@ -95,7 +95,7 @@ def configure():
 
 
 def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:
-    """The data version (`data.*`), the git commit and, under Prefect, the flow run."""
+    """The data version (`data.*`, with `data.rev` when a flow run picked one), the git commit and, under Prefect, the flow run."""
     tags = {f"data.{key}": value for key, value in data_version.items()}
     tags["git.commit"] = _git_commit()
     if "prefect" in sys.modules:  # only ask Prefect when we run inside it
@@ -104,6 +104,8 @@ def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:
         if flow_run.id:
             tags["prefect.flow_run_id"] = str(flow_run.id)
             tags["prefect.flow_run_name"] = str(flow_run.name)
+            if flow_run.parameters.get("data_rev"):
+                tags["data.rev"] = str(flow_run.parameters["data_rev"])  # the revision of data.dvc the run materialised
     return tags
 
 

@@ -54,6 +54,7 @@ from smar.data.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, 
 from smar.data.dataset import Dataset, load_dataset, load_image_features
 from smar.errors import SmarError
 from smar.paths import Paths, replace_on_success, require, write_text_atomic
+from smar.progress import Progress
 
 FEATURE_ROWS_PER_CHUNK = 4096
 
@@ -426,10 +427,12 @@ def _image_rows(dataset: Dataset, max_pixels: int) -> dict[str, tuple[str, list]
     rows: dict[str, list] = {check: [] for check in checks}
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb fails its row, never the run
-        for relative in dataset.items["image"]:
-            failed = _image_problem(root, relative, max_pixels) if not _missing(relative) else None
-            for check in checks:
-                rows[check].append((True, None) if failed is None or failed[0] != check else (False, failed[1]))
+        with Progress("validate images", len(dataset.items), "image") as progress:
+            for relative in dataset.items["image"]:
+                failed = _image_problem(root, relative, max_pixels) if not _missing(relative) else None
+                for check in checks:
+                    rows[check].append((True, None) if failed is None or failed[0] != check else (False, failed[1]))
+                progress.advance()
     return {check: (fix, rows[check]) for check, fix in checks.items()}
 
 
@@ -486,21 +489,23 @@ def _run_suites(suites: list[_Suite], config: SmarConfig, docs_dir: Path) -> lis
     )
     source = context.data_sources.add_pandas("dataset")
     results = []
-    for suite in suites:
-        batch = source.add_dataframe_asset(suite.file).add_batch_definition_whole_dataframe("all rows")
-        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.file, expectations=suite.expectations))
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite.file, data=batch, suite=gx_suite))
-        outcome = definition.run(
-            batch_parameters={"dataframe": suite.frame},
-            # SUMMARY: counts plus the first failing rows (COMPLETE would list every failing row,
-            # in the report and in the HTML, and costs more even when nothing fails).
-            result_format={
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": max(20, config.validate_.example_rows),
-                "unexpected_index_column_names": suite.index_columns,
-            },
-        )
-        results.extend(_check_result(suite, result, config.validate_.example_rows) for result in outcome.results)
+    with Progress("validate", len(suites), "file") as progress:
+        for suite in suites:
+            batch = source.add_dataframe_asset(suite.file).add_batch_definition_whole_dataframe("all rows")
+            gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.file, expectations=suite.expectations))
+            definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite.file, data=batch, suite=gx_suite))
+            outcome = definition.run(
+                batch_parameters={"dataframe": suite.frame},
+                # SUMMARY: counts plus the first failing rows (COMPLETE would list every failing row,
+                # in the report and in the HTML, and costs more even when nothing fails).
+                result_format={
+                    "result_format": "SUMMARY",
+                    "partial_unexpected_count": max(20, config.validate_.example_rows),
+                    "unexpected_index_column_names": suite.index_columns,
+                },
+            )
+            results.extend(_check_result(suite, result, config.validate_.example_rows) for result in outcome.results)
+            progress.advance()
     context.build_data_docs(site_names=["smar"])
     return results
 

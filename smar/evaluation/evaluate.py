@@ -20,6 +20,7 @@ from smar.errors import DatasetError
 from smar.evaluation.baselines import random_rankings, zero_shot_rankings
 from smar.evaluation.report import plot_recall_curve, tracked_metrics
 from smar.paths import Paths, replace_on_success, require
+from smar.progress import Progress
 from smar.tracking import Tracker, run_id_of
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     if queries.empty:
         raise DatasetError(f"{paths.data / QRELS}: the '{settings.split}' split has no queries to evaluate.")
     retriever = Retriever(require(paths.model_dir, "train"), require(paths.index_dir, "index"))
-    hits = retriever.search(queries["text"].tolist(), max(*settings.ks, settings.plot_max_k))
+    hits = search_all(retriever, queries["text"].tolist(), max(*settings.ks, settings.plot_max_k))
     runs = {"model": [dict(zip(queries["query_id"], hits.item_ids))]} | baseline_runs(config, paths, dataset.items, queries)
     cold = dataset.cold_queries(settings.split)
     result = {"split": settings.split, "queries": len(queries), "items": len(dataset.items)} | scores(runs, relevant, cold, settings.ks)
@@ -68,6 +69,18 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
         tracker.log_metrics(run_id, tracked_metrics(result) | {f"{settings.split}_index_recall_at_10_vs_exact": result["index"]["recall_at_10_vs_exact"]})
         tracker.log_artifacts(run_id, paths.evaluation_dir, "evaluation")
     return result
+
+
+def search_all(retriever, texts: list[str], k: int, batch: int = 512):
+    """The retriever's top-k for every query, searched a batch at a time with progress shown."""
+    from smar.retrieval.retriever import Hits
+
+    parts = []
+    with Progress("evaluate: search", len(texts), "query") as progress:
+        for start in range(0, len(texts), batch):
+            parts.append(retriever.search(texts[start : start + batch], k))
+            progress.advance(len(parts[-1].item_ids))
+    return Hits(*([row for part in parts for row in getattr(part, name)] for name in ("item_ids", "scores", "views")))
 
 
 def baseline_runs(config: SmarConfig, paths: Paths, items, queries) -> dict[str, list[dict]]:

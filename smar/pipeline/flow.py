@@ -1,4 +1,5 @@
-"""The whole pipeline as one Prefect flow: one task per step, each a thin call into smar.pipeline.steps.
+"""The pipeline as Prefect flows, one task per step, each a thin call into smar.pipeline.steps:
+`smar-pipeline` (train and ship) and `smar-reindex` (a changed catalog with the champion's towers).
 
 Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
 trigger runs with a parameter form from the Prefect UI.
@@ -11,6 +12,7 @@ for _name, _value in {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "smar",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # smar logs outside a flow run stay local
 }.items():
     os.environ.setdefault(_name, _value)
 if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing parents
@@ -20,7 +22,8 @@ from prefect import flow, task, unmapped  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from smar.config import ExportConfig, SmarConfig, load_config  # noqa: E402
+from smar.config import ExportConfig, SmarConfig, SmarOverrides, load_config  # noqa: E402
+from smar.data.revision import materialise  # noqa: E402
 from smar.errors import ConfigError  # noqa: E402
 from smar.paths import Paths  # noqa: E402
 from smar.pipeline.steps import run_step  # noqa: E402
@@ -46,7 +49,9 @@ def not_a_user_error(task, task_run, state) -> bool:
     return not isinstance(state.result(raise_on_failure=False), SmarError)
 
 
+materialise_task = task(materialise, name="materialise-data", cache_policy=NO_CACHE)
 validate_task = _step_task("validate")
+fetch_champion_task = _step_task("fetch_champion")
 train_task = _step_task("train")
 start_export_task = task(start_export, name="export-start", cache_policy=NO_CACHE)
 export_shard_task = task(export_shard, name="export-shard", cache_policy=NO_CACHE)
@@ -61,19 +66,51 @@ def smar_pipeline(
     params_file: str = "params.yaml",
     data_dir: str = "data",
     outputs_dir: str = "outputs",
-    config: SmarConfig | None = None,
+    config: SmarOverrides | None = None,
+    data_rev: str | None = None,
 ) -> dict:
     """validate -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
 
-    `config` overrides `params_file` when given (the Prefect UI renders it as a form).
+    `config` holds overrides laid over `params_file`: the values set, nested by section (the
+    Prefect UI renders it as a typed form that starts from the file's values); a field left
+    empty keeps the file's value. `data_rev` (a git commit, branch or tag) picks the version of
+    `data_dir` that its `.dvc` pointer records at that revision; the run materialises it with DVC
+    under `outputs_dir/datasets/` and the training run is tagged with it (`data.rev`).
     """
-    config = config or load_config(params_file)
-    paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
-    runner = shard_runner(config.export)  # a missing integration fails here, before any work
-    summary = {"data": data_dir, "outputs": outputs_dir}
-    summary["validate"] = validate_task(config, paths)["counts"]
+    config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
     summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(config, paths)
-    summary["export"] = export_flow.with_options(task_runner=runner)(config, paths)
+    return _index_and_register(config, paths, summary)
+
+
+@flow(name="smar-reindex", log_prints=True)
+def smar_reindex(
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+    outputs_dir: str = "outputs",
+    config: SmarOverrides | None = None,
+    data_rev: str | None = None,
+) -> dict:
+    """A changed catalog without retraining: validate -> the champion's towers -> export -> index
+    -> evaluate -> register, through the same gate on the same queries as a training run."""
+    config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
+    summary["champion"] = fetch_champion_task(config, paths)
+    return _index_and_register(config, paths, summary)
+
+
+def _start(params_file: str, data_dir: str, outputs_dir: str, overrides, data_rev: str | None):
+    """The run's config, its dataset (materialised when `data_rev` names one), validated."""
+    config = load_config(params_file, overrides=overrides)
+    shard_runner(config.export)  # a missing integration fails here, before any work
+    if data_rev:
+        data_dir = str(materialise_task(data_rev, Path(data_dir), Path(outputs_dir) / "datasets"))
+    paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
+    summary = {"data": data_dir, "outputs": outputs_dir, "validate": validate_task(config, paths)["counts"]}
+    return config, paths, summary
+
+
+def _index_and_register(config: SmarConfig, paths: Paths, summary: dict) -> dict:
+    """export -> index -> evaluate -> register after the towers are in place, and the run's artifacts."""
+    summary["export"] = export_flow.with_options(task_runner=shard_runner(config.export))(config, paths)
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task(config, paths)
     summary["register"] = register_task(config, paths)
@@ -111,12 +148,19 @@ def shard_runner(settings: ExportConfig):
     return module.RayTaskRunner(address=settings.cluster_address, init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {})
 
 
+def deployment_parameters(params_file: str, data_dir: str, outputs_dir: str) -> dict:
+    """The deployment's default parameters: the run form's `config` starts from the params file's values as they are now."""
+    shown = load_config(params_file).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir, "config": shown}
+
+
 def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", outputs_dir: str = "outputs") -> None:
     """Serve the flow as deployment `smar-pipeline/default`; runs triggered in the UI execute here."""
     smar_pipeline.serve(
         name=DEPLOYMENT_NAME,
-        parameters={"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir},
-        description="The whole smar pipeline. Leave `config` empty to use the params file.",
+        parameters=deployment_parameters(params_file, data_dir, outputs_dir),
+        description="The whole smar pipeline. `config` starts from the params file's values: what you change overrides them; "
+        "a field you empty keeps the file's value.",
     )
 
 

@@ -4,21 +4,24 @@ Every step has one shape, `step(config, paths, tracker=None) -> dict`: it reads 
 and the files earlier steps wrote (smar.paths.Paths), writes its outputs to files, and
 returns a small JSON-friendly summary. `tracker` (smar.tracking) receives what the step
 records; with None nothing is tracked. train, evaluate and register record (register's job
-is the MLflow registry, so it needs one); validate, export and index record nothing. The
-CLI (and so dvc.yaml) and the Prefect flow call these, through `run_step`.
+is the MLflow registry, so it needs one); validate, export and index record nothing. A
+reindex runs `fetch_champion` (the registry champion's towers, in a new tracked run) in place
+of train. The CLI (and so dvc.yaml) and the Prefect flows call these, through `run_step`.
 """
 
 from __future__ import annotations
 
 from smar.data.validate import validate
 from smar.evaluation.evaluate import evaluate
+from smar.registry.champion import fetch_champion
 from smar.registry.register import register
 from smar.retrieval.export import export
 from smar.retrieval.index import build_index
 from smar.training.loop import train
 
 STEPS = {"validate": validate, "train": train, "export": export, "index": build_index, "evaluate": evaluate, "register": register}
-TRACKED = ("train", "evaluate", "register")
+STEPS["fetch_champion"] = fetch_champion  # a reindex's step in place of train: the champion's towers
+TRACKED = ("train", "fetch_champion", "evaluate", "register")
 
 
 def run_step(name: str, config, paths) -> dict | None:

@@ -22,14 +22,14 @@ def decision_row(registration: dict) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
-    train, evaluation, registration = summary["train"], summary["evaluate"], summary["register"]
+    evaluation, registration = summary["evaluate"], summary["register"]
     decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
     return "\n".join(
         [
             "",
             f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
             f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
-            f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}",
+            _towers(summary),
             f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
             f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
             "",
@@ -41,3 +41,12 @@ def format_summary(summary: dict) -> str:
             f"  {decision}: {registration['reason']}.",
         ]
     )
+
+
+def _towers(summary: dict) -> str:
+    """Where the run's towers came from: its training, or the champion (a reindex)."""
+    if "train" not in summary:
+        champion = summary["champion"]
+        return f"  towers      {champion['kind']} of champion version {champion['from_version']} (reindex: no training)"
+    train = summary["train"]
+    return f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}"

@@ -1,10 +1,20 @@
 """The promotion gate: a candidate takes `champion` only if its Recall@10 passes the threshold
-and is not worse (beyond `tolerance`) than the champion's on the same queries."""
+and is not worse (beyond `tolerance`) than the champion's, both measured on the same queries:
+the evaluation queries that NEITHER version trained on.
+
+Each saved model records the ids of the queries it trained on (smar.model.checkpoint), so a
+champion trained on a different split of the same catalog (one whose training queries are
+now test queries) is never measured on queries it has seen. With fewer than
+`register.min_gate_queries` such queries the gate refuses to decide, and the candidate stays
+challenger. A champion saved before the record existed is compared on every evaluation query,
+and the reason says so.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smar import metrics
 from smar.errors import SmarError
 
 
@@ -14,41 +24,79 @@ class Decision:
     reason: str
 
 
-def promotion_decision(candidate: float, champion: float | None, threshold: float, tolerance: float = 0.0) -> Decision:
-    """The gate, on Recall@10: above the threshold, and not worse than the champion."""
+@dataclass(frozen=True)
+class Measured:
+    """A version's top-10 rankings of the evaluation queries, and the queries it trained on."""
+
+    rankings: dict[str, list[str]]
+    trained: frozenset[str] | None  # None: the version records no training queries
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Recall@10 of the candidate and the champion (None: no champion) on the same queries."""
+
+    candidate: float | None  # None: no query is left to measure it on
+    champion: float | None
+    queries: int  # evaluation queries neither version trained on: what the numbers cover
+    left_out: int  # evaluation queries one of them trained on
+    note: str = ""
+
+
+def compare_on_unseen(candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]]) -> Comparison:
+    """Both versions' Recall@10 on the evaluation queries that neither trained on."""
+    seen = set(candidate.trained or ()) | set(champion.trained or () if champion else ())
+    unseen = {query: items for query, items in relevant.items() if items and query not in seen}
+    note = "the champion records no training queries, so it is measured on every evaluation query" if champion and champion.trained is None else ""
+    if not unseen:
+        return Comparison(None, None, 0, len(relevant), note)
+    champion_recall = metrics.recall_at_10(champion.rankings, unseen) if champion else None
+    return Comparison(metrics.recall_at_10(candidate.rankings, unseen), champion_recall, len(unseen), len(relevant) - len(unseen), note)
+
+
+def promotion_decision(
+    candidate: float | None, champion: float | None, threshold: float, tolerance: float = 0.0, queries: int | None = None, min_queries: int = 1
+) -> Decision:
+    """The gate, on Recall@10: enough unseen queries, above the threshold, and not worse than the champion."""
+    if queries is not None and (queries < min_queries or candidate is None):
+        return Decision(
+            False, f"only {queries} evaluation queries are unseen by both the candidate and the champion; the gate needs {min_queries} to decide"
+        )
+    on = f" on the {queries} queries neither trained on" if queries is not None else " on the same queries"
     if candidate < threshold:
         return Decision(False, f"Recall@10 {candidate:.4f} is below the threshold {threshold:.4f}")
     if champion is None:
         return Decision(True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet")
     if candidate < champion - tolerance:
-        return Decision(False, f"Recall@10 {candidate:.4f} is worse than the champion's {champion:.4f} on the same queries")
-    return Decision(
-        True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's {champion:.4f}"
-    )
+        return Decision(False, f"Recall@10 {candidate:.4f} is worse than the champion's {champion:.4f}{on}")
+    return Decision(True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's {champion:.4f}{on}")
 
 
-def gate(client, model_name: str, version: str, candidate: float, champion_recall, threshold: float, tolerance: float, attempts: int = 5):
+def gate(client, model_name: str, version: str, compare, threshold: float, tolerance: float, min_queries: int = 1, attempts: int = 5):
     """Decide against the current champion and, on a pass, move the alias by compare-and-set.
 
-    `champion_recall(version)` measures a champion on the same queries as the candidate. When
-    another promotion moves the champion between the decision and the move, the candidate is
-    judged again against the new champion. Returns (decision, champion version, its recall).
+    `compare(champion_version or None)` measures the candidate and that champion on the same
+    queries (a `Comparison`). When another promotion moves the champion between the decision
+    and the move, the candidate is judged again against the new champion. Returns (decision,
+    champion version, comparison).
     """
     from smar.registry.promotion import ChampionMoved, current_champion, move_champion
 
-    measured: dict[str, float] = {}
+    compared: dict[str | None, Comparison] = {}
     for _ in range(attempts):
         champion_version = current_champion(client, model_name)
-        if champion_version is not None and champion_version not in measured:
-            measured[champion_version] = champion_recall(champion_version)
-        champion = measured.get(champion_version)
-        decision = promotion_decision(candidate, champion, threshold, tolerance)
+        if champion_version not in compared:
+            compared[champion_version] = compare(champion_version)
+        comparison = compared[champion_version]
+        decision = promotion_decision(comparison.candidate, comparison.champion, threshold, tolerance, comparison.queries, min_queries)
+        if comparison.note:
+            decision = Decision(decision.promote, f"{decision.reason} ({comparison.note})")
         if not decision.promote:
-            return decision, champion_version, champion
+            return decision, champion_version, comparison
         try:
             move_champion(client, model_name, version, expected=champion_version, reason=decision.reason, by="gate",
-                          metrics={"recall_at_10": round(candidate, 6)})
-            return decision, champion_version, champion
+                          metrics={"recall_at_10": round(comparison.candidate, 6)})
+            return decision, champion_version, comparison
         except ChampionMoved:
             continue
     raise SmarError(f"{model_name}: the champion moved {attempts} times while version {version} was judged; it stays challenger. Run again.")

@@ -7,10 +7,15 @@ told (`ChampionMoved`) and decides again against the new champion.
 
 Each move is recorded twice:
 - on the promoted version, tags `promotion.promoted_at`, `promotion.previous_champion`,
-  `promotion.reason`, `promotion.by` (gate, force or rollback) and its metrics;
+  `promotion.reason`, `promotion.by` (gate, force, rollback or outside) and its metrics;
 - on the registered model, one tag per move (`champion.history.000001`, ...), a JSON event
   that `smar registry history` lists and `rollback` replays: gate and forced promotions
   push a version, a rollback pops one.
+
+Users also move `champion` by hand, in the MLflow UI. Such a move is detected wherever the
+history is read or written (`smar registry history`, rollback, every promotion) and recorded
+as an event `by: outside`: when (the registered model's last change, and when it was
+noticed), from which version to which; MLflow records no user for alias moves, so not by whom.
 
 The lock is a file lock, so it serialises promotions on one machine (or on machines
 sharing the SQLite store's directory). With a remote tracking server, promote from one
@@ -30,6 +35,7 @@ from smar.errors import SmarError
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion.history."
+OUTSIDE = "outside"  # `by` of a move made outside smar
 
 
 class ChampionMoved(SmarError):
@@ -74,6 +80,7 @@ def move_champion(client, model_name: str, version: str, *, expected: str | None
         found = current_champion(client, model_name)
         if found != expected:
             raise ChampionMoved(expected, found)
+        _record_outside_move(client, model_name)  # a move made in the MLflow UI since the last one on record
         event = {
             "version": version,
             "previous_champion": expected,
@@ -82,14 +89,63 @@ def move_champion(client, model_name: str, version: str, *, expected: str | None
             "reason": reason,
             "metrics": metrics or {},
         }
-        number = len(history(client, model_name)) + 1
         client.set_registered_model_alias(model_name, CHAMPION, version)
-        client.set_registered_model_tag(model_name, f"{HISTORY_TAG}{number:06d}", json.dumps(event))
-        tags = {f"promotion.{key}": value for key, value in event.items() if key not in ("version", "metrics")}
-        tags |= {f"promotion.{name}": str(value) for name, value in event["metrics"].items()}
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name, version, key, str(value) if value is not None else "none")
+        _record(client, model_name, event)
     return event
+
+
+def record_outside_move(client, model_name: str) -> dict | None:
+    """Record a move of `champion` made outside smar (the MLflow UI's alias editor, the API, a
+    script) that the history does not hold yet; return its event, or None when there was none."""
+    with promotion_lock(model_name):
+        return _record_outside_move(client, model_name)
+
+
+def _record_outside_move(client, model_name: str) -> dict | None:
+    current, on_record = current_champion(client, model_name), champion_on_record(history(client, model_name))
+    if current == on_record:
+        return None
+    model = client.get_registered_model(model_name)
+    moved = datetime.fromtimestamp(model.last_updated_timestamp / 1000, UTC) if model.last_updated_timestamp else datetime.now(UTC)
+    event = {
+        "version": current,
+        "previous_champion": on_record,
+        "promoted_at": moved.isoformat(timespec="seconds"),  # the registered model's last change: when, or soon after
+        "detected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": OUTSIDE,
+        "reason": "champion moved outside smar (the MLflow UI or API); MLflow records no user for alias moves",
+        "metrics": {},
+    }
+    _record(client, model_name, event)
+    return event
+
+
+def _record(client, model_name: str, event: dict) -> None:
+    """The event as the next history tag on the registered model, and as tags on the version it names."""
+    number = len(history(client, model_name)) + 1
+    client.set_registered_model_tag(model_name, f"{HISTORY_TAG}{number:06d}", json.dumps(event))
+    if event["version"] is None:  # the alias was deleted
+        return
+    tags = {f"promotion.{key}": value for key, value in event.items() if key not in ("version", "metrics")}
+    tags |= {f"promotion.{name}": str(value) for name, value in event["metrics"].items()}
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, event["version"], key, str(value) if value is not None else "none")
+
+
+def champion_on_record(events: list[dict]) -> str | None:
+    """Where the recorded history says `champion` points: replaying pushes and rollback's pops."""
+    stack = _replayed(events)
+    return stack[-1] if stack else None
+
+
+def _replayed(events: list[dict]) -> list[str | None]:
+    stack: list[str | None] = []
+    for event in events:
+        if event["by"] == "rollback":
+            stack.pop()
+        else:
+            stack.append(event["version"])
+    return stack
 
 
 def history(client, model_name: str) -> list[dict]:
@@ -104,21 +160,13 @@ def history(client, model_name: str) -> list[dict]:
 
 
 def rollback(client, model_name: str, reason: str) -> dict:
-    """Move `champion` back to the version it held before the current one took it."""
-    stack: list[str] = []
-    for event in history(client, model_name):
-        if event["by"] == "rollback":
-            stack.pop()
-        else:
-            stack.append(event["version"])
+    """Move `champion` back to the version it held before the current one took it (a move made
+    outside smar is recorded first, so rollback walks back over it too)."""
+    record_outside_move(client, model_name)
+    stack = _replayed(history(client, model_name))
     current = current_champion(client, model_name)
     if not stack:
         raise SmarError(f"{model_name}: no champion moves are on record (champion: version {current or 'none'}); nothing to roll back to.")
-    if stack[-1] != current:
-        raise SmarError(
-            f"{model_name}: champion is version {current or 'none'}, but the recorded history ends at version {stack[-1]}; "
-            "it was moved outside smar. Use `smar registry promote VERSION --force --reason ...`."
-        )
-    if len(stack) < 2:
+    if len(stack) < 2 or stack[-2] is None:
         raise SmarError(f"{model_name}: version {current} is the first champion on record; there is nothing to roll back to.")
     return move_champion(client, model_name, stack[-2], expected=current, reason=reason, by="rollback")

@@ -2,9 +2,11 @@
 
 The new version gets alias `challenger`. It takes `champion` only if its Recall@10 passes
 the configured threshold AND is not worse (beyond `tolerance`) than the current champion,
-both measured here, through their served pyfunc models, on the same evaluation queries.
-The alias moves by compare-and-set (smar.registry.promotion), so a promotion racing this one
-cannot leave the worse model as champion. The decision and its reason are tags on the version.
+both measured here, through their served pyfunc models, on the same evaluation queries: those
+that neither version trained on (smar.registry.gate). The alias moves by compare-and-set
+(smar.registry.promotion), so a promotion racing this one cannot leave the worse model as
+champion. The decision, its reason and the numbers behind it are tags on the version, and a
+one-line description (kind, Recall@10, data version, decision) shows in the versions list.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from smar import metrics
 from smar.config import SmarConfig
-from smar.data.dataset import load_dataset
+from smar.data.dataset import data_version, load_dataset
 from smar.errors import ConfigError
+from smar.model.checkpoint import saved_config, trained_queries
 from smar.paths import Paths, require, write_text_atomic
-from smar.registry.gate import gate
+from smar.registry.gate import Comparison, Measured, compare_on_unseen, gate
 from smar.tracking import Tracker, run_id_of
 
 CHALLENGER = "challenger"
@@ -45,35 +47,57 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     client = MlflowClient()
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
-    def measured(version: str) -> float:
-        return recall_at_10(f"models:/{settings.model_name}/{version}", queries, relevant)
+    measured = {}  # version -> Measured, each version's search run once
 
-    candidate = measured(version)
-    decision, champion_version, champion = gate(
-        client, settings.model_name, version, candidate, measured, threshold=settings.min_recall_at_10, tolerance=settings.tolerance
-    )
-    tags = gate_tags(decision, candidate, champion_version, champion, settings.min_recall_at_10, split)
+    def measure(version: str) -> Measured:
+        if version not in measured:
+            measured[version] = measure_version(f"models:/{settings.model_name}/{version}", queries)
+        return measured[version]
+
+    def compare(champion_version: str | None) -> Comparison:
+        return compare_on_unseen(measure(version), measure(champion_version) if champion_version else None, relevant)
+
+    decision, champion_version, comparison = gate(client, settings.model_name, version, compare, threshold=settings.min_recall_at_10,
+                                                  tolerance=settings.tolerance, min_queries=settings.min_gate_queries)
+    tags = gate_tags(decision, comparison, champion_version, settings.min_recall_at_10, split)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
+    client.update_model_version(settings.model_name, version, description=describe_version(config, paths, decision, comparison))
     tracker.set_tags(run_id, {"registered_version": version, "gate.decision": tags["gate.decision"]})
-    tracker.log_metrics(run_id, {f"gate_{split}_recall_at_10": candidate})
-    result = {"model_name": settings.model_name, "version": version, "run_id": run_id, "recall_at_10": candidate,
-              "champion_version": champion_version, "champion_recall_at_10": champion} | asdict(decision)
+    if comparison.candidate is not None:
+        tracker.log_metrics(run_id, {f"gate_{split}_recall_at_10": comparison.candidate, "gate_queries": comparison.queries})
+    result = {"model_name": settings.model_name, "version": version, "run_id": run_id, "recall_at_10": comparison.candidate,
+              "champion_version": champion_version, "champion_recall_at_10": comparison.champion, "gate_queries": comparison.queries,
+              "gate_queries_left_out": comparison.left_out} | asdict(decision)
     write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
     return result
 
 
-def gate_tags(decision, candidate: float, champion_version: str | None, champion: float | None, threshold: float, split: str) -> dict[str, str]:
+def gate_tags(decision, comparison: Comparison, champion_version: str | None, threshold: float, split: str) -> dict[str, str]:
     """The gate's decision and the numbers behind it, as tags on the version."""
+
+    def number(value: float | None) -> str:
+        return f"{value:.6f}" if value is not None else "none"
+
     return {
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": decision.reason,
-        "gate.recall_at_10": f"{candidate:.6f}",
+        "gate.recall_at_10": number(comparison.candidate),
         "gate.threshold": str(threshold),
         "gate.split": split,
+        "gate.queries": str(comparison.queries),
+        "gate.queries_left_out": str(comparison.left_out),
         "gate.champion_version": champion_version or "none",
-        "gate.champion_recall_at_10": f"{champion:.6f}" if champion is not None else "none",
+        "gate.champion_recall_at_10": number(comparison.champion),
     }
+
+
+def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Comparison) -> str:
+    """One line for the registry's versions list: kind, Recall@10, data version, the gate's decision."""
+    version = data_version(paths.data)
+    recall = f"Recall@10 {comparison.candidate:.4f} on {comparison.queries} unseen {config.evaluate.split} queries" if comparison.candidate is not None else "no unseen queries"
+    data = f"{version.get('dataset', paths.data.name)} ({version['dvc_md5'][:8]})"
+    return f"{saved_config(paths.model_dir).kind} · {recall} · data {data} · gate: {'promoted' if decision.promote else 'rejected'}"
 
 
 def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
@@ -93,8 +117,9 @@ def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
     return str(info.registered_model_version)
 
 
-def recall_at_10(model_uri: str, queries, relevant) -> float:
-    """Recall@10 of a registered version, searched through its pyfunc model as it is served."""
+def measure_version(model_uri: str, queries) -> Measured:
+    """A registered version's top-10 rankings of `queries`, searched through its pyfunc model as
+    it is served, and the ids of the queries it trained on (from its saved model)."""
     import mlflow.pyfunc
     import pandas as pd
 
@@ -105,7 +130,7 @@ def recall_at_10(model_uri: str, queries, relevant) -> float:
     def search(texts: list[str], k: int) -> list[list[str]]:
         return model.predict(pd.DataFrame({"query": texts}), params={"k": k})["item_ids"].tolist()
 
-    return metrics.recall_at_10(rank(search, queries, 10), relevant)
+    return Measured(rank(search, queries, 10), trained_queries(model.unwrap_python_model().retriever.model_dir))
 
 
 def _signature():

@@ -24,6 +24,7 @@ from smar.config import SmarConfig
 from smar.data.contract import ITEMS
 from smar.errors import MissingInputError
 from smar.paths import Paths, publish, require
+from smar.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,15 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     images = item_images(model, paths.data, paths.cache_dir)
     outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
-    for first in range(0, len(order), config.export.batch_size):
-        rows = np.sort(order[first : first + config.export.batch_size])
-        width = int(lengths[rows].max())
-        batch_text = {k: rows_to_tensor(v, rows)[:, :width] for k, v in text.items()}
-        pixels = rows_to_tensor(images, start + rows) if images is not None else None
-        for view, vectors in encode_item_batch(model, batch_text, pixels, views).items():
-            outputs[view][start + rows] = vectors.numpy()
+    with Progress(f"export items {start}-{end}", end - start, "item") as progress:
+        for first in range(0, len(order), config.export.batch_size):
+            rows = np.sort(order[first : first + config.export.batch_size])
+            width = int(lengths[rows].max())
+            batch_text = {k: rows_to_tensor(v, rows)[:, :width] for k, v in text.items()}
+            pixels = rows_to_tensor(images, start + rows) if images is not None else None
+            for view, vectors in encode_item_batch(model, batch_text, pixels, views).items():
+                outputs[view][start + rows] = vectors.numpy()
+            progress.advance(len(rows))
     for array in outputs.values():
         array.flush()
     seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ class Retriever:
         from smar.model.onnx_query import load_query_onnx
         from smar.retrieval.index import load_index
 
+        self.model_dir = Path(model_dir)
         self.model, self.tokenizer = load_model(model_dir)
         self.onnx = load_query_onnx(model_dir)  # None: PyTorch encodes the queries
         self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}

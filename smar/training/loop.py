@@ -25,12 +25,13 @@ from smar.config import SmarConfig
 from smar.data.contract import item_texts
 from smar.data.dataset import data_version, load_dataset
 from smar.data.validate import require_passed
-from smar.model.checkpoint import image_feature_shape, save_model
+from smar.model.checkpoint import image_feature_shape, save_model, save_trained_queries
 from smar.model.feature_cache import item_images, text_inputs
 from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
 from smar.paths import Paths, replace_on_success
+from smar.progress import Progress
 from smar.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.training.batches import Catalog, PairBatches
 from smar.training.distributed import Cluster, GpuMonitor
@@ -48,7 +49,8 @@ class TrainingData:
     tokenizer: object  # tokenizers.Tokenizer
     pairs: PairBatches  # (training query, relevant item) pairs, with the catalog's inputs
     known_pairs: object  # sorted query_row * num_items + item_row of every training pair
-    query_texts: list[str]  # the training queries, in query-row order
+    query_ids: list[str]  # the training queries, in query-row order
+    query_texts: list[str]
     train_relevant: list[dict]  # per training query: {item_id: label}
     valid_queries: object  # frame of the valid split's queries
     valid_relevant: dict
@@ -78,7 +80,7 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         if not cluster.is_main:
             return None
         valid_recall = _train_router(training, valid_recall)
-        _save(training, paths)
+        _save(training, paths, tags)
         checkpoint.remove()
         seconds = time.perf_counter() - started
         training.log({"train_seconds": seconds} | training.speed)
@@ -127,6 +129,7 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
         tokenizer=tokenizer,
         pairs=PairBatches(pair_queries, pair_items, query_inputs, catalog),
         known_pairs=torch.sort(pair_queries * len(items) + pair_items).values.to(cluster.device),
+        query_ids=queries["query_id"].astype(str).tolist(),
         query_texts=query_texts,
         train_relevant=[relevant[q] for q in queries["query_id"]],
         valid_queries=dataset.split_queries("valid"),
@@ -213,11 +216,14 @@ class Training:
             for epoch in range(self.first_epoch, settings.epochs + 1):
                 self.model.train()
                 epoch_started = time.perf_counter()
-                for batch in loader.epoch(self.cluster.epoch_batches(len(self.data.pairs), settings.seed, epoch)[self.batches_done :]):
-                    if self.step >= self.total_steps:
-                        break
-                    self.train_step(batch, epoch)
-                    pairs_seen += len(batch["items"]) * self.cluster.world_size
+                batches = self.cluster.epoch_batches(len(self.data.pairs), settings.seed, epoch)[self.batches_done :]
+                with Progress(f"train epoch {epoch}/{settings.epochs}", len(batches), "batch", enabled=self.cluster.is_main) as progress:
+                    for batch in loader.epoch(batches):
+                        if self.step >= self.total_steps:
+                            break
+                        self.train_step(batch, epoch)
+                        pairs_seen += len(batch["items"]) * self.cluster.world_size
+                        progress.advance()
                 loop_seconds += time.perf_counter() - epoch_started
                 if self.cluster.is_main:
                     valid_recall = self.end_epoch(epoch, started)
@@ -300,10 +306,12 @@ def _train_router(training: Training, valid_recall: float) -> float:
     return valid_recall
 
 
-def _save(training: Training, paths: Paths) -> None:
-    """The model, its tokenizer and its query tower as ONNX, replacing the last good model only when all are written."""
+def _save(training: Training, paths: Paths, tags: dict[str, str]) -> None:
+    """The model, its tokenizer, its query tower as ONNX and the ids of the queries it trained on,
+    replacing the last good model only when all are written."""
     with replace_on_success(paths.model_dir) as scratch:
         save_model(training.model.cpu().eval(), training.data.tokenizer, scratch)
         save_query_onnx(training.model, training.data.tokenizer, scratch, training.data.query_texts[:64])  # what serving encodes queries with
+        save_trained_queries(scratch, training.data.query_ids, {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")})
         if training.run_id:
             save_run_id(scratch, training.run_id)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from smar.config import SmarConfig, load_config
+from smar.config import SmarConfig, SmarOverrides, load_config
 from smar.errors import ConfigError
 
 PARAMS = Path(__file__).parents[2] / "params.yaml"
@@ -144,3 +144,30 @@ def test_batch_that_micro_batches_do_not_divide_is_rejected(tmp_path):
     (tmp_path / "p.yaml").write_text("train:\n  batch_size: 100\n  accumulation_steps: 3\n")
     with pytest.raises(ConfigError, match=r"train.*batch_size \(100\) must be a multiple of accumulation_steps \(3\)"):
         load_config(tmp_path / "p.yaml")
+
+
+def test_overrides_are_laid_over_the_file_and_empty_fields_keep_its_values(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: 3\n  batch_size: 64\nmodel:\n  kind: late_fusion\n")
+    overrides = SmarOverrides.model_validate({"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}})
+    config = load_config(path, overrides)
+    assert (config.train.epochs, config.train.batch_size) == (7, 64)  # set: overridden; empty: the file's value
+    assert config.model.kind == "late_fusion" and config.register_.model_name == "ui-run"
+    assert load_config(path, {"model": {"kind": "text_only"}}).train.epochs == 3  # a plain dict works too
+
+
+def test_an_invalid_override_names_the_field_after_merging(tmp_path):
+    with pytest.raises(ConfigError, match=r"with the run's overrides: invalid parameters:\n  - train.epochs: .*greater than or equal to 1"):
+        load_config(_write(tmp_path, "train:\n  epochs: 3\n"), {"train": {"epochs": 0}})
+    with pytest.raises(ValidationError, match="kind"):
+        SmarOverrides.model_validate({"model": {"kind": "nonsense"}})  # the form offers only the kinds there are
+
+
+def test_the_run_form_starts_from_the_files_values():
+    """What `smar pipeline --serve` puts in the deployment's form: the params file, typed, every section."""
+    from smar.pipeline.flow import deployment_parameters
+
+    shown = deployment_parameters(str(PARAMS), "data", "outputs")["config"]
+    assert shown["train"]["epochs"] == load_config(PARAMS).train.epochs
+    assert load_config(PARAMS, SmarOverrides.model_validate(shown)) == load_config(PARAMS)
+    schema = SmarOverrides.model_json_schema()
+    assert {"data", "validate", "model", "train", "register"} <= set(schema["properties"])

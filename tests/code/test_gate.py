@@ -1,6 +1,13 @@
-"""The promotion gate on Recall@10."""
+"""The promotion gate on Recall@10, measured on the queries neither version trained on."""
 
-from smar.registry.gate import Decision, promotion_decision
+from smar.registry.gate import Decision, Measured, compare_on_unseen, promotion_decision
+
+RELEVANT = {f"q{n}": {f"i{n}": 1} for n in range(10)}
+
+
+def rankings(hits: set[int]) -> dict[str, list[str]]:
+    """Each query ranks its relevant item first when it is in `hits`, else nothing relevant."""
+    return {f"q{n}": [f"i{n}" if n in hits else "other"] for n in range(10)}
 
 
 def test_first_model_above_threshold_is_promoted():
@@ -63,3 +70,32 @@ def test_beyond_tolerance_of_champion_is_rejected():
 
 def test_default_tolerance_is_zero():
     assert promotion_decision(0.2999, 0.3, threshold=0.2).promote is False
+
+
+def test_versions_are_compared_only_on_queries_neither_trained_on():
+    """The champion trained on q0-q4 (and finds them all); the candidate on q8, q9. Leakage
+    would make the champion 0.7 against the candidate's 0.4; on q5-q7 it is 1/3 against 2/3."""
+    champion = Measured(rankings({0, 1, 2, 3, 4, 5}), trained=frozenset({"q0", "q1", "q2", "q3", "q4"}))
+    candidate = Measured(rankings({6, 7, 8, 9}), trained=frozenset({"q8", "q9"}))
+    comparison = compare_on_unseen(candidate, champion, RELEVANT)
+    assert (comparison.queries, comparison.left_out) == (3, 7)
+    assert round(comparison.candidate, 4) == 0.6667 and round(comparison.champion, 4) == 0.3333
+    assert promotion_decision(comparison.candidate, comparison.champion, 0.1, queries=comparison.queries).promote
+
+
+def test_without_a_champion_only_the_candidates_own_training_queries_are_left_out():
+    comparison = compare_on_unseen(Measured(rankings({0, 1}), trained=frozenset({"q0"})), None, RELEVANT)
+    assert comparison.champion is None and (comparison.queries, comparison.left_out) == (9, 1)
+    assert round(comparison.candidate, 4) == round(1 / 9, 4)
+
+
+def test_a_champion_without_a_record_is_measured_on_every_query_and_the_reason_says_so():
+    comparison = compare_on_unseen(Measured(rankings({0}), frozenset()), Measured(rankings({0, 1}), None), RELEVANT)
+    assert comparison.queries == 10 and "records no training queries" in comparison.note
+
+
+def test_too_few_unseen_queries_is_no_decision():
+    decision = promotion_decision(0.9, 0.1, threshold=0.2, queries=12, min_queries=30)
+    assert decision.promote is False
+    assert "only 12 evaluation queries are unseen" in decision.reason and "needs 30" in decision.reason
+    assert promotion_decision(None, 0.1, threshold=0.2, queries=0, min_queries=1).promote is False

@@ -9,7 +9,7 @@ from pathlib import Path
 
 SMAR = Path(__file__).resolve().parents[2] / "smar"
 LAYERS = [  # lowest first; a module may import its own layer and the ones before it
-    ("errors", "paths", "metrics", "tracking", "_torchvision_fix", "data.contract", "config"),
+    ("errors", "paths", "metrics", "tracking", "progress", "_torchvision_fix", "data.contract", "config"),
     ("data",),
     ("model",),
     ("training",),

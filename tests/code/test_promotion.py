@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from smar import tracking
 from smar.cli import app
 from smar.errors import SmarError
-from smar.registry.gate import gate
-from smar.registry.promotion import ChampionMoved, current_champion, history, move_champion, rollback
+from smar.registry.gate import Comparison, gate
+from smar.registry.promotion import ChampionMoved, current_champion, history, move_champion, record_outside_move, rollback
 
 
 @pytest.fixture
@@ -55,24 +55,27 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
     a_measured_champion, b_promoted = threading.Event(), threading.Event()
     outcome = {}
 
-    def slow_champion_recall(version):  # A measures C, then waits until B has promoted
+    def compared(candidate, champion_version):
+        return Comparison(recall[candidate], recall.get(champion_version), queries=100, left_out=0)
+
+    def slow_comparison(champion_version):  # A measures C, then waits until B has promoted
         a_measured_champion.set()
         assert b_promoted.wait(timeout=60)
-        return recall[version]
+        return compared(worse, champion_version)
 
     def judge_a():
-        outcome["a"] = gate(client, name, worse, recall[worse], slow_champion_recall, threshold=0.1, tolerance=0.0)
+        outcome["a"] = gate(client, name, worse, slow_comparison, threshold=0.1, tolerance=0.0)
 
     racer = threading.Thread(target=judge_a)
     racer.start()
     assert a_measured_champion.wait(timeout=60)
-    decision_b, champion_b, _ = gate(client, name, better, recall[better], recall.get, threshold=0.1, tolerance=0.0)
+    decision_b, champion_b, _ = gate(client, name, better, lambda champion_version: compared(better, champion_version), threshold=0.1, tolerance=0.0)
     b_promoted.set()
     racer.join(timeout=60)
 
     assert decision_b.promote and champion_b == champion
-    decision_a, champion_a, champion_recall_a = outcome["a"]
-    assert not decision_a.promote and champion_a == better and champion_recall_a == 0.6
+    decision_a, champion_a, comparison_a = outcome["a"]
+    assert not decision_a.promote and champion_a == better and comparison_a.champion == 0.6
     assert "worse than the champion's 0.6000" in decision_a.reason
     assert current_champion(client, name) == better
     assert [e["version"] for e in history(client, name)] == [champion, better]
@@ -92,14 +95,27 @@ def test_rollback_walks_back_through_forced_and_gated_promotions(registry):
     assert client.get_model_version(name, first).tags["promotion.previous_champion"] == second
 
 
-def test_rollback_refuses_when_the_alias_was_moved_outside_smar(registry):
+def test_a_move_made_in_the_mlflow_ui_is_recorded_and_rollback_walks_back_over_it(registry):
     client, name, (first, second, third) = registry
     move_champion(client, name, first, expected=None, reason="first", by="gate")
     move_champion(client, name, second, expected=first, reason="second", by="gate")
-    client.set_registered_model_alias(name, "champion", third)  # by hand, in the MLflow UI
-    with pytest.raises(SmarError, match="moved outside smar"):
-        rollback(client, name, "undo")
-    assert current_champion(client, name) == third
+    client.set_registered_model_alias(name, "champion", third)  # by hand, as the MLflow UI's alias editor does
+    event = record_outside_move(client, name)
+    assert (event["version"], event["previous_champion"], event["by"]) == (third, second, "outside")
+    assert event["promoted_at"] and event["detected_at"] and "MLflow records no user" in event["reason"]
+    assert record_outside_move(client, name) is None  # recorded once
+    assert client.get_model_version(name, third).tags["promotion.by"] == "outside"
+    assert rollback(client, name, "undo the hand-made move")["version"] == second
+    assert rollback(client, name, "and the one before")["version"] == first
+    assert [e["by"] for e in history(client, name)] == ["gate", "gate", "outside", "rollback", "rollback"]
+
+
+def test_a_promotion_after_a_hand_made_move_records_both(registry):
+    client, name, (first, second, third) = registry
+    move_champion(client, name, first, expected=None, reason="first", by="gate")
+    client.set_registered_model_alias(name, "champion", second)
+    move_champion(client, name, third, expected=second, reason="better", by="gate")
+    assert [(e["version"], e["by"]) for e in history(client, name)] == [(first, "gate"), (second, "outside"), (third, "gate")]
 
 
 def test_cli_promote_needs_force_and_a_reason_then_records_them(registry, tmp_path):

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smar.config import load_config
 from smar.paths import Paths
 from tests.conftest import own_model_name
 
@@ -171,10 +170,11 @@ def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tmp_
 
     summary, _, params = first_run
     champion = summary["register"]["version"]
-    untrained = load_config(params).model_copy(update={"train": load_config(params).train.model_copy(update={"max_steps": 1})})
-    second = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=untrained)
+    second = smar_pipeline(params_file=str(params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config={"train": {"max_steps": 1}})
     registration = second["register"]
     client = MlflowClient()
+    settings = client.get_run(second["train"]["run_id"]).data.params  # the override, laid over the file's other values
+    assert settings["train.max_steps"] == "1" and settings["train.epochs"] == "8" and settings["register.model_name"] == MODEL_NAME
     assert registration["promote"] is False and "worse than the champion" in registration["reason"]
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == champion
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == registration["version"]

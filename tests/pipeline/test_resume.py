@@ -74,7 +74,7 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
         assert torch.allclose(resumed[name], tensor, atol=1e-5), name
 
 
-def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefect_harness, tiny_data, tmp_path, monkeypatch):
+def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefect_harness, tiny_data, tiny_params, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     import smar.training.loop
@@ -89,7 +89,8 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefec
         return real(*args, **kwargs)
 
     monkeypatch.setattr(smar.training.loop, "routed_recall_at_10", fails_once)
-    summary = smar_pipeline(data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=config)
+    overrides = config.model_dump(mode="json", by_alias=True)
+    summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides)
 
     run_id = summary["train"]["run_id"]
     client = MlflowClient()

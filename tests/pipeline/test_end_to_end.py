@@ -112,7 +112,7 @@ def test_every_gate_decision_is_a_prefect_table_artifact(first_run):
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion-decision"])))
     rows = [row for artifact in artifacts for row in (json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data)]
-    [row] = [row for row in rows if row["version"] == summary["register"]["version"]]
+    [row] = [row for row in rows if (row["model"], row["version"]) == (MODEL_NAME, summary["register"]["version"])]
     assert row["decision"] == "promoted" and row["model"] == MODEL_NAME and "no champion yet" in row["reason"]
 
 

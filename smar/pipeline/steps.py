@@ -19,8 +19,15 @@ from smar.retrieval.export import export
 from smar.retrieval.index import build_index
 from smar.training.loop import train
 
-STEPS = {"validate": validate, "train": train, "export": export, "index": build_index, "evaluate": evaluate, "register": register}
-STEPS["fetch_champion"] = fetch_champion  # a reindex's step in place of train: the champion's towers
+STEPS = {
+    "validate": validate,
+    "train": train,
+    "fetch_champion": fetch_champion,  # a reindex's step in place of train: the champion's towers
+    "export": export,
+    "index": build_index,
+    "evaluate": evaluate,
+    "register": register,
+}
 TRACKED = ("train", "fetch_champion", "evaluate", "register")
 
 

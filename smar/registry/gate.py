@@ -45,7 +45,9 @@ class Comparison:
 
 def compare_on_unseen(candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]]) -> Comparison:
     """Both versions' Recall@10 on the evaluation queries that neither trained on."""
-    seen = set(candidate.trained or ()) | set(champion.trained or () if champion else ())
+    seen = set(candidate.trained or ())
+    if champion is not None:
+        seen |= set(champion.trained or ())
     unseen = {query: items for query, items in relevant.items() if items and query not in seen}
     note = "the champion records no training queries, so it is measured on every evaluation query" if champion and champion.trained is None else ""
     if not unseen:

@@ -49,10 +49,10 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
 
     measured = {}  # version -> Measured, each version's search run once
 
-    def measure(version: str) -> Measured:
-        if version not in measured:
-            measured[version] = measure_version(f"models:/{settings.model_name}/{version}", queries)
-        return measured[version]
+    def measure(number: str) -> Measured:
+        if number not in measured:
+            measured[number] = measure_version(f"models:/{settings.model_name}/{number}", queries)
+        return measured[number]
 
     def compare(champion_version: str | None) -> Comparison:
         return compare_on_unseen(measure(version), measure(champion_version) if champion_version else None, relevant)

@@ -1,7 +1,6 @@
 """`data_rev` picks the dataset version: the run materialises `data.dvc` at that git revision
 with DVC, validates and trains on it, and the training run is tagged with it."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -66,7 +65,9 @@ def test_a_run_trains_on_the_dataset_version_data_rev_names(repo, tiny_params, p
 def test_an_unknown_revision_fails_before_any_work_naming_it(repo, tmp_path):
     from smar.data.revision import materialise
 
+    root, _ = repo
+    checkout = dvc_directory_md5(root / "data")
     with pytest.raises(DatasetError, match=r"data_rev 'no-such-tag' is not a commit, branch or tag"):
         materialise("no-such-tag", Path("data"), tmp_path / "datasets")
     assert not (tmp_path / "datasets").exists()
-    assert os.listdir(".")  # the checkout itself is untouched
+    assert dvc_directory_md5(root / "data") == checkout  # the checkout itself is untouched

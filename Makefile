@@ -44,7 +44,13 @@ $(BROWSER_DRIVER):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: install $(BROWSER_DRIVER)
+# Debian's PostgreSQL 15 holds the tracking and Prefect servers' databases in tests/production/.
+POSTGRES := /usr/lib/postgresql/15/bin/initdb
+$(POSTGRES):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null)
+
+test: install $(BROWSER_DRIVER) $(POSTGRES)
 	python -m pytest
 
 repro: install data

@@ -1,11 +1,12 @@
-"""Entry point for Prefect: `prefect deploy flows/pipeline.py:smar_pipeline`, or `python flows/pipeline.py` to serve it.
+"""Entry point for Prefect: the deployments in prefect.yaml (`prefect deploy --all`), or
+`python flows/pipeline.py` to serve the pipeline from this machine.
 
-The flow itself lives in smar.pipeline.flow.
+The flows themselves live in smar.pipeline.flow.
 """
 
-from smar.pipeline.flow import serve_deployment, smar_pipeline
+from smar.pipeline.flow import serve_deployment, smar_pipeline, smar_reindex
 
-__all__ = ["smar_pipeline", "serve_deployment"]
+__all__ = ["smar_pipeline", "smar_reindex", "serve_deployment"]
 
 if __name__ == "__main__":
     serve_deployment()

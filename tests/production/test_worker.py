@@ -1,0 +1,95 @@
+"""A run triggered through the Prefect API, as the UI does, executed by a worker from a
+process work pool, tracked on the MLflow server (PostgreSQL behind it), served by `smar serve`."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.production.conftest import POOL, checkout
+from tests.servers import BIN, http_ok, run_cli, start_smar_serve, start_worker, wait_until
+
+pytestmark = pytest.mark.slow
+MODEL_NAME = "worker-end-to-end"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def worker_host(topology, tiny_data, tiny_params, tmp_path_factory):
+    """A worker host: its checkout with the deployments applied from prefect.yaml, and a worker polling the pool."""
+    host = tmp_path_factory.mktemp("worker-host")
+    directory = checkout(host / "checkout", tiny_data, tiny_params, MODEL_NAME)
+    env = topology.host_env(host / "home")
+    run_cli([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, cwd=directory)
+    worker = start_worker(POOL, env, directory, topology.root / "logs")
+    yield directory, env
+    worker.stop()
+
+
+def trigger(api: httpx.Client, deployment: str, parameters: dict) -> str:
+    """What the UI's Run button does: create a flow run of the deployment with the form's values."""
+    deployment_id = api.get(f"/deployments/name/{deployment}").raise_for_status().json()["id"]
+    response = api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
+    return response.raise_for_status().json()["id"]
+
+
+def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        if run["state"]["type"] in TERMINAL:
+            return run
+        time.sleep(2)
+    raise TimeoutError(f"flow run {run_id} did not finish in {timeout:.0f} s (state {run['state']['name']})")
+
+
+@pytest.fixture(scope="module")
+def worker_run(topology, worker_host):
+    with topology.prefect_api() as api:
+        run_id = trigger(api, "smar-pipeline/default", {"config": {"train": {"epochs": 4}}})
+        return wait_for_run(api, run_id)
+
+
+def test_the_worker_runs_the_deployment_to_completion(worker_run, topology):
+    assert worker_run["state"]["type"] == "COMPLETED", worker_run["state"]
+    with topology.prefect_api() as api:
+        tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [worker_run["id"]]}}}).raise_for_status().json()
+    assert {task["name"].rsplit("-", 1)[0] for task in tasks if task["state"]["type"] == "COMPLETED"} >= {"validate", "train", "index", "evaluate", "register"}
+
+
+def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology, tiny_params):
+    import yaml
+
+    client = topology.client()
+    version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["prefect.flow_run_id"] == worker_run["id"]  # lineage: this flow run made this version
+    assert run.data.params["train.epochs"] == "4"  # the form's override
+    file_lr = yaml.safe_load(tiny_params.read_text())["train"]["learning_rate"]
+    assert float(run.data.params["train.learning_rate"]) == file_lr  # the file's value where the form was silent
+    assert version.tags["gate.decision"] == "promoted" and int(version.tags["gate.queries"]) > 0
+    assert "gate: promoted" in version.description
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert "evaluation" in artifacts  # proxied through the tracking server, not a path on the worker
+
+
+def test_the_nightly_reindex_is_deployed_with_its_schedule_off(worker_run, topology):
+    with topology.prefect_api() as api:
+        deployment = api.get("/deployments/name/smar-reindex/nightly").raise_for_status().json()
+    assert deployment["work_pool_name"] == POOL
+    [schedule] = deployment["schedules"]
+    assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["active"] is False
+
+
+def test_smar_serve_answers_from_the_new_champion(worker_run, worker_host, topology, tmp_path):
+    directory, _ = worker_host
+    env = topology.host_env(tmp_path / "serve-home")
+    service = start_smar_serve(directory / "params.yaml", env, topology.root / "logs")
+    try:
+        wait_until(lambda: http_ok(f"{service.url}/readyz"), service, timeout=180, what="serving a model")
+        version = topology.client().get_model_version_by_alias(MODEL_NAME, "champion").version
+        assert httpx.get(f"{service.url}/version").json()["model_version"] == str(version)
+        answer = httpx.post(f"{service.url}/search", json={"query": "red cotton shirt", "k": 5}, timeout=30).json()
+        assert len(answer["results"]) == 5
+    finally:
+        service.stop()

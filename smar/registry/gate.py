@@ -87,6 +87,8 @@ def gate(client, model_name: str, version: str, compare, threshold: float, toler
     compared: dict[str | None, Comparison] = {}
     for _ in range(attempts):
         champion_version = current_champion(client, model_name)
+        if champion_version == version:  # promoted already (a retried register, or by hand): nothing to move
+            return Decision(True, f"version {version} is the champion already"), champion_version, compare(None)
         if champion_version not in compared:
             compared[champion_version] = compare(champion_version)
         comparison = compared[champion_version]

@@ -1,6 +1,6 @@
 """Moving the `champion` alias: a compare-and-set, with every move recorded.
 
-Every move goes through `move_champion`. Under a lock beside the tracking store it reads
+Every move goes through `move_champion`. Under the promotion lock it reads
 where `champion` points and moves it only if that is still the version the caller decided
 against, so two promotions racing cannot leave the worse model as champion: the loser is
 told (`ChampionMoved`) and decides again against the new champion.
@@ -17,21 +17,17 @@ history is read or written (`smar registry history`, rollback, every promotion) 
 as an event `by: outside`: when (the registered model's last change, and when it was
 noticed), from which version to which; MLflow records no user for alias moves, so not by whom.
 
-The lock is a file lock, so it serialises promotions on one machine (or on machines
-sharing the SQLite store's directory). With a remote tracking server, promote from one
-place, such as the Prefect worker that runs the pipeline.
+The lock (smar.registry.lock) is a global concurrency limit on the Prefect server every
+host shares, or a file lock on a machine without one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from smar.errors import SmarError
+from smar.registry.lock import promotion_lock
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion.history."
@@ -53,25 +49,6 @@ def current_champion(client, model_name: str) -> str | None:
         return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
     except MlflowException:
         return None
-
-
-@contextlib.contextmanager
-def promotion_lock(model_name: str):
-    """An exclusive file lock for moving `model_name`'s champion."""
-    import fcntl
-
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith("sqlite:///"):
-        directory = Path(uri.removeprefix("sqlite:///")).parent
-    else:
-        directory = Path.home() / ".cache" / "smar" / "locks" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f".{model_name}.promotion.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def move_champion(client, model_name: str, version: str, *, expected: str | None, reason: str, by: str, metrics: dict | None = None) -> dict:

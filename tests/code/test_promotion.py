@@ -81,6 +81,15 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
     assert [e["version"] for e in history(client, name)] == [champion, better]
 
 
+def test_gating_the_champion_again_moves_nothing(registry):
+    """A register retried after its promotion went through finds its version champion already."""
+    client, name, (version, _, _) = registry
+    move_champion(client, name, version, expected=None, reason="first", by="gate")
+    decision, champion, _ = gate(client, name, version, lambda champion_version: Comparison(0.5, None, 100, 0), threshold=0.1, tolerance=0.0)
+    assert decision.promote and champion == version and "champion already" in decision.reason
+    assert len(history(client, name)) == 1
+
+
 def test_rollback_walks_back_through_forced_and_gated_promotions(registry):
     client, name, (first, second, third) = registry
     move_champion(client, name, first, expected=None, reason="first", by="gate")

@@ -1,0 +1,34 @@
+"""One host's promotion, for the race in test_promotion_lock.py: gate `version` of `model`
+against the tracking server's champion, with recalls given on the command line, once `go` exists.
+
+    python -m tests.production.racer MODEL VERSION RECALLS_JSON GO_FILE
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from smar.registry.gate import Comparison, gate
+from smar.registry.register import gate_tags
+
+
+def main(model: str, version: str, recalls: dict[str, float], go: Path) -> None:
+    client = MlflowClient()
+    while not go.exists():  # both hosts start deciding at the same moment
+        time.sleep(0.01)
+
+    def compare(champion_version):
+        time.sleep(1.0)  # measuring takes time: both hosts judge against the same champion
+        return Comparison(recalls[version], recalls.get(champion_version), queries=100, left_out=0)
+
+    decision, champion, comparison = gate(client, model, version, compare, threshold=0.1, tolerance=0.0)
+    for key, value in gate_tags(decision, comparison, champion, 0.1, "test").items():
+        client.set_model_version_tag(model, version, key, value)
+    print(json.dumps({"version": version, "promote": decision.promote, "champion": champion, "reason": decision.reason}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), Path(sys.argv[4]))

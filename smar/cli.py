@@ -41,12 +41,12 @@ def _setup() -> None:
 
 @contextlib.contextmanager
 def _user_errors():
-    """Errors the user can fix exit 1 with their message, without a traceback."""
-    from smar.errors import SmarError
+    """Errors the user can fix (or wait out: the tracking server away) exit 1 with their message, without a traceback."""
+    from smar.errors import SmarError, TrackingUnavailable
 
     try:
         yield
-    except SmarError as error:
+    except (SmarError, TrackingUnavailable) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
 

@@ -180,6 +180,10 @@ class RegisterConfig(_Section):
     min_gate_queries: int = Field(
         30, ge=1, description="The gate compares candidate and champion only on evaluation queries neither trained on; with fewer, it refuses to decide."
     )
+    retries: int = Field(
+        2, ge=0, description="Prefect retries of the steps after training that need the tracking server (evaluate, register, fetch_champion)."
+    )
+    retry_delay_seconds: float = Field(30.0, ge=0, description="Wait between those retries (a tracking server restarting).")
 
 
 class ServeConfig(_Section):

@@ -17,6 +17,11 @@ class MissingInputError(SmarError):
     """A step ran before the step that writes its input."""
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server did not answer. Not a SmarError: nothing for the user to fix in
+    the data or settings, so the pipeline's tasks retry it (smar.pipeline.flow.not_a_user_error)."""
+
+
 def describe_invalid(error) -> str:
     """One line per field of a pydantic ValidationError: `  - section.field: message (got value)`."""
     lines = []

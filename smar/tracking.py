@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from smar.errors import MissingInputError
+from smar.errors import MissingInputError, TrackingUnavailable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "smar"
@@ -88,10 +88,24 @@ def configure():
         database.parent.mkdir(parents=True, exist_ok=True)
         artifact_location = (database.parent / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    if _experiment(mlflow, uri) is None:
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
     mlflow.set_experiment(EXPERIMENT)
     return mlflow
+
+
+def _experiment(mlflow, uri: str):
+    """Experiment `smar`, or None; the first request to the store, so an unreachable server is reported here."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_experiment_by_name(EXPERIMENT)
+    except MlflowException as error:
+        if not uri.startswith(("http://", "https://")):
+            raise
+        first_line = str(error).strip().splitlines()[0][:300]
+        raise TrackingUnavailable(f"the MLflow tracking server at {uri} did not answer ({first_line}). "
+                                  "Check that it is up and that MLFLOW_TRACKING_URI names it.") from error
 
 
 def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:

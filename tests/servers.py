@@ -132,9 +132,9 @@ def _as(user: str | None, command: list[str]) -> list[str]:
 
 # --- MLflow, Prefect, the worker, smar serve ----------------------------------------------------
 
-def start_mlflow(backend_uri: str, root: Path, log_dir: Path) -> Service:
+def start_mlflow(backend_uri: str, root: Path, log_dir: Path, port: int | None = None) -> Service:
     """`mlflow server` on `backend_uri`, proxying artifacts to `root/artifacts` (clients never see the path)."""
-    port = free_port()
+    port = port or free_port()
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", backend_uri, "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
     service = start("mlflow", command, f"http://127.0.0.1:{port}", log_dir, env={"PATH": f"{BIN}:{os.environ['PATH']}"})

@@ -49,6 +49,12 @@ def not_a_user_error(task, task_run, state) -> bool:
     return not isinstance(state.result(raise_on_failure=False), SmarError)
 
 
+def tracking_retries(config: SmarConfig) -> dict:
+    """Task options of the steps after training that need the tracking server: retried while it is unreachable."""
+    settings = config.register_
+    return {"retries": settings.retries, "retry_delay_seconds": settings.retry_delay_seconds, "retry_condition_fn": not_a_user_error}
+
+
 materialise_task = task(materialise, name="materialise-data", cache_policy=NO_CACHE)
 validate_task = _step_task("validate")
 fetch_champion_task = _step_task("fetch_champion")
@@ -93,7 +99,7 @@ def smar_reindex(
     """A changed catalog without retraining: validate -> the champion's towers -> export -> index
     -> evaluate -> register, through the same gate on the same queries as a training run."""
     config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
-    summary["champion"] = fetch_champion_task(config, paths)
+    summary["champion"] = fetch_champion_task.with_options(**tracking_retries(config))(config, paths)
     return _index_and_register(config, paths, summary)
 
 
@@ -112,8 +118,8 @@ def _index_and_register(config: SmarConfig, paths: Paths, summary: dict) -> dict
     """export -> index -> evaluate -> register after the towers are in place, and the run's artifacts."""
     summary["export"] = export_flow.with_options(task_runner=shard_runner(config.export))(config, paths)
     summary["index"] = index_task(config, paths)
-    summary["evaluate"] = evaluate_task(config, paths)
-    summary["register"] = register_task(config, paths)
+    summary["evaluate"] = evaluate_task.with_options(**tracking_retries(config))(config, paths)
+    summary["register"] = register_task.with_options(**tracking_retries(config))(config, paths)
     create_table_artifact(key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision")
     create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
     return summary

@@ -103,4 +103,4 @@ def gate(client, model_name: str, version: str, compare, threshold: float, toler
             return decision, champion_version, comparison
         except ChampionMoved:
             continue
-    raise SmarError(f"{model_name}: the champion moved {attempts} times while version {version} was judged; it stays challenger. Run again.")
+    raise SmarError(f"{model_name}: the champion moved {attempts} times while version {version} was judged; it was not promoted. Run again.")

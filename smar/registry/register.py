@@ -12,6 +12,7 @@ one-line description (kind, Recall@10, data version, decision) shows in the vers
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import asdict
 from importlib import metadata
@@ -26,25 +27,42 @@ from smar.registry.gate import Comparison, Measured, compare_on_unseen, gate
 from smar.tracking import Tracker, run_id_of
 
 CHALLENGER = "challenger"
+STATE_TAG = "smar.state"  # registering -> registered: a version still registering has no gate decision yet
+log = logging.getLogger(__name__)
 RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "onnxruntime", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
 
 
 def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
-    """Register the model and index as a new version (alias `challenger`), then run the gate on it."""
+    """Register the model and index as a new version (alias `challenger`), then run the gate on it.
+    A registration that fails part-way (the tracking server lost) removes its version."""
     import mlflow
     from mlflow import MlflowClient
 
     if tracker is None:
         raise ConfigError("register records a version in the MLflow model registry: run it with a tracker (the CLI and the flow pass one).")
-    settings, split = config.register_, config.evaluate.split
-    dataset = load_dataset(paths.data)
-    queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
+    settings = config.register_
     require(paths.index_dir, "index")
     require(paths.metrics_file, "evaluate")
     run_id = run_id_of(require(paths.model_dir, "train"))
+    client = MlflowClient()
+    withdraw_unfinished(client, settings.model_name, run_id)  # left by an earlier attempt that lost the server
     with mlflow.start_run(run_id=run_id):  # the version's model is logged in the training's run
         version = log_version(settings.model_name, paths.model_dir, paths.index_dir)
-    client = MlflowClient()
+    try:
+        result = judge(config, paths, client, version, run_id, tracker)
+    except BaseException:
+        withdraw(client, settings.model_name, version)
+        raise
+    client.set_model_version_tag(settings.model_name, version, STATE_TAG, "registered")
+    write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, tracker: Tracker) -> dict:
+    """Alias `challenger`, the gate on the evaluation queries, and its decision as tags, description and run metrics."""
+    settings, split = config.register_, config.evaluate.split
+    dataset = load_dataset(paths.data)
+    queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
     measured = {}  # version -> Measured, each version's search run once
@@ -66,11 +84,29 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     tracker.set_tags(run_id, {"registered_version": version, "gate.decision": tags["gate.decision"]})
     if comparison.candidate is not None:
         tracker.log_metrics(run_id, {f"gate_{split}_recall_at_10": comparison.candidate, "gate_queries": comparison.queries})
-    result = {"model_name": settings.model_name, "version": version, "run_id": run_id, "recall_at_10": comparison.candidate,
-              "champion_version": champion_version, "champion_recall_at_10": comparison.champion, "gate_queries": comparison.queries,
-              "gate_queries_left_out": comparison.left_out} | asdict(decision)
-    write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
-    return result
+    return {"model_name": settings.model_name, "version": version, "run_id": run_id, "recall_at_10": comparison.candidate,
+            "champion_version": champion_version, "champion_recall_at_10": comparison.champion, "gate_queries": comparison.queries,
+            "gate_queries_left_out": comparison.left_out} | asdict(decision)
+
+
+def withdraw(client, model_name: str, version: str) -> None:
+    """Delete a version whose registration failed part-way, unless it already took `champion`
+    (then only its tags are missing, and serving it is what the gate decided)."""
+    from smar.registry.promotion import current_champion
+
+    try:
+        if current_champion(client, model_name) != version:
+            client.delete_model_version(model_name, version)
+            log.warning("registration of %s version %s failed: the version was removed", model_name, version)
+    except Exception as error:  # the tracking server is still away: the run's next attempt removes it
+        log.warning("could not remove the unfinished %s version %s (%s); the next register of this run will", model_name, version, error)
+
+
+def withdraw_unfinished(client, model_name: str, run_id: str) -> None:
+    """Remove this run's versions whose registration never finished (tag `smar.state: registering`)."""
+    for found in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'"):
+        if found.tags.get(STATE_TAG) == "registering":
+            withdraw(client, model_name, str(found.version))
 
 
 def gate_tags(decision, comparison: Comparison, champion_version: str | None, threshold: float, split: str) -> dict[str, str]:
@@ -101,7 +137,9 @@ def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Com
 
 
 def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
-    """Log the retriever (checkpoint + indexes) as one pyfunc model in the active run, register it, return the version."""
+    """Log the retriever (checkpoint + indexes) as one pyfunc model in the active run and register
+    it, tagged `smar.state: registering` until its gate has decided; return the version."""
+    import mlflow
     import mlflow.pyfunc
 
     with warnings.catch_warnings():
@@ -112,9 +150,8 @@ def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
             artifacts={"model": str(model_dir), "index": str(index_dir)},
             signature=_signature(),
             pip_requirements=_pinned_requirements(),
-            registered_model_name=model_name,
         )
-    return str(info.registered_model_version)
+    return str(mlflow.register_model(info.model_uri, model_name, tags={STATE_TAG: "registering"}).version)
 
 
 def measure_version(model_uri: str, queries) -> Measured:

@@ -13,6 +13,7 @@ the registry alias `serve.alias`; /readyz and /version report on it. Searches go
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 
 import orjson
@@ -27,6 +28,8 @@ from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower, LoadedModel
 
 log = logging.getLogger(__name__)
+# MLflow's HTTP settings for the registry polls, unless set: a poll that fails is retried at the next poll anyway.
+REGISTRY_REQUESTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
@@ -146,6 +149,8 @@ def serve(settings: ServeConfig, model_name: str, data_dir: Path) -> None:
     """Run the service until interrupted (uvicorn, one process)."""
     import uvicorn
 
+    for name, value in REGISTRY_REQUESTS.items():  # a registry outage shows on /readyz in seconds, not after minutes of retries
+        os.environ.setdefault(name, value)
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
     log.info("serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port)

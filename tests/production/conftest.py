@@ -1,26 +1,49 @@
 """The production topology, started once for the tests in this folder: PostgreSQL, an MLflow
 tracking server on it, a Prefect server on it, and a process work pool (tests/servers.py)."""
 
+import contextlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from tests.conftest import PROJECT
-from tests.servers import BIN, Service, create_database, run_cli, start_mlflow, start_postgres, start_prefect
+from tests.servers import BIN, Service, create_database, run_cli, start_mlflow, start_postgres, start_prefect, start_worker
 
 POOL = "smar"
+WORKER_MODEL = "worker-end-to-end"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @dataclass
 class Topology:
     postgres_dsn: str
+    mlflow_backend: str
     mlflow: Service
     prefect: Service
     root: Path
+
+    def stop_tracking(self) -> None:
+        """An outage: the MLflow tracking server goes away."""
+        self.mlflow.stop()
+
+    def restart_tracking(self) -> None:
+        """The tracking server back on the same address, with the same stores."""
+        port = int(self.mlflow.url.rsplit(":", 1)[1])
+        self.mlflow = start_mlflow(self.mlflow_backend, self.root / "mlflow", self.root / "logs", port=port)
+
+    @contextlib.contextmanager
+    def tracking_outage(self):
+        self.stop_tracking()
+        try:
+            yield
+        finally:
+            self.restart_tracking()
 
     def host_env(self, home: Path) -> dict[str, str]:
         """The environment of one host of the topology: its own home and Prefect home, the shared servers."""
@@ -49,7 +72,7 @@ def topology(tmp_path_factory):
     root = tmp_path_factory.mktemp("topology")
     logs = root / "logs"
     logs.mkdir()
-    services = []
+    services, topology = [], None
     try:
         postgres, dsn = start_postgres(logs)
         services.append(postgres)
@@ -58,9 +81,11 @@ def topology(tmp_path_factory):
         services.append(mlflow := start_mlflow(mlflow_db, root / "mlflow", logs))
         services.append(prefect := start_prefect(prefect_db, root / "prefect-server", logs))
         run_cli([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], {"PREFECT_API_URL": prefect.url, "PREFECT_HOME": str(root / "cli")})
-        yield Topology(dsn, mlflow, prefect, root)
+        topology = Topology(dsn, mlflow_db, mlflow, prefect, root)
+        yield topology
     finally:
-        for service in reversed(services):
+        restarted = [topology.mlflow] if topology else []  # the tracking server may have been restarted
+        for service in (*restarted, *reversed(services)):
             service.stop()
 
 
@@ -74,3 +99,39 @@ def checkout(directory: Path, data: Path, params: Path, model_name: str) -> Path
     settings["register"]["model_name"] = model_name
     (directory / "params.yaml").write_text(yaml.safe_dump(settings))
     return directory
+
+
+@pytest.fixture(scope="session")
+def worker_host(topology, tiny_data, tiny_params, tmp_path_factory):
+    """A worker host: its checkout with the deployments applied from prefect.yaml, and a worker polling the pool."""
+    host = tmp_path_factory.mktemp("worker-host")
+    directory = checkout(host / "checkout", tiny_data, tiny_params, WORKER_MODEL)
+    env = topology.host_env(host / "home")
+    run_cli([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, cwd=directory)
+    worker = start_worker(POOL, env, directory, topology.root / "logs")
+    yield directory, env
+    worker.stop()
+
+
+def trigger(api: httpx.Client, deployment: str, parameters: dict) -> str:
+    """What the UI's Run button does: create a flow run of the deployment with the form's values."""
+    deployment_id = api.get(f"/deployments/name/{deployment}").raise_for_status().json()["id"]
+    response = api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
+    return response.raise_for_status().json()["id"]
+
+
+def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
+        if run["state"]["type"] in TERMINAL:
+            return run
+        time.sleep(2)
+    raise TimeoutError(f"flow run {run_id} did not finish in {timeout:.0f} s (state {run['state']['name']})")
+
+
+@pytest.fixture(scope="session")
+def worker_run(topology, worker_host):
+    with topology.prefect_api() as api:
+        run_id = trigger(api, "smar-pipeline/default", {"config": {"train": {"epochs": 4}}})
+        return wait_for_run(api, run_id)

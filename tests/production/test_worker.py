@@ -1,53 +1,14 @@
 """A run triggered through the Prefect API, as the UI does, executed by a worker from a
 process work pool, tracked on the MLflow server (PostgreSQL behind it), served by `smar serve`."""
 
-import time
-
 import httpx
 import pytest
 
-from tests.production.conftest import POOL, checkout
-from tests.servers import BIN, http_ok, run_cli, start_smar_serve, start_worker, wait_until
+from tests.production.conftest import POOL, WORKER_MODEL
+from tests.servers import http_ok, start_smar_serve, wait_until
 
 pytestmark = pytest.mark.slow
-MODEL_NAME = "worker-end-to-end"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-@pytest.fixture(scope="module")
-def worker_host(topology, tiny_data, tiny_params, tmp_path_factory):
-    """A worker host: its checkout with the deployments applied from prefect.yaml, and a worker polling the pool."""
-    host = tmp_path_factory.mktemp("worker-host")
-    directory = checkout(host / "checkout", tiny_data, tiny_params, MODEL_NAME)
-    env = topology.host_env(host / "home")
-    run_cli([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, cwd=directory)
-    worker = start_worker(POOL, env, directory, topology.root / "logs")
-    yield directory, env
-    worker.stop()
-
-
-def trigger(api: httpx.Client, deployment: str, parameters: dict) -> str:
-    """What the UI's Run button does: create a flow run of the deployment with the form's values."""
-    deployment_id = api.get(f"/deployments/name/{deployment}").raise_for_status().json()["id"]
-    response = api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
-    return response.raise_for_status().json()["id"]
-
-
-def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api.get(f"/flow_runs/{run_id}").raise_for_status().json()
-        if run["state"]["type"] in TERMINAL:
-            return run
-        time.sleep(2)
-    raise TimeoutError(f"flow run {run_id} did not finish in {timeout:.0f} s (state {run['state']['name']})")
-
-
-@pytest.fixture(scope="module")
-def worker_run(topology, worker_host):
-    with topology.prefect_api() as api:
-        run_id = trigger(api, "smar-pipeline/default", {"config": {"train": {"epochs": 4}}})
-        return wait_for_run(api, run_id)
+MODEL_NAME = WORKER_MODEL
 
 
 def test_the_worker_runs_the_deployment_to_completion(worker_run, topology):

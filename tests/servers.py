@@ -31,20 +31,22 @@ class Service:
     process: subprocess.Popen
     url: str
     log: Path
+    scratch: Path | None = None  # removed once the process has stopped
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL what is left after 20 s."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
+        """SIGTERM the process group, SIGKILL what is left after 20 s; then remove its scratch directory."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -113,6 +115,7 @@ def start_postgres(log_dir: Path) -> tuple[Service, str]:
     command = [str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root), "-c", "listen_addresses=127.0.0.1",
                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]
     service = start("postgres", command, f"postgresql://postgres@127.0.0.1:{port}", log_dir, user=user)
+    service.scratch = root
     pg_isready = [str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
     wait_until(lambda: subprocess.run(pg_isready, capture_output=True).returncode == 0, service, timeout=60)
     return service, service.url

@@ -25,12 +25,10 @@ from smar.model.checkpoint import WEIGHTS_FILE
 from smar.paths import Paths
 from smar.pipeline import steps
 from smar.registry.register import log_version
+from tests.browser import chromium
 
 pytestmark = pytest.mark.slow
 MODEL_NAME = "serving-test"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1200,900",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic")
 
 
 @pytest.fixture(scope="module")
@@ -255,19 +253,11 @@ def test_no_request_body_gets_a_5xx(service, body):
 
 def test_search_page_shows_result_images_in_a_real_browser(service, tmp_path):
     """Debian's Chromium, headless, driven by Selenium: type a query, see the result images load."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, _, versions = service
-    assert Path(CHROMEDRIVER).is_file(), f"{CHROMEDRIVER} is missing: `make test` installs Debian's chromium and chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + (f"--user-data-dir={tmp_path / 'profile'}",):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium(tmp_path / "profile") as browser:
         browser.get(f"{url}/")
         box = browser.find_element(By.ID, "query")
         box.send_keys("red striped mug")
@@ -284,5 +274,4 @@ def test_search_page_shows_result_images_in_a_real_browser(service, tmp_path):
         shot = tmp_path / "search-page.png"
         browser.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    finally:
-        browser.quit()
+

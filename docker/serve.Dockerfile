@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c constraints.txt .
+    pip install -c constraints.txt ".[postgres]"
 
 # Named volumes copy this ownership on first mount, so the non-root servers can write state.
 RUN mkdir -p /mlflow/artifacts /prefect && chown -R app:app /mlflow /prefect

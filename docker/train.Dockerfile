@@ -23,6 +23,6 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && chown app:app /app data outputs
 
 USER app
-# Serves the flow as deployment smar-pipeline/default; runs triggered from the UI execute here.
+# A worker on the process pool `smar`: it runs the deployments of prefect.yaml in /app.
 # Several GPUs: torchrun --nproc-per-node N -m smar train (train.batch_size is the global batch).
-CMD ["smar", "pipeline", "--serve"]
+CMD ["prefect", "worker", "start", "--pool", "smar"]

@@ -4,6 +4,7 @@ process work pool, tracked on the MLflow server (PostgreSQL behind it), served b
 import httpx
 import pytest
 
+from smar.registry.promotion import history
 from tests.production.conftest import POOL, WORKER_MODEL
 from tests.servers import http_ok, start_smar_serve, wait_until
 
@@ -30,6 +31,8 @@ def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology
     first = min(made, key=lambda version: int(version.version))  # lineage: the registry's first version came from this flow run
     assert first.version == "1" and first.tags["gate.decision"] == "promoted" and int(first.tags["gate.queries"]) > 0
     assert "gate: promoted" in first.description and first.tags["smar.state"] == "registered"
+    first_move = history(client, MODEL_NAME)[0]  # the alias: the gate made version 1 champion
+    assert (first_move["version"], first_move["previous_champion"], first_move["by"]) == ("1", None, "gate")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "evaluation" in artifacts  # proxied through the tracking server, not a path on the worker
 

@@ -28,23 +28,23 @@ def form_field(browser, label: str):
     return browser.find_element(By.XPATH, f"//*[normalize-space(text())='{label} (Optional)']/ancestor::div[contains(@class,'schema-form-property ')][1]")
 
 
-def run_from_the_form(browser, run_page: str, kind: str, epochs: int) -> None:
-    """Open the deployment's run form, set model.kind and train.epochs, and submit it."""
+def run_from_the_form(browser, run_page: str, kind: str, epochs: int) -> dict[str, str]:
+    """Open the deployment's run form, change model.kind and train.epochs, and submit it; what
+    the form showed for them before (the params file's values)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get(run_page)
-    wait = WebDriverWait(browser, 60)
-    wait.until(lambda b: any(e.text.strip() == "SmarConfigOverrides" for e in b.find_elements(By.TAG_NAME, "button")))
-    button(browser, "SmarConfigOverrides").click()  # the overrides, laid over params.yaml
-    button(browser, "ModelConfigOverrides").click()
-    button(browser, "TrainConfigOverrides").click()
-    button(form_field(browser, "Kind"), "str").click()
-    Select(form_field(browser, "Kind").find_element(By.TAG_NAME, "select")).select_by_value(kind)
-    button(form_field(browser, "Epochs"), "int").click()
-    form_field(browser, "Epochs").find_element(By.TAG_NAME, "input").send_keys(str(epochs))
+    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.XPATH, "//*[normalize-space(text())='Epochs (Optional)']"))
+    kind_select = Select(form_field(browser, "Kind").find_element(By.TAG_NAME, "select"))
+    epochs_input = form_field(browser, "Epochs").find_element(By.TAG_NAME, "input")
+    shown = {"kind": kind_select.first_selected_option.get_attribute("value"), "epochs": epochs_input.get_attribute("value")}
+    kind_select.select_by_value(kind)
+    epochs_input.send_keys(Keys.END, str(epochs), Keys.HOME, *[Keys.DELETE] * len(shown["epochs"]))  # typed after the old value, which is then deleted: never empty
     button(browser, "Submit").click()
-    wait.until(lambda b: "tab=Runs" in b.current_url)  # back on the deployment's page, at its runs
+    WebDriverWait(browser, 60).until(lambda b: "tab=Runs" in b.current_url)  # back on the deployment's page, at its runs
+    return shown
 
 
 def deployment_runs(api, deployment_id: str) -> list[str]:
@@ -60,9 +60,11 @@ def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(w
     with topology.prefect_api() as api:
         earlier = set(deployment_runs(api, deployment["id"]))
         with chromium(tmp_path / "profile") as browser:
-            run_from_the_form(browser, run_page, kind="text_only", epochs=2)
+            shown = run_from_the_form(browser, run_page, kind="text_only", epochs=2)
         [run_id] = set(deployment_runs(api, deployment["id"])) - earlier
         run = wait_for_run(api, run_id)
+    file = yaml.safe_load((directory / "params.yaml").read_text())
+    assert shown == {"kind": file["model"]["kind"], "epochs": str(file["train"]["epochs"])}  # the form started from the file
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert run["parameters"]["config"]["model"]["kind"] == "text_only"
 
@@ -70,7 +72,6 @@ def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(w
     [tracked] = client.search_runs([client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{run_id}'")
     params = tracked.data.params
     assert params["model.kind"] == "text_only" and params["train.epochs"] == "2"  # the form's values
-    file = yaml.safe_load((directory / "params.yaml").read_text())
     assert float(params["train.learning_rate"]) == file["train"]["learning_rate"]  # the file's, where the form was silent
     [version] = client.search_model_versions(f"name='{WORKER_MODEL}' and run_id='{tracked.info.run_id}'")
     assert version.tags["gate.decision"] in ("promoted", "rejected") and version.tags["smar.state"] == "registered"

@@ -1,10 +1,12 @@
 """One host's promotion, for the race in test_promotion_lock.py: gate `version` of `model`
-against the tracking server's champion, with recalls given on the command line, once `go` exists.
+against the tracking server's champion, with recalls given on the command line, once every
+host is up ($SMAR_TEST_GO exists).
 
-    python -m tests.production.racer MODEL VERSION RECALLS_JSON GO_FILE
+    python -m tests.production.racer MODEL VERSION RECALLS_JSON
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,10 +17,17 @@ from smar.registry.gate import Comparison, gate
 from smar.registry.register import gate_tags
 
 
-def main(model: str, version: str, recalls: dict[str, float], go: Path) -> None:
-    client = MlflowClient()
-    while not go.exists():  # both hosts start deciding at the same moment
+def wait_for_the_start() -> None:
+    """Say this host is up (`ready` in its working directory), then wait for the go."""
+    Path("ready").touch()
+    go = Path(os.environ["SMAR_TEST_GO"])
+    while not go.exists():
         time.sleep(0.01)
+
+
+def main(model: str, version: str, recalls: dict[str, float]) -> None:
+    client = MlflowClient()
+    wait_for_the_start()  # both hosts start deciding at the same moment
 
     def compare(champion_version):
         time.sleep(1.0)  # measuring takes time: both hosts judge against the same champion
@@ -31,4 +40,4 @@ def main(model: str, version: str, recalls: dict[str, float], go: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), Path(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))

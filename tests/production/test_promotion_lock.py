@@ -17,19 +17,27 @@ HOLD = 1.5  # seconds each host holds the lock
 HOLDER = """
 import sys, time
 from smar.registry.lock import promotion_lock
+from tests.production.racer import wait_for_the_start
+wait_for_the_start()
 with promotion_lock(sys.argv[1]):
     start = time.time(); time.sleep(float(sys.argv[2])); print(start, time.time())
 """
 
 
 def on_hosts(topology, tmp_path, commands: dict[str, list[str]], *, prefect: bool = True) -> list[subprocess.Popen]:
-    """Each command started at once on a host of its own: its own working directory and home, the shared servers."""
-    processes = []
+    """Each command on a host of its own (its own working directory and home, the shared servers),
+    all released at the same moment once every one is up (tests.production.racer.wait_for_the_start)."""
+    processes, go = [], tmp_path / "go"
     for host, command in commands.items():
-        env = topology.host_env(tmp_path / host) | {"PYTHONPATH": str(PROJECT)}
+        env = topology.host_env(tmp_path / host) | {"PYTHONPATH": str(PROJECT), "SMAR_TEST_GO": str(go)}
         if not prefect:
             env.pop("PREFECT_API_URL")
         processes.append(subprocess.Popen(command, cwd=tmp_path / host, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / host / "ready").exists() for host in commands):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), [p.communicate() for p in processes if p.poll() is not None]
+        time.sleep(0.05)
+    go.touch()
     return processes
 
 
@@ -68,11 +76,8 @@ def test_racing_promotions_from_two_hosts_leave_the_better_model_as_champion(top
     champion, worse, better = (str(client.create_model_version(name, source=f"runs:/{run}/model-{n}", run_id=run).version) for n in range(3))
     move_champion(client, name, champion, expected=None, reason="the champion before the race", by="force")
     recalls = json.dumps({champion: 0.4, worse: 0.5, better: 0.6})
-    go = tmp_path / "go"
     racer = [sys.executable, "-m", "tests.production.racer", name]
-    hosts = on_hosts(topology, tmp_path, {f"host-{version}": [*racer, version, recalls, str(go)] for version in (worse, better)})
-    time.sleep(3)  # both hosts are up and waiting
-    go.touch()
+    hosts = on_hosts(topology, tmp_path, {f"host-{version}": [*racer, version, recalls] for version in (worse, better)})
     decisions = {d["version"]: d for d in map(json.loads, outputs(hosts))}
 
     assert current_champion(client, name) == better

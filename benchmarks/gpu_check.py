@@ -18,8 +18,10 @@ depend on the weights' values, the quality does (the quality benchmark measures 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -50,6 +52,7 @@ def main() -> None:
     for noisy in ("alembic", "mlflow", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="smar-gpu-check-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # gigabytes of models and caches
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")
     if args.random_weights:
         use_random_weights(args.random_weights)

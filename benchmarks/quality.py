@@ -20,8 +20,10 @@ With several --params files every kind runs with each, and rows are labelled "ki
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,6 +58,8 @@ def main() -> None:
         return print(stem.with_suffix(".md").read_text())
 
     scratch = Path(tempfile.mkdtemp(prefix="smar-quality-"))
+
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # gigabytes of models and caches
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -1,6 +1,8 @@
 """Shared test set-up: an isolated MLflow store and Prefect home, a tiny dataset and config."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 import yaml
 
 _STATE = Path(tempfile.mkdtemp(prefix="smar-tests-"))
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)  # the session's stores: gigabytes of registered versions
 os.environ.update(
     {
         "PREFECT_HOME": str(_STATE / "prefect"),

@@ -24,6 +24,7 @@ from smar.errors import ConfigError
 from smar.model.checkpoint import saved_config, trained_queries
 from smar.paths import Paths, require, write_text_atomic
 from smar.registry.gate import Comparison, Measured, compare_on_unseen, gate
+from smar.registry.promotion import current_champion
 from smar.tracking import Tracker, run_id_of
 
 CHALLENGER = "challenger"
@@ -92,8 +93,6 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
 def withdraw(client, model_name: str, version: str) -> None:
     """Delete a version whose registration failed part-way, unless it already took `champion`
     (then only its tags are missing, and serving it is what the gate decided)."""
-    from smar.registry.promotion import current_champion
-
     try:
         if current_champion(client, model_name) != version:
             client.delete_model_version(model_name, version)

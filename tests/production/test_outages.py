@@ -5,6 +5,7 @@ retries; a registration cut off part-way leaves no half-registered version."""
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from tests.servers import BIN, http_ok, start_smar_serve, wait_until
 pytestmark = pytest.mark.slow
 
 
-def settings_with(params, directory, **sections) -> str:
+def settings_with(params: Path, directory: Path, **sections) -> Path:
     settings = yaml.safe_load(params.read_text())
     for section, values in sections.items():
         settings[section].update(values)

@@ -8,15 +8,12 @@ INSTALLED := $(VENV)/.installed
 
 export PATH := $(BIN):$(PATH)
 export PREFECT_HOME ?= $(CURDIR)/.prefect
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
-export MLFLOW_DISABLE_TELEMETRY := true
-export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
-export DVC_NO_ANALYTICS := 1
-export HF_HUB_OFFLINE := 1
-export GX_ANALYTICS_ENABLED := false
+# smar's own processes set their environment themselves (smar/core/process.py); these are for
+# the servers and tools this Makefile starts directly.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test data repro prefect-server deploy mlflow-ui serve clean
+.PHONY: install run test lint data repro prefect-server deploy mlflow-ui serve clean
 
 install: $(INSTALLED)
 
@@ -50,8 +47,12 @@ $(POSTGRES):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null)
 
-test: install $(BROWSER_DRIVER) $(POSTGRES)
+test: install $(BROWSER_DRIVER) $(POSTGRES) lint
 	python -m pytest
+
+lint: install
+	ruff check .
+	ruff format --check .
 
 repro: install data
 	dvc repro

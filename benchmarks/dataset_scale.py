@@ -49,14 +49,21 @@ def main() -> None:
             try:
                 done = subprocess.run(
                     [sys.executable, "-c", ONE_RUN, preset, str(scratch / "data")],
-                    cwd=ROOT, check=True, capture_output=True, text=True,
+                    cwd=ROOT,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 run = json.loads(done.stdout.strip().splitlines()[-1])
                 run |= {"preset": preset, "disk_mib": disk_mib(scratch / "data")}
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             runs.append(run)
-            print(f"{preset} run {attempt + 1}: {run['seconds']:.1f} s, peak {run['peak_rss_mib']:.0f} MiB, {run['disk_mib']:.0f} MiB on disk", flush=True)
+            print(
+                f"{preset} run {attempt + 1}: {run['seconds']:.1f} s, peak {run['peak_rss_mib']:.0f} MiB, "
+                f"{run['disk_mib']:.0f} MiB on disk",
+                flush=True,
+            )
             write_report(runs, stem)
     print(stem.with_suffix(".md").read_text())
 
@@ -81,7 +88,8 @@ def write_report(runs: list[dict], stem: Path) -> None:
         peak = statistics.median(run["peak_rss_mib"] for run in mine)
         disk = statistics.median(run["disk_mib"] for run in mine)
         lines.append(
-            f"| {preset} | {counts['items']:,} | {counts['queries']:,} | {counts['qrels']:,} | {len(mine)} | {seconds:.1f} "
+            f"| {preset} | {counts['items']:,} | {counts['queries']:,} | {counts['qrels']:,} | {len(mine)} | "
+            f"{seconds:.1f} "
             f"| {counts['items'] / seconds:,.0f} | {peak:.0f} | {disk:.1f} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -37,17 +37,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--loader-workers", type=int, default=2, help="timm loader workers (timm's inference script default).")
+    parser.add_argument(
+        "--loader-workers", type=int, default=2, help="timm loader workers (timm's inference script default)."
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
     import logging
 
     import smar  # noqa: F401  (torchvision import fix before sentence-transformers and timm)
+    from smar.core.process import setup
 
-    logging.basicConfig(level=logging.WARNING)
-    from smar.config import load_config
-    from smar.data.contract import item_texts
+    setup(logging.WARNING)
+    from smar.core.config import load_config
+    from smar.core.contract import item_texts
     from smar.data.dataset import load_dataset
 
     config = load_config(args.params)
@@ -55,7 +58,10 @@ def main() -> None:
     texts = item_texts(items)
     scratch = Path(tempfile.mkdtemp(prefix="smar-export-bench-"))
     try:
-        setups = {kind: model_outputs(config, kind, args.data, texts, scratch / kind) for kind in ("text_only", "image_only", "smar")}
+        setups = {
+            kind: model_outputs(config, kind, args.data, texts, scratch / kind)
+            for kind in ("text_only", "image_only", "smar")
+        }
         sentence_model = sentence_transformer(setups["text_only"], scratch / "st")
         check_same_text_vectors(setups["text_only"], sentence_model, texts)
         backbone = setups["image_only"]["model"].image_encoder.backbone.eval()
@@ -64,7 +70,9 @@ def main() -> None:
         for attempt in range(args.runs):
             run = {"items": len(texts)}
             run["smar_text"] = export_step(*setups["text_only"]["step"])
-            run["sentence_transformers"] = timed(lambda: sentence_model.encode(texts, batch_size=config.export.batch_size, convert_to_numpy=True))
+            run["sentence_transformers"] = timed(
+                lambda: sentence_model.encode(texts, batch_size=config.export.batch_size, convert_to_numpy=True)
+            )
             run["smar_image_cold_cache"] = export_step(*setups["image_only"]["step"], cold=True)
             run["smar_image"] = export_step(*setups["image_only"]["step"])
             run["timm_loop"] = timed(lambda: timm_inference(backbone, args.data, config, args.loader_workers))
@@ -80,10 +88,10 @@ def model_outputs(config, kind: str, data: Path, texts: list[str], outputs: Path
     """An untrained model of `kind` saved where `smar export` reads it."""
     import torch
 
+    from smar.core.paths import Paths
     from smar.model.checkpoint import save_model
     from smar.model.tokenizer import train_tokenizer
     from smar.model.two_tower import RetrievalModel
-    from smar.paths import Paths
 
     torch.manual_seed(0)
     config = config.model_copy(update={"model": config.model.model_copy(update={"kind": kind})})
@@ -123,11 +131,19 @@ def sentence_transformer(setup: dict, directory: Path):
     model, tokenizer = setup["model"], setup["tokenizer"]
     config = model.config
     model.query_encoder.bert.save_pretrained(directory)
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                            model_max_length=config.max_text_length).save_pretrained(directory)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=config.max_text_length,
+    ).save_pretrained(directory)
     transformer = models.Transformer(str(directory), max_seq_length=config.max_text_length)
     pooling = models.Pooling(config.text_hidden_size, pooling_mode="mean")
-    dense = models.Dense(config.text_hidden_size, config.embedding_dim, bias=True, activation_function=torch.nn.Identity())
+    dense = models.Dense(
+        config.text_hidden_size, config.embedding_dim, bias=True, activation_function=torch.nn.Identity()
+    )
     dense.linear.load_state_dict(model.query_encoder.projection.state_dict())
     return SentenceTransformer(modules=[transformer, pooling, dense, models.Normalize()], device="cpu")
 
@@ -151,8 +167,14 @@ def timm_inference(backbone, data: Path, config, workers: int) -> None:
 
     size = config.model.image_size
     loader = create_loader(
-        ImageDataset(str(data / "images")), input_size=(3, size, size), batch_size=config.export.batch_size,
-        use_prefetcher=False, interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0,
+        ImageDataset(str(data / "images")),
+        input_size=(3, size, size),
+        batch_size=config.export.batch_size,
+        use_prefetcher=False,
+        interpolation="bilinear",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_pct=1.0,
         num_workers=workers,
     )
     with torch.inference_mode():
@@ -162,7 +184,9 @@ def timm_inference(backbone, data: Path, config, workers: int) -> None:
 
 def write_report(runs: list[dict], stem: Path, args) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"data": str(args.data), "loader_workers": args.loader_workers, "runs": runs}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"data": str(args.data), "loader_workers": args.loader_workers, "runs": runs}, indent=2) + "\n"
+    )
     items = runs[0]["items"]
 
     def seconds(run: dict, key: str, part: str) -> float:
@@ -175,21 +199,30 @@ def write_report(runs: list[dict], stem: Path, args) -> None:
         return f"{statistics.median(seconds(run, reference, part) / seconds(run, ours, part) for run in runs):.2f}x"
 
     lines = [
-        f"{items} items of `{args.data.name}`, {len(runs)} runs alternating. Items/s are medians; ratios are medians of per-run "
-        "ratios, reference time / our time (above 1: our export is faster). *Encoding* is the export's shards: items read, "
+        f"{items} items of `{args.data.name}`, {len(runs)} runs alternating. Items/s are medians; ratios are medians "
+        f"of per-run "
+        "ratios, reference time / our time (above 1: our export is faster). *Encoding* is the export's shards: items "
+        "read, "
         "tokenised, encoded and written. *Whole step* adds loading the model, laying out the files and encoding the "
         "index's 1000 tuning queries.",
         "",
-        "| tower | smar encoding items/s | smar whole step items/s | reference | reference items/s | encoding vs reference | whole step vs reference |",
+        "| tower | smar encoding items/s | smar whole step items/s | reference | reference items/s | encoding vs "
+        "reference | whole step vs reference |",
         "|---|---|---|---|---|---|---|",
-        f"| text (BERT, mean pool, projection) | {rate('smar_text')} | {rate('smar_text', 'step')} | sentence-transformers `encode` | "
-        f"{rate('sentence_transformers')} | {ratio('smar_text', 'sentence_transformers')} | {ratio('smar_text', 'sentence_transformers', 'step')} |",
-        f"| image, decoded-image cache warm (backbone + patch Transformer) | {rate('smar_image')} | {rate('smar_image', 'step')} | "
-        f"timm loader ({args.loader_workers} workers) + backbone only | {rate('timm_loop')} | {ratio('smar_image', 'timm_loop')} | "
+        f"| text (BERT, mean pool, projection) | {rate('smar_text')} | {rate('smar_text', 'step')} | "
+        f"sentence-transformers `encode` | "
+        f"{rate('sentence_transformers')} | {ratio('smar_text', 'sentence_transformers')} | "
+        f"{ratio('smar_text', 'sentence_transformers', 'step')} |",
+        f"| image, decoded-image cache warm (backbone + patch Transformer) | {rate('smar_image')} | "
+        f"{rate('smar_image', 'step')} | "
+        f"timm loader ({args.loader_workers} workers) + backbone only | {rate('timm_loop')} | "
+        f"{ratio('smar_image', 'timm_loop')} | "
         f"{ratio('smar_image', 'timm_loop', 'step')} |",
-        f"| image, the cache built inside the step | | {rate('smar_image_cold_cache', 'step')} | same | {rate('timm_loop')} | | "
+        f"| image, the cache built inside the step | | {rate('smar_image_cold_cache', 'step')} | same | "
+        f"{rate('timm_loop')} | | "
         f"{ratio('smar_image_cold_cache', 'timm_loop', 'step')} |",
-        f"| SMAR, every tower (text, image, fused; two views) | {rate('smar_full')} | {rate('smar_full', 'step')} | | | | |",
+        f"| SMAR, every tower (text, image, fused; two views) | {rate('smar_full')} | {rate('smar_full', 'step')} | "
+        f"| | | |",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

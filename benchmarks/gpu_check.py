@@ -36,9 +36,17 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.gpu.yaml")
     parser.add_argument("--cuda-steps", type=int, default=300)
     parser.add_argument("--cpu-steps", type=int, default=3)
-    parser.add_argument("--random-weights", type=Path, metavar="MINILM_DIR",
-                        help="A folder with MiniLM's config.json and tokenizer.json: build the towers with random weights.")
-    parser.add_argument("--validation-report", type=Path, help="A validation report of this very catalog, made where the validator runs.")
+    parser.add_argument(
+        "--random-weights",
+        type=Path,
+        metavar="MINILM_DIR",
+        help="A folder with MiniLM's config.json and tokenizer.json: build the towers with random weights.",
+    )
+    parser.add_argument(
+        "--validation-report",
+        type=Path,
+        help="A validation report of this very catalog, made where the validator runs.",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -47,38 +55,56 @@ def main() -> None:
     import torch
 
     import smar  # noqa: F401  (before timm: smar makes a CPU torch and a CUDA torchvision import together)
+    from smar.core.process import setup
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "mlflow", "faiss"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="smar-gpu-check-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # gigabytes of models and caches
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")
     if args.random_weights:
         use_random_weights(args.random_weights)
 
-    from smar.config import load_config
+    from smar.core.config import load_config
+    from smar.core.paths import Paths
+    from smar.core.tracking import MlflowTracker
     from smar.data.synth import synthesize
-    from smar.paths import Paths
     from smar.pipeline import steps as pipeline_steps
-    from smar.tracking import MlflowTracker
 
     config = load_config(args.params)
     data = scratch / "data"
     synthesize(config.data, data)
     cuda = torch.cuda.is_available()
-    results = {"device": torch.cuda.get_device_name() if cuda else "cpu only", "torch": torch.__version__, "params": str(args.params.name),
-               "random_weights": bool(args.random_weights), "batch_size": config.train.batch_size}
+    results = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu only",
+        "torch": torch.__version__,
+        "params": str(args.params.name),
+        "random_weights": bool(args.random_weights),
+        "batch_size": config.train.batch_size,
+    }
     runs = {}
     for device, steps in (("cuda", args.cuda_steps), ("cpu", args.cpu_steps)) if cuda else (("cpu", args.cpu_steps),):
         paths = Paths(data, scratch / device)
         validated(paths, args.validation_report, config)
-        settings = config.train.model_copy(update={"device": device, "max_steps": steps, "epochs": 1000, "checkpoint_every_steps": 0,
-                                                   "loader_workers": config.train.loader_workers if device == "cuda" else 0})
-        run_config = config.model_copy(update={"train": settings, "export": config.export.model_copy(update={"device": device})})
+        settings = config.train.model_copy(
+            update={
+                "device": device,
+                "max_steps": steps,
+                "epochs": 1000,
+                "checkpoint_every_steps": 0,
+                "loader_workers": config.train.loader_workers if device == "cuda" else 0,
+            }
+        )
+        run_config = config.model_copy(
+            update={"train": settings, "export": config.export.model_copy(update={"device": device})}
+        )
         started = time.perf_counter()
-        trained = pipeline_steps.train(run_config, paths, MlflowTracker())  # its per-step losses are read back from the run
-        runs[device] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1)} | run_metrics(trained["run_id"])
+        trained = pipeline_steps.train(
+            run_config, paths, MlflowTracker()
+        )  # its per-step losses are read back from the run
+        runs[device] = {"steps": steps, "train_seconds": round(time.perf_counter() - started, 1)} | run_metrics(
+            trained["run_id"]
+        )
         if len(runs) == 1:  # the export, on the first (fastest) device
             exported = pipeline_steps.export(run_config, paths)
             runs[device]["export_items_per_second"] = round(exported["items"] / exported["seconds"], 1)
@@ -96,7 +122,9 @@ def use_random_weights(minilm_dir: Path) -> None:
 
     pretrained.minilm_dir = lambda: minilm_dir
     pretrained.minilm_bert = lambda: BertModel(BertConfig.from_pretrained(str(minilm_dir)), add_pooling_layer=False)
-    pretrained.efficientnet_lite0 = lambda num_classes=1000: timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+    pretrained.efficientnet_lite0 = lambda num_classes=1000: timm.create_model(
+        "tf_efficientnet_lite0", pretrained=False, num_classes=num_classes
+    )
 
 
 def validated(paths, report: Path | None, config) -> None:
@@ -127,22 +155,34 @@ def run_metrics(run_id: str) -> dict:
 def write(results: dict, directories: list[Path]) -> None:
     runs = results["runs"]
     lines = [
-        f"GPU check on {results['device']} (torch {results['torch']}), `{results['params']}`, batch {results['batch_size']}"
-        + (", random weights in the shipped architectures" if results["random_weights"] else "") + ".",
+        f"GPU check on {results['device']} (torch {results['torch']}), `{results['params']}`, batch "
+        f"{results['batch_size']}"
+        + (", random weights in the shipped architectures" if results["random_weights"] else "")
+        + ".",
         "",
         "| device | steps | pairs/s | GPU util % | GPU peak MiB | export items/s | final loss |",
         "|---|---|---|---|---|---|---|",
     ]
     for device, run in runs.items():
-        lines.append(f"| {device} | {run['steps']} | {run.get('train_pairs_per_second', '')} | {run.get('gpu_utilization_percent', '')} | "
-                     f"{run.get('gpu_max_memory_mib', '')} | {run.get('export_items_per_second', '')} | {run['losses'][-1] if run['losses'] else ''} |")
+        lines.append(
+            f"| {device} | {run['steps']} | {run.get('train_pairs_per_second', '')} | "
+            f"{run.get('gpu_utilization_percent', '')} | "
+            f"{run.get('gpu_max_memory_mib', '')} | {run.get('export_items_per_second', '')} | "
+            f"{run['losses'][-1] if run['losses'] else ''} |"
+        )
     if len(runs) == 2:
         cuda, cpu = runs["cuda"]["losses"], runs["cpu"]["losses"]
         shared = min(len(cuda), len(cpu))
-        results["largest_loss_difference"] = max(abs(a - b) for a, b in zip(cuda[:shared], cpu[:shared])) if shared else None
-        lines += ["", f"Loss of the first {shared} steps, CUDA (bf16) vs CPU (fp32), from the same weights and batches (dropout draws differ): "
-                  + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(cuda[:shared], cpu[:shared]))
-                  + f"; largest difference {results['largest_loss_difference']:.4f}."]
+        results["largest_loss_difference"] = (
+            max(abs(a - b) for a, b in zip(cuda[:shared], cpu[:shared])) if shared else None
+        )
+        lines += [
+            "",
+            f"Loss of the first {shared} steps, CUDA (bf16) vs CPU (fp32), from the same weights and batches "
+            f"(dropout draws differ): "
+            + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(cuda[:shared], cpu[:shared]))
+            + f"; largest difference {results['largest_loss_difference']:.4f}.",
+        ]
     text = "\n".join(lines) + "\n"
     for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)

@@ -30,12 +30,12 @@ if [ "${1:-}" = "--prepare" ]; then
 import json, shutil, sys, tempfile
 from pathlib import Path
 
-from smar.config import load_config
+from smar.core.config import load_config
 from smar.data.dataset import dvc_directory_md5
 from smar.data.synth import synthesize
 from smar.data.validate import validate
 from smar.model.pretrained import minilm_dir
-from smar.paths import Paths
+from smar.core.paths import Paths
 
 wheels = Path(sys.argv[1])
 for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):

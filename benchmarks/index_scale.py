@@ -60,7 +60,9 @@ def draw(size: int, queries: int, seed: int, spectrum: dict | None):
     if spectrum is None:
         return normalized(rng.normal(size=(size, DIM))), normalized(rng.normal(size=(queries, DIM)))
     return tuple(
-        normalized(rng.multivariate_normal(spectrum[f"{name}_mean"], spectrum[f"{name}_cov"], size=count, method="eigh"))
+        normalized(
+            rng.multivariate_normal(spectrum[f"{name}_mean"], spectrum[f"{name}_cov"], size=count, method="eigh")
+        )
         for name, count in (("items", size), ("queries", queries))
     )
 
@@ -74,8 +76,13 @@ def measured_spectrum(embeddings: Path) -> dict:
     vectors, _ = read_embeddings(embeddings)
     items = normalized(vectors.get("multimodal", next(iter(vectors.values()))))
     queries = normalized(np.load(embeddings / TUNING_QUERIES_FILE))
-    return {"items_mean": items.mean(0), "items_cov": np.cov(items.T), "queries_mean": queries.mean(0), "queries_cov": np.cov(queries.T),
-            "items_effective_rank": float(np.exp(_entropy(np.linalg.eigvalsh(np.cov(items.T)))))}
+    return {
+        "items_mean": items.mean(0),
+        "items_cov": np.cov(items.T),
+        "queries_mean": queries.mean(0),
+        "queries_cov": np.cov(queries.T),
+        "items_effective_rank": float(np.exp(_entropy(np.linalg.eigvalsh(np.cov(items.T))))),
+    }
 
 
 def _entropy(eigenvalues) -> float:
@@ -133,17 +140,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", help="Measure only index types whose factory string contains this (e.g. IVF).")
     parser.add_argument("--vectors", choices=["spectrum", "uniform"], default="spectrum")
-    parser.add_argument("--embeddings", type=Path, default=ROOT / "outputs" / "embeddings", help="Export directory for --vectors spectrum.")
+    parser.add_argument(
+        "--embeddings",
+        type=Path,
+        default=ROOT / "outputs" / "embeddings",
+        help="Export directory for --vectors spectrum.",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
     spectrum = measured_spectrum(args.embeddings) if args.vectors == "spectrum" else None
     if spectrum:
-        print(f"spectrum of {args.embeddings}: effective rank {spectrum['items_effective_rank']:.1f} of {DIM}", flush=True)
+        print(
+            f"spectrum of {args.embeddings}: effective rank {spectrum['items_effective_rank']:.1f} of {DIM}", flush=True
+        )
     stem = args.results / f"index_scale-{args.vectors}"
     runs = json.loads(stem.with_suffix(".json").read_text())["runs"] if stem.with_suffix(".json").exists() else []
-    measured = {(size, factory) for size in args.sizes for factory in factories(size) if not args.only or args.only in factory}
-    runs = [run for run in runs if (run["items"], run["factory"]) not in measured]  # a new measurement replaces the old one
+    measured = {
+        (size, factory) for size in args.sizes for factory in factories(size) if not args.only or args.only in factory
+    }
+    runs = [
+        run for run in runs if (run["items"], run["factory"]) not in measured
+    ]  # a new measurement replaces the old one
     context = multiprocessing.get_context("spawn")
     for size in args.sizes:
         for factory in [f for f in factories(size) if (size, f) in measured]:
@@ -151,36 +169,59 @@ def main() -> None:
                 with context.Pool(1) as pool:  # a fresh process: its peak memory is this index's
                     run = pool.apply(one_run, (size, factory, seed, spectrum))
                 runs.append(run)
-                print(f"{size} {factory} run {seed + 1}: build {run['build_seconds']:.1f} s, p50 {run['p50_ms']:.3f} ms, "
-                      f"p99 {run['p99_ms']:.3f} ms, recall {run['recall_at_10_vs_exact']:.4f} {run['tuning']}", flush=True)
+                print(
+                    f"{size} {factory} run {seed + 1}: build {run['build_seconds']:.1f} s, p50 {run['p50_ms']:.3f} ms, "
+                    f"p99 {run['p99_ms']:.3f} ms, recall {run['recall_at_10_vs_exact']:.4f} {run['tuning']}",
+                    flush=True,
+                )
                 write_report(runs, stem)
 
 
 def write_report(runs: list[dict], stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"dim": DIM, "queries": QUERIES, "target_recall": TARGET, "runs": runs}, indent=2) + "\n")
-    kind = {"uniform": "Uniformly random unit vectors", "spectrum": "Random vectors with a trained model's embedding spectrum"}[runs[0]["vectors"]]
+    stem.with_suffix(".json").write_text(
+        json.dumps({"dim": DIM, "queries": QUERIES, "target_recall": TARGET, "runs": runs}, indent=2) + "\n"
+    )
+    kind = {
+        "uniform": "Uniformly random unit vectors",
+        "spectrum": "Random vectors with a trained model's embedding spectrum",
+    }[runs[0]["vectors"]]
     lines = [
         f"{kind}, dim {DIM}; {QUERIES} queries one at a time (p50/p99) and in one batch (QPS); "
         f"approximate indexes tuned to Recall@10 >= {TARGET} of exact search on separate tuning queries. "
         "Medians over runs (each a fresh process).",
         "",
-        "| items | index | tuned | runs | build s | peak RSS MiB | index MiB | p50 ms | p99 ms | QPS (batch) | Recall@10 vs exact | p99 vs Flat |",
+        "| items | index | tuned | runs | build s | peak RSS MiB | index MiB | p50 ms | p99 ms | QPS (batch) | "
+        "Recall@10 vs exact | p99 vs Flat |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["items"], run["factory"]), []).append(run)
     for (size, factory), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "Flat", kv[0][1])):
-        median = {key: statistics.median(run[key] for run in group) for key in
-                  ("build_seconds", "peak_rss_mib", "index_mib", "p50_ms", "p99_ms", "qps_batched", "recall_at_10_vs_exact")}
+        median = {
+            key: statistics.median(run[key] for run in group)
+            for key in (
+                "build_seconds",
+                "peak_rss_mib",
+                "index_mib",
+                "p50_ms",
+                "p99_ms",
+                "qps_batched",
+                "recall_at_10_vs_exact",
+            )
+        }
         tuned = group[0]["tuning"]
-        setting = f"{tuned['parameter']}={statistics.median(run['tuning']['value'] for run in group):g}" if tuned else "exact"
+        setting = (
+            f"{tuned['parameter']}={statistics.median(run['tuning']['value'] for run in group):g}" if tuned else "exact"
+        )
         flat = groups.get((size, "Flat"))
         ratio = f"{median['p99_ms'] / statistics.median(run['p99_ms'] for run in flat):.3f}" if flat else ""
         lines.append(
-            f"| {size:,} | {factory} | {setting} | {len(group)} | {median['build_seconds']:.1f} | {median['peak_rss_mib']:.0f} | "
-            f"{median['index_mib']:.0f} | {median['p50_ms']:.3f} | {median['p99_ms']:.3f} | {median['qps_batched']:,.0f} | "
+            f"| {size:,} | {factory} | {setting} | {len(group)} | {median['build_seconds']:.1f} | "
+            f"{median['peak_rss_mib']:.0f} | "
+            f"{median['index_mib']:.0f} | {median['p50_ms']:.3f} | {median['p99_ms']:.3f} | "
+            f"{median['qps_batched']:,.0f} | "
             f"{median['recall_at_10_vs_exact']:.4f} | {ratio} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -4,7 +4,8 @@ beside off-the-shelf MiniLM title search (zero-shot, no training), on every slic
     .venv/bin/python benchmarks/quality.py --split-by category      # cold start: test queries about unseen categories
     .venv/bin/python benchmarks/quality.py --split-by query         # new queries about products seen in training
     .venv/bin/python benchmarks/quality.py --kinds smar text_only --seeds 0
-    .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.routing.yaml --kinds smar  # settings side by side
+    .venv/bin/python benchmarks/quality.py --params params.yaml benchmarks/params.routing.yaml --kinds smar  # settings
+    side by side
 
 `--split-by` splits the dataset's queries again (smar.data.splits: `query`, or an item column whose
 groups go whole to one split) into a scratch copy; without it the dataset's own split is used.
@@ -62,20 +63,25 @@ def main() -> None:
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # gigabytes of models and caches
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("great_expectations", "alembic", "faiss", "mlflow", "smar.model.feature_cache", "smar.data.image_cache"):
+    from smar.core.process import setup
+
+    setup()
+    for noisy in ("mlflow", "smar.model.feature_cache", "smar.data.image_cache"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from smar.config import load_config
+    from smar.core.config import load_config
+    from smar.core.paths import Paths
     from smar.data.dataset import load_dataset
     from smar.data.splits import resplit
     from smar.model.kinds import served_views
-    from smar.paths import Paths
     from smar.pipeline import steps
 
     bases = {path: load_config(path) for path in args.params}
     if args.epochs:
-        bases = {path: base.model_copy(update={"train": base.train.model_copy(update={"epochs": args.epochs})}) for path, base in bases.items()}
+        bases = {
+            path: base.model_copy(update={"train": base.train.model_copy(update={"epochs": args.epochs})})
+            for path, base in bases.items()
+        }
     first = next(iter(bases.values()))
     data = args.data
     if args.split_by:
@@ -85,19 +91,29 @@ def main() -> None:
     dataset = load_dataset(data)
     slices = query_slices(dataset, split)
     meta = {
-        "data": shown(args.data), "split_by": args.split_by or "as given", "params": [shown(path) for path in args.params],
-        "epochs": args.epochs, "seeds": args.seeds, "split": split, "queries": {name: len(relevant) for name, relevant in slices.items()},
+        "data": shown(args.data),
+        "split_by": args.split_by or "as given",
+        "params": [shown(path) for path in args.params],
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "split": split,
+        "queries": {name: len(relevant) for name, relevant in slices.items()},
     }
     cache = scratch / "cache"  # frozen-encoder outputs and decoded images, shared by every run
     validated = Paths(data, scratch / "validated")
     steps.validate(first, validated)
     baselines = {"ceiling": slice_scores(perfect_rankings(slices["overall"]), slices)}
-    baselines[ZERO_SHOT] = slice_scores(zero_shot(first, Paths(data, scratch / "zero-shot"), dataset, split, cache), slices)
+    baselines[ZERO_SHOT] = slice_scores(
+        zero_shot(first, Paths(data, scratch / "zero-shot"), dataset, split, cache), slices
+    )
     runs = []
     for kind, (params, base), seed in itertools.product(args.kinds, bases.items(), args.seeds):
         label = kind if len(bases) == 1 else f"{kind} · {params.name.removesuffix('.yaml')}"
         config = base.model_copy(
-            update={"model": base.model.model_copy(update={"kind": kind}), "train": base.train.model_copy(update={"seed": seed})}
+            update={
+                "model": base.model.model_copy(update={"kind": kind}),
+                "train": base.train.model_copy(update={"seed": seed}),
+            }
         )
         paths = Paths(data, scratch / f"{label}-{seed}")
         prepare_outputs(paths, validated, cache)
@@ -108,14 +124,22 @@ def main() -> None:
         evaluation = steps.evaluate(config, paths)
         runs.append(
             {
-                "kind": kind, "label": label, "params": shown(params), "seed": seed,
-                "seconds": round(time.perf_counter() - started, 1), "train_seconds": round(trained["seconds"], 1),
-                "overall": evaluation["model"], "served_by_index": evaluation["served_by_index"],
+                "kind": kind,
+                "label": label,
+                "params": shown(params),
+                "seed": seed,
+                "seconds": round(time.perf_counter() - started, 1),
+                "train_seconds": round(trained["seconds"], 1),
+                "overall": evaluation["model"],
+                "served_by_index": evaluation["served_by_index"],
                 "routed": len(served_views(config.model)) > 1,
                 "slices": slice_scores(model_rankings(paths), slices),
             }
         )
-        print(f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f}, cold {runs[-1]['slices']['cold']}", flush=True)
+        print(
+            f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f}, cold {runs[-1]['slices']['cold']}",
+            flush=True,
+        )
         write_report(runs, baselines, meta, stem)  # after every run: a long benchmark keeps what it has
     print(stem.with_suffix(".md").read_text())
 
@@ -142,10 +166,16 @@ def query_slices(dataset, split: str) -> dict[str, dict]:
     cold = dataset.cold_queries(split)
     slices = {"overall": relevant, "cold": {q: items for q, items in relevant.items() if q in cold}}
     queries = dataset.queries.set_index("query_id")
-    named = {column: queries[column].notna() for column in ("brand", "colour", "pattern", "material") if column in queries}
+    named = {
+        column: queries[column].notna() for column in ("brand", "colour", "pattern", "material") if column in queries
+    }
     if named:
         look = named.get("colour", False) | named.get("pattern", False)
-        kinds = {"names a brand": named.get("brand"), "names a colour or pattern": look, "names a material": named.get("material")}
+        kinds = {
+            "names a brand": named.get("brand"),
+            "names a colour or pattern": look,
+            "names a material": named.get("material"),
+        }
         kinds["names only a category"] = ~pd.concat(list(named.values()), axis=1).any(axis=1)
         for name, mask in kinds.items():
             if mask is not None:
@@ -153,7 +183,10 @@ def query_slices(dataset, split: str) -> dict[str, dict]:
         if "title_states_look" in dataset.items:
             states_look = dict(zip(dataset.items["item_id"], dataset.items["title_states_look"]))
             for name, stated in {"look in title": True, "look only in image": False}.items():
-                subsets = {q: {i: label for i, label in relevant[q].items() if states_look[i] == stated} for q in slices["names a colour or pattern"]}
+                subsets = {
+                    q: {i: label for i, label in relevant[q].items() if states_look[i] == stated}
+                    for q in slices["names a colour or pattern"]
+                }
                 slices[name] = {q: subset for q, subset in subsets.items() if subset}
     return {name: relevant for name, relevant in slices.items() if relevant}
 
@@ -179,7 +212,7 @@ def model_rankings(paths) -> dict:
 
 
 def slice_scores(rankings: dict, slices: dict) -> dict:
-    from smar.metrics import retrieval_metrics
+    from smar.core.metrics import retrieval_metrics
 
     return {name: retrieval_metrics(rankings, relevant, ks=(10, 50)) for name, relevant in slices.items()}
 
@@ -187,7 +220,9 @@ def slice_scores(rankings: dict, slices: dict) -> dict:
 def write_report(runs: list[dict], baselines: dict, meta: dict, stem: Path) -> None:
     summary = summarise(runs)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "baselines": baselines, "summary": summary, "runs": runs}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "baselines": baselines, "summary": summary, "runs": runs}, indent=2) + "\n"
+    )
     stem.with_suffix(".md").write_text(markdown(summary, baselines, meta))
 
 
@@ -202,12 +237,17 @@ def summarise(runs: list[dict]) -> dict:
         mine = [run for run in runs if run["label"] == label]
         summary[label] = {
             "overall": {metric: _stats(r["overall"][metric] for r in mine) for metric in METRICS},
-            "slices": {name: {m: _stats(r["slices"][name][m] for r in mine) for m in SLICE_METRICS} for name in mine[0]["slices"]},
+            "slices": {
+                name: {m: _stats(r["slices"][name][m] for r in mine) for m in SLICE_METRICS}
+                for name in mine[0]["slices"]
+            },
             "train_seconds": statistics.median(r["train_seconds"] for r in mine),
             "seeds": len(mine),
         }
         if mine[0].get("routed"):
-            summary[label]["routed_to_text"] = [round(r["served_by_index"].get("text", 0) / sum(r["served_by_index"].values()), 4) for r in mine]
+            summary[label]["routed_to_text"] = [
+                round(r["served_by_index"].get("text", 0) / sum(r["served_by_index"].values()), 4) for r in mine
+            ]
     return summary
 
 
@@ -218,27 +258,41 @@ def markdown(summary: dict, baselines: dict, meta: dict) -> str:
     params = ", ".join(f"`{path}`" for path in meta["params"])
     epochs = f" (train.epochs set to {meta['epochs']})" if meta.get("epochs") else ""
     lines = [
-        f"Quality on `{meta['data']}` split by **{meta['split_by']}** ({meta['split']} split, {meta['queries']['overall']} queries, "
+        f"Quality on `{meta['data']}` split by **{meta['split_by']}** ({meta['split']} split, "
+        f"{meta['queries']['overall']} queries, "
         f"{meta['queries'].get('cold', 0)} of them cold) with {params}{epochs}; mean ± std over seeds {meta['seeds']}.",
         "",
         "| model | " + " | ".join(METRICS) + " | train s |",
         "|---|" + "---|" * (len(METRICS) + 1),
     ]
     for label, stats in summary.items():
-        lines.append(f"| {label} | " + " | ".join(cell(stats["overall"][m]) for m in METRICS) + f" | {stats['train_seconds']:.0f} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(cell(stats["overall"][m]) for m in METRICS)
+            + f" | {stats['train_seconds']:.0f} |"
+        )
     for name in (ZERO_SHOT, "ceiling"):
         shown = {"ceiling": "*perfect ranking (ceiling)*"}.get(name, f"*{name}*")
         lines.append(f"| {shown} | " + " | ".join(f"{baselines[name]['overall'][m]:.4f}" for m in METRICS) + " | |")
     names = list(baselines["ceiling"])
     lines += ["", "Recall@10 by slice (queries per slice in brackets):", ""]
-    lines += ["| model | " + " | ".join(f"{name} ({meta['queries'][name]})" for name in names) + " |", "|---|" + "---|" * len(names)]
+    lines += [
+        "| model | " + " | ".join(f"{name} ({meta['queries'][name]})" for name in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for label, stats in summary.items():
         lines.append(f"| {label} | " + " | ".join(cell(stats["slices"][name]["recall@10"]) for name in names) + " |")
-    lines.append(f"| *{ZERO_SHOT}* | " + " | ".join(f"{baselines[ZERO_SHOT][name]['recall@10']:.4f}" for name in names) + " |")
+    lines.append(
+        f"| *{ZERO_SHOT}* | " + " | ".join(f"{baselines[ZERO_SHOT][name]['recall@10']:.4f}" for name in names) + " |"
+    )
     routed = {label: stats["routed_to_text"] for label, stats in summary.items() if "routed_to_text" in stats}
     if routed:
-        lines += ["", "Share of test queries the routing head sent to the text index, per seed: "
-                  + "; ".join(f"{label}: {shares}" for label, shares in routed.items()) + "."]
+        lines += [
+            "",
+            "Share of test queries the routing head sent to the text index, per seed: "
+            + "; ".join(f"{label}: {shares}" for label, shares in routed.items())
+            + ".",
+        ]
     lines += ["", *target_lines(summary, baselines)]
     return "\n".join(lines) + "\n"
 
@@ -253,14 +307,21 @@ def target_lines(summary: dict, baselines: dict) -> list[str]:
             continue
         recall = {name: stats["slices"][name]["recall@10"]["mean"] for name in stats["slices"]}
         if "cold" in recall:
-            lines.append(f"- {label}, cold Recall@10: {recall['cold']:.4f} = {recall['cold'] / zero['cold']['recall@10']:.2f} x zero-shot MiniLM ({zero['cold']['recall@10']:.4f}).")
+            lines.append(
+                f"- {label}, cold Recall@10: {recall['cold']:.4f} = {recall['cold'] / zero['cold']['recall@10']:.2f} "
+                f"x zero-shot MiniLM ({zero['cold']['recall@10']:.4f})."
+            )
         worse = [name for name in recall if recall[name] < zero[name]["recall@10"]]
         lines.append(f"- {label}, slices below zero-shot MiniLM: {', '.join(worse) or 'none'}.")
         for other in ("text_only", "late_fusion"):
             other_label = " · ".join(filter(None, [other, params]))
             if other_label in summary:
                 theirs = {name: summary[other_label]["slices"][name]["recall@10"] for name in recall}
-                behind = [f"{name} ({recall[name]:.4f} vs {theirs[name]['mean']:.4f})" for name in recall if recall[name] < theirs[name]["mean"]]
+                behind = [
+                    f"{name} ({recall[name]:.4f} vs {theirs[name]['mean']:.4f})"
+                    for name in recall
+                    if recall[name] < theirs[name]["mean"]
+                ]
                 lines.append(f"- {label} vs {other_label}: behind on {', '.join(behind) or 'no slice'}.")
     return lines
 

@@ -36,8 +36,8 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from smar.core.metrics import retrieval_metrics
     from smar.data.dataset import load_dataset
-    from smar.metrics import retrieval_metrics
     from smar.model.checkpoint import load_model
     from smar.model.inference import encode_texts
     from smar.model.onnx_query import load_query_onnx
@@ -93,15 +93,22 @@ def write(results: dict, args) -> None:
     (args.results / "query_encoder.json").write_text(json.dumps(results, indent=2) + "\n")
     batches = args.batches
     lines = [
-        f"The query tower on {results['queries']} test queries; medians of {args.repeats} timings per batch size, the ways interleaved.",
+        f"The query tower on {results['queries']} test queries; medians of {args.repeats} timings per batch size, "
+        f"the ways interleaved.",
         "",
-        "| encoder | " + " | ".join(f"batch {b} (ms)" for b in batches) + " | 1 - cosine to PyTorch, mean / worst | Recall@10 |",
+        "| encoder | "
+        + " | ".join(f"batch {b} (ms)" for b in batches)
+        + " | 1 - cosine to PyTorch, mean / worst | Recall@10 |",
         "|---|" + "---|" * (len(batches) + 2),
     ]
     base = results["ways"]["PyTorch (fp32)"]
     for name, way in results["ways"].items():
         cells = [f"{way['ms_per_batch'][b]} ({base['ms_per_batch'][b] / way['ms_per_batch'][b]:.1f}x)" for b in batches]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {way['drift_mean']:.2g} / {way['drift_worst']:.2g} | {way['recall@10']:.4f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {way['drift_mean']:.2g} / {way['drift_worst']:.2g} | {way['recall@10']:.4f} |"
+        )
     (args.results / "query_encoder.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -32,7 +32,11 @@ def main() -> None:
     from smar.data.dataset import load_dataset
 
     dataset = load_dataset(args.data)
-    rows = [dict(model=outputs.name, split=split, **analyse(dataset, outputs, split)) for outputs in args.outputs for split in ("train", "valid", "test")]
+    rows = [
+        dict(model=outputs.name, split=split, **analyse(dataset, outputs, split))
+        for outputs in args.outputs
+        for split in ("train", "valid", "test")
+    ]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "routing.json").write_text(json.dumps(rows, indent=2) + "\n")
     columns = ["multimodal", "text", "routed", "oracle", "multimodal_better", "text_better", "routed_to_text"]
@@ -43,7 +47,10 @@ def main() -> None:
         "| model | split | queries | " + " | ".join(columns) + " |",
         "|---|---|---|" + "---|" * len(columns),
     ]
-    lines += [f"| {r['model']} | {r['split']} | {r['queries']} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |" for r in rows]
+    lines += [
+        f"| {r['model']} | {r['split']} | {r['queries']} | " + " | ".join(f"{r[c]:.4f}" for c in columns) + " |"
+        for r in rows
+    ]
     (args.results / "routing.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -51,7 +58,7 @@ def main() -> None:
 def analyse(dataset, outputs: Path, split: str) -> dict:
     import numpy as np
 
-    from smar.metrics import per_query_metrics
+    from smar.core.metrics import per_query_metrics
     from smar.retrieval.export import read_embeddings
     from smar.retrieval.retriever import Retriever
 
@@ -62,9 +69,12 @@ def analyse(dataset, outputs: Path, split: str) -> dict:
     recall = {}
     for view in ("multimodal", "text"):
         top = np.argsort(-(vectors @ embeddings[view].T), axis=1)[:, :10]
-        recall[view] = np.array([
-            per_query_metrics([item_ids[i] for i in row], relevant[q], (10,))["recall@10"] for q, row in zip(queries["query_id"], top)
-        ])
+        recall[view] = np.array(
+            [
+                per_query_metrics([item_ids[i] for i in row], relevant[q], (10,))["recall@10"]
+                for q, row in zip(queries["query_id"], top)
+            ]
+        )
     to_text = np.array(views) == "text"
     return {
         "queries": len(queries),

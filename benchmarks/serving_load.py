@@ -36,7 +36,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main() -> None:
@@ -48,11 +47,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    from smar.core.process import setup
 
+    setup()
     from mlflow import MlflowClient
 
-    from smar import tracking
-    from smar.config import load_config
+    from smar.core import tracking
+    from smar.core.config import load_config
     from smar.data.dataset import load_dataset
     from smar.registry.promotion import current_champion
 
@@ -62,30 +63,69 @@ def main() -> None:
     client = MlflowClient()
     champion = current_champion(client, name)
     if champion is None:
-        sys.exit(f"{name} has no champion in {os.environ.get('MLFLOW_TRACKING_URI', tracking.DEFAULT_TRACKING_URI)}: run `make run` first.")
+        sys.exit(
+            f"{name} has no champion in {os.environ.get('MLFLOW_TRACKING_URI', tracking.DEFAULT_TRACKING_URI)}: run "
+            f"`make run` first."
+        )
     queries = load_dataset(args.data).split_queries("test")["text"].tolist()
     gc.freeze()  # the client's own full garbage collections would otherwise show up as server latency
 
-    results = {"meta": {"clients": args.clients, "seconds": args.seconds, "k": args.k, "cpus": os.cpu_count(), "champion": champion,
-                        "max_batch": config.serve.max_batch}}
+    results = {
+        "meta": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "k": args.k,
+            "cpus": os.cpu_count(),
+            "champion": champion,
+            "max_batch": config.serve.max_batch,
+        }
+    }
     print(f"limit: batches of {config.serve.max_batch} in one process for {args.seconds:.0f} s", flush=True)
     results["limit"] = in_process_limit(name, champion, queries, config.serve.max_batch, args)
     print(json.dumps(results["limit"]), flush=True)
 
-    mlflow_command = ["mlflow", "models", "serve", "-m", f"models:/{name}/{champion}", "--env-manager", "local", "--host", "127.0.0.1"]
+    mlflow_command = [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{name}/{champion}",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+    ]
     with server(mlflow_command + ["--port"], "/ping") as url:
-        print(f"mlflow models serve: {args.clients} clients for {args.seconds:.0f} s against version {champion}", flush=True)
+        print(
+            f"mlflow models serve: {args.clients} clients for {args.seconds:.0f} s against version {champion}",
+            flush=True,
+        )
         results["mlflow"] = asyncio.run(load(url, queries, args, mlflow_request))
         print(json.dumps(results["mlflow"]), flush=True)
 
-    smar_command = [sys.executable, "-m", "smar", "serve", "--params", str(args.params), "--data", str(args.data), "--port"]
+    smar_command = [
+        sys.executable,
+        "-m",
+        "smar",
+        "serve",
+        "--params",
+        str(args.params),
+        "--data",
+        str(args.data),
+        "--port",
+    ]
     with server(smar_command, "/readyz") as url:
-        print(f"smar serve, steady: {args.clients} clients for {args.seconds:.0f} s against version {champion}", flush=True)
+        print(
+            f"smar serve, steady: {args.clients} clients for {args.seconds:.0f} s against version {champion}",
+            flush=True,
+        )
         results["steady"] = asyncio.run(load(url, queries, args, smar_request))
         print(json.dumps(results["steady"]), flush=True)
 
         twin = register_twin(client, name, champion)
-        swaps = threading.Thread(target=swap_alias, args=(client, name, [(args.seconds / 3, twin), (2 * args.seconds / 3, champion)]))
+        swaps = threading.Thread(
+            target=swap_alias, args=(client, name, [(args.seconds / 3, twin), (2 * args.seconds / 3, champion)])
+        )
         print(f"smar serve, swap: the alias moves {champion} -> {twin} -> {champion} under load", flush=True)
         swaps.start()
         results["swap"] = asyncio.run(load(url, queries, args, smar_request))
@@ -107,8 +147,12 @@ def server(command: list[str], ready_path: str):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="smar-load-")) / "server.log"
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow starts uvicorn through bash
-    process = subprocess.Popen(command + [str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    }  # mlflow starts uvicorn through bash
+    process = subprocess.Popen(
+        command + [str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     try:
         wait_ready(f"{url}{ready_path}", process, log)
         yield url
@@ -151,7 +195,12 @@ def in_process_limit(name: str, version: str, queries: list[str], batch: int, ar
         latencies.append(time.perf_counter() - began)
         done += len(texts)
     elapsed = time.monotonic() - started
-    return {"queries": done, "batch": batch, "throughput_rps": round(done / elapsed, 1), "batch_p50_ms": round(1000 * statistics.median(latencies), 2)}
+    return {
+        "queries": done,
+        "batch": batch,
+        "throughput_rps": round(done / elapsed, 1),
+        "batch_p50_ms": round(1000 * statistics.median(latencies), 2),
+    }
 
 
 def smar_request(url: str, query: str, k: int):
@@ -226,7 +275,11 @@ async def load(url: str, queries: list[str], args, request) -> dict:
     }
 
 
-PHASES = {"mlflow": "`mlflow models serve`", "steady": "`smar serve`, steady", "swap": "`smar serve`, during two alias swaps"}
+PHASES = {
+    "mlflow": "`mlflow models serve`",
+    "steady": "`smar serve`, steady",
+    "swap": "`smar serve`, during two alias swaps",
+}
 
 
 def write_results(results: dict, directory: Path) -> None:
@@ -240,11 +293,15 @@ def write_results(results: dict, directory: Path) -> None:
         "",
         "| phase | requests | errors | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |",
         "|---|---|---|---|---|---|---|---|",
-        f"| limit: batches of {limit['batch']} in one process, no server | {limit['queries']} | 0 | {limit['throughput_rps']} | | | | |",
+        f"| limit: batches of {limit['batch']} in one process, no server | {limit['queries']} | 0 | "
+        f"{limit['throughput_rps']} | | | | |",
     ]
     for phase, label in PHASES.items():
         r = results[phase]
-        lines.append(f"| {label} | {r['requests']} | {r['errors']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+        lines.append(
+            f"| {label} | {r['requests']} | {r['errors']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | "
+            f"{r['p99_ms']} | {r['max_ms']} |"
+        )
     lines += ["", *(f"- {line}" for line in results["ratios"]["lines"])]
     (directory / "serving.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -261,8 +318,10 @@ def ratios(results: dict) -> dict:
         "errors": steady["errors"] + swap["errors"],
     }
     values["lines"] = [
-        f"throughput: {values['throughput_vs_limit']:.2f} of the limit (target >= 0.7), {values['throughput_vs_mlflow']:.1f}x `mlflow models serve`",
-        f"p99: {values['p99_vs_mlflow']:.2f}x `mlflow models serve`'s; during the swaps {values['swap_p99_vs_steady']:.2f}x steady (target <= 1.25)",
+        f"throughput: {values['throughput_vs_limit']:.2f} of the limit (target >= 0.7), "
+        f"{values['throughput_vs_mlflow']:.1f}x `mlflow models serve`",
+        f"p99: {values['p99_vs_mlflow']:.2f}x `mlflow models serve`'s; during the swaps "
+        f"{values['swap_p99_vs_steady']:.2f}x steady (target <= 1.25)",
         f"errors in `smar serve`'s phases: {values['errors']} (target 0)",
     ]
     return values

@@ -56,18 +56,39 @@ def main() -> None:
         for attempt in range(args.runs):
             for workers in args.workers:
                 params = yaml.safe_load(args.params.read_text())
-                params["train"].update({"loader_workers": workers, "max_steps": args.steps, "epochs": 1, "checkpoint_every_steps": 0})
+                params["train"].update(
+                    {"loader_workers": workers, "max_steps": args.steps, "epochs": 1, "checkpoint_every_steps": 0}
+                )
                 outputs = scratch / f"run-{attempt}-{workers}"
                 shutil.copytree(base, outputs)  # the validation report, and the image cache after the first run
                 (outputs / "params.yaml").write_text(yaml.safe_dump(params))
-                smar(["train", "--params", str(outputs / "params.yaml"), "--data", str(args.data), "--out", str(outputs)], environment)
-                run = {"workers": workers, "device": device, "batch_size": params["train"]["batch_size"], "steps": args.steps}
+                smar(
+                    [
+                        "train",
+                        "--params",
+                        str(outputs / "params.yaml"),
+                        "--data",
+                        str(args.data),
+                        "--out",
+                        str(outputs),
+                    ],
+                    environment,
+                )
+                run = {
+                    "workers": workers,
+                    "device": device,
+                    "batch_size": params["train"]["batch_size"],
+                    "steps": args.steps,
+                }
                 run |= run_metrics(outputs, environment)
                 if (outputs / "cache").is_dir() and not (base / "cache").is_dir():
                     shutil.copytree(outputs / "cache", base / "cache")
                 shutil.rmtree(outputs)
                 runs.append(run)
-                print(f"run {attempt + 1}, {workers} loader workers: {run['train_pairs_per_second']:.0f} pairs/s", flush=True)
+                print(
+                    f"run {attempt + 1}, {workers} loader workers: {run['train_pairs_per_second']:.0f} pairs/s",
+                    flush=True,
+                )
             loader.append(loader_only_pairs_per_second(args, base))
             write_report(runs, loader, stem, args)
     finally:
@@ -75,7 +96,9 @@ def main() -> None:
 
 
 def smar(arguments: list[str], environment: dict) -> None:
-    done = subprocess.run([sys.executable, "-m", "smar", *arguments], cwd=ROOT, env=environment, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "smar", *arguments], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
     if done.returncode:
         raise SystemExit(f"smar {arguments[0]} failed:\n{done.stderr[-3000:]}")
 
@@ -84,7 +107,7 @@ def run_metrics(outputs: Path, environment: dict) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = environment["MLFLOW_TRACKING_URI"]
     from mlflow import MlflowClient
 
-    from smar.tracking import run_id_of
+    from smar.core.tracking import run_id_of
 
     metrics = MlflowClient().get_run(run_id_of(outputs / "model")).data.metrics
     keep = ("train_pairs_per_second", "train_loop_seconds", "gpu_utilization_percent", "gpu_max_memory_mib")
@@ -93,8 +116,8 @@ def run_metrics(outputs: Path, environment: dict) -> dict:
 
 def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> float:
     """The training input pipeline alone: the same batches, assembled in the training process, no model."""
-    from smar.config import load_config
-    from smar.paths import Paths
+    from smar.core.config import load_config
+    from smar.core.paths import Paths
     from smar.training.distributed import Cluster
     from smar.training.loop import prepare
 
@@ -110,13 +133,17 @@ def loader_only_pairs_per_second(args, outputs: Path, batches: int = 40) -> floa
 
 def write_report(runs: list[dict], loader: list[float], stem: Path, args) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps({"data": str(args.data), "runs": runs, "loader_only_pairs_per_second": loader}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"data": str(args.data), "runs": runs, "loader_only_pairs_per_second": loader}, indent=2) + "\n"
+    )
     device = runs[0]["device"]
     lines = [
-        f"`smar train` on `{args.data.name}` ({device}, batch {runs[0]['batch_size']}, {runs[0]['steps']} steps per run, params.yaml "
+        f"`smar train` on `{args.data.name}` ({device}, batch {runs[0]['batch_size']}, {runs[0]['steps']} steps per "
+        f"run, params.yaml "
         f"otherwise); medians of {len(runs) // len(args.workers)} runs per setting, alternating.",
         "",
-        "| DataLoader workers | pairs/s (training loop) | vs 0 workers |" + (" GPU util % | GPU peak MiB |" if device == "cuda" else ""),
+        "| DataLoader workers | pairs/s (training loop) | vs 0 workers |"
+        + (" GPU util % | GPU peak MiB |" if device == "cuda" else ""),
         "|---|---|---|" + ("---|---|" if device == "cuda" else ""),
     ]
 
@@ -130,7 +157,11 @@ def write_report(runs: list[dict], loader: list[float], stem: Path, args) -> Non
         if device == "cuda":
             row += f" {median(workers, 'gpu_utilization_percent'):.0f} | {median(workers, 'gpu_max_memory_mib'):,.0f} |"
         lines.append(row)
-    lines += ["", f"The input pipeline alone (same batches, no model, in the training process): {statistics.median(loader):,.0f} pairs/s."]
+    lines += [
+        "",
+        f"The input pipeline alone (same batches, no model, in the training process): "
+        f"{statistics.median(loader):,.0f} pairs/s.",
+    ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -4,7 +4,11 @@
 The flows themselves live in smar.pipeline.flow.
 """
 
-from smar.pipeline.flow import serve_deployment, smar_pipeline, smar_reindex
+from smar.core.process import setup
+
+setup()  # before the flows import Prefect
+
+from smar.pipeline.flow import serve_deployment, smar_pipeline, smar_reindex  # noqa: E402
 
 __all__ = ["smar_pipeline", "smar_reindex", "serve_deployment"]
 

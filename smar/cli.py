@@ -8,14 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-app = typer.Typer(help="SMAR multimodal retrieval: data, training, indexing, evaluation, registry and serving.", no_args_is_help=True)
+app = typer.Typer(
+    help="SMAR multimodal retrieval: data, training, indexing, evaluation, registry and serving.", no_args_is_help=True
+)
 data_app = typer.Typer(help="Build datasets in the data contract.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 registry_app = typer.Typer(help="The model registry's champion: promote, roll back, history.", no_args_is_help=True)
@@ -28,21 +28,18 @@ OutOption = Annotated[Path, typer.Option("--out", help="Directory for the steps'
 log = logging.getLogger("smar")
 
 
+@app.callback()
 def _setup() -> None:
-    import warnings
+    """Before every command: the process's environment, warnings and logging (smar.core.process)."""
+    from smar.core.process import setup
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    warnings.filterwarnings("ignore", message=".*input example", category=UserWarning)  # MLflow's advice on logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("great_expectations", "alembic", "httpx", "urllib3", "faiss"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup()
 
 
 @contextlib.contextmanager
 def _user_errors():
-    """Errors the user can fix (or wait out: the tracking server away) exit 1 with their message, without a traceback."""
-    from smar.errors import SmarError, TrackingUnavailable
+    """Errors the user can fix (or wait out: the tracking server away) exit 1 with their message, no traceback."""
+    from smar.core.errors import SmarError, TrackingUnavailable
 
     try:
         yield
@@ -54,12 +51,13 @@ def _user_errors():
 def _step_command(name: str, help_text: str) -> None:
     """`smar <name>`: load the config, run the step (smar.pipeline.steps), print its result as JSON."""
 
-    def command(params: ParamsOption = Path("params.yaml"), data: DataOption = Path("data"), out: OutOption = Path("outputs")):
-        from smar.config import load_config
-        from smar.paths import Paths
+    def command(
+        params: ParamsOption = Path("params.yaml"), data: DataOption = Path("data"), out: OutOption = Path("outputs")
+    ):
+        from smar.core.config import load_config
+        from smar.core.paths import Paths
         from smar.pipeline.steps import run_step
 
-        _setup()
         with _user_errors():
             result = run_step(name, load_config(params), Paths(data, out))
         if result is not None:  # None: a training rank other than 0
@@ -81,15 +79,22 @@ _step_command("register", "Log the retriever to the MLflow registry and run the 
 def data_synth(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data"),
-    preset: Annotated[str | None, typer.Option(help="Named size (tiny, small, medium, large) instead of params.yaml's `data` section.")] = None,
-    split_by: Annotated[str | None, typer.Option("--split-by", help="query, category, family, brand or material (default: params.yaml's data.split_by).")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Named size (tiny, small, medium, large) instead of params.yaml's `data` section."),
+    ] = None,
+    split_by: Annotated[
+        str | None,
+        typer.Option(
+            "--split-by", help="query, category, family, brand or material (default: params.yaml's data.split_by)."
+        ),
+    ] = None,
 ) -> None:
     """Write the deterministic synthetic default dataset."""
-    from smar.config import load_config
+    from smar.core.config import load_config
+    from smar.core.errors import SmarError
     from smar.data.synth import PRESETS, synthesize
-    from smar.errors import SmarError
 
-    _setup()
     with _user_errors():
         if preset is not None and preset not in PRESETS:
             raise SmarError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
@@ -103,8 +108,8 @@ def data_synth(
 def _with_split_by(config, split_by: str):
     from pydantic import ValidationError
 
-    from smar.config import DataConfig
-    from smar.errors import ConfigError, describe_invalid
+    from smar.core.config import DataConfig
+    from smar.core.errors import ConfigError, describe_invalid
 
     try:
         return DataConfig.model_validate(config.model_dump() | {"split_by": split_by})
@@ -114,50 +119,114 @@ def _with_split_by(config, split_by: str):
 
 @data_app.command("import")
 def data_import(
-    format: Annotated[Literal["table", "jd-tsv"], typer.Option("--format", help="table: items/queries/interactions files; jd-tsv: an id-encoded release directory (--source).")] = "table",
+    format: Annotated[
+        Literal["table", "jd-tsv"],
+        typer.Option(
+            "--format",
+            help="table: items/queries/interactions files; jd-tsv: an id-encoded release directory (--source).",
+        ),
+    ] = "table",
     items: Annotated[Path | None, typer.Option(help="table: items file (.csv, .tsv, .jsonl, .parquet).")] = None,
     queries: Annotated[Path | None, typer.Option(help="table: queries file.")] = None,
-    interactions: Annotated[Path | None, typer.Option(help="table: interactions file (clicks or graded labels, optional split).")] = None,
-    images: Annotated[Path | None, typer.Option(help="table: folder the items' image column is relative to (default: the items file's folder).")] = None,
-    source: Annotated[Path | None, typer.Option(help="jd-tsv: release directory (items.tsv, queries.tsv, interactions.tsv, image_features.npy, image_feature_ids.txt).")] = None,
-    maps: Annotated[list[str] | None, typer.Option("--map", help="TABLE.COLUMN=SOURCE_COLUMN, repeatable, e.g. items.item_id=sku; empty SOURCE_COLUMN: the source has none (brand, label, split).")] = None,
-    label: Annotated[Literal["clicks", "graded"], typer.Option(help="clicks: label = clicks summed per (query, item), 0 dropped; graded: the label column as is.")] = "clicks",
-    drop_items_without_features: Annotated[bool, typer.Option("--drop-items-without-features", help="jd-tsv: drop items with no feature row (with a warning) instead of failing.")] = False,
-    data: Annotated[Path, typer.Option("--data", help="Output dataset directory (replaced only if the import succeeds).")] = Path("data"),
+    interactions: Annotated[
+        Path | None, typer.Option(help="table: interactions file (clicks or graded labels, optional split).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="table: folder the items' image column is relative to (default: the items file's folder)."),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="jd-tsv: release directory (items.tsv, queries.tsv, interactions.tsv, image_features.npy, "
+            "image_feature_ids.txt)."
+        ),
+    ] = None,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="TABLE.COLUMN=SOURCE_COLUMN, repeatable, e.g. items.item_id=sku; empty SOURCE_COLUMN: the source "
+            "has none (brand, label, split).",
+        ),
+    ] = None,
+    label: Annotated[
+        Literal["clicks", "graded"],
+        typer.Option(
+            help="clicks: label = clicks summed per (query, item), 0 dropped; graded: the label column as is."
+        ),
+    ] = "clicks",
+    drop_items_without_features: Annotated[
+        bool,
+        typer.Option(
+            "--drop-items-without-features",
+            help="jd-tsv: drop items with no feature row (with a warning) instead of failing.",
+        ),
+    ] = False,
+    data: Annotated[
+        Path, typer.Option("--data", help="Output dataset directory (replaced only if the import succeeds).")
+    ] = Path("data"),
     name: Annotated[str, typer.Option(help="Dataset name in dataset.json.")] = "imported",
     seed: Annotated[int, typer.Option(help="Seed of the split (when the source has no split).")] = 0,
-    valid_fraction: Annotated[float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the valid split.")] = 0.1,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the test split.")] = 0.15,
-    split_by: Annotated[str, typer.Option("--split-by", help="query: a hash of the query id; or an item column (category, product, ...): whole groups of items per split, so test queries ask for unseen items.")] = "query",
+    valid_fraction: Annotated[
+        float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the valid split.")
+    ] = 0.1,
+    test_fraction: Annotated[
+        float, typer.Option(help="Fraction of queries (or, with --split-by, of items) in the test split.")
+    ] = 0.15,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            "--split-by",
+            help="query: a hash of the query id; or an item column (category, product, ...): whole groups of items "
+            "per split, so test queries ask for unseen items.",
+        ),
+    ] = "query",
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Build a dataset in the data contract from your catalog (see smar/data/importers.py for both formats).
 
     With no --items/--queries/--interactions/--source, the `import` section of params.yaml says what to import.
     """
-    from smar.config import load_config
+    from smar.core.config import load_config
+    from smar.core.errors import ConfigError
     from smar.data.importers import config_from_options, import_catalog
-    from smar.errors import ConfigError
 
-    _setup()
     with _user_errors():
         if not any((items, queries, interactions, source)):
             config = load_config(params).import_
             if config is None:
-                raise ConfigError(f"{params}: no `import` section; pass --items/--queries/--interactions (or --format jd-tsv --source DIR), or add one.")
+                raise ConfigError(
+                    f"{params}: no `import` section; pass --items/--queries/--interactions (or --format jd-tsv "
+                    f"--source DIR), or add one."
+                )
             manifest = import_catalog(config, data)
             typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
             return
         config = config_from_options(
-            format=format, items=items, queries=queries, interactions=interactions, images=images, source=source,
-            maps=maps or (), label=label, drop_items_without_features=drop_items_without_features, name=name, seed=seed,
-            valid_fraction=valid_fraction, test_fraction=test_fraction, split_by=split_by,
+            format=format,
+            items=items,
+            queries=queries,
+            interactions=interactions,
+            images=images,
+            source=source,
+            maps=maps or (),
+            label=label,
+            drop_items_without_features=drop_items_without_features,
+            name=name,
+            seed=seed,
+            valid_fraction=valid_fraction,
+            test_fraction=test_fraction,
+            split_by=split_by,
         )
         manifest = import_catalog(config, data)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
 
 
-DataRevOption = Annotated[str | None, typer.Option("--data-rev", help="Git revision whose data.dvc picks the dataset version (materialised with DVC).")]
+DataRevOption = Annotated[
+    str | None,
+    typer.Option("--data-rev", help="Git revision whose data.dvc picks the dataset version (materialised with DVC)."),
+]
 
 
 @app.command()
@@ -165,7 +234,9 @@ def pipeline(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data"),
     out: OutOption = Path("outputs"),
-    serve: Annotated[bool, typer.Option("--serve", help="Serve the flow as a deployment for runs triggered from the Prefect UI.")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the flow as a deployment for runs triggered from the Prefect UI.")
+    ] = False,
     data_rev: DataRevOption = None,
 ) -> None:
     """Run the whole chain (validate -> train -> export -> index -> evaluate -> register) as one Prefect flow run."""
@@ -179,14 +250,13 @@ def reindex(
     out: OutOption = Path("outputs"),
     data_rev: DataRevOption = None,
 ) -> None:
-    """A changed catalog without training: the champion's towers export it, index it, and register it through the same gate."""
+    """A changed catalog without training: the champion's towers export, index and register it through the gate."""
     _run_flow("smar_reindex", params, data, out, data_rev)
 
 
 def _run_flow(name: str, params: Path, data: Path, out: Path, data_rev: str | None, serve: bool = False) -> None:
-    from smar.config import load_config
+    from smar.core.config import load_config
 
-    _setup()
     with _user_errors():
         load_config(params)  # a bad params file fails here, before Prefect starts
     from smar.pipeline import flow
@@ -196,7 +266,9 @@ def _run_flow(name: str, params: Path, data: Path, out: Path, data_rev: str | No
         flow.serve_deployment(params_file=str(params), data_dir=str(data), outputs_dir=str(out))
         return
     with _user_errors():
-        summary = getattr(flow, name)(params_file=str(params), data_dir=str(data), outputs_dir=str(out), data_rev=data_rev)
+        summary = getattr(flow, name)(
+            params_file=str(params), data_dir=str(data), outputs_dir=str(out), data_rev=data_rev
+        )
     typer.echo(format_summary(summary))
 
 
@@ -208,10 +280,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: serve.port).")] = None,
 ) -> None:
     """Serve the registry's champion: POST /search, /healthz, /readyz, /version and a search page at /."""
-    from smar import tracking
-    from smar.config import load_config
+    from smar.core import tracking
+    from smar.core.config import load_config
 
-    _setup()
     with _user_errors():
         config = load_config(params)
     settings = config.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
@@ -225,10 +296,9 @@ def _registry(params: Path):
     """(MLflow client, registered model name) for the registry commands."""
     from mlflow import MlflowClient
 
-    from smar import tracking
-    from smar.config import load_config
+    from smar.core import tracking
+    from smar.core.config import load_config
 
-    _setup()
     with _user_errors():
         config = load_config(params)
     tracking.configure()
@@ -243,7 +313,7 @@ def registry_promote(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Make VERSION champion by hand, skipping the gate (recorded with --reason)."""
-    from smar.errors import SmarError
+    from smar.core.errors import SmarError
     from smar.registry.promotion import current_champion, move_champion
 
     client, name = _registry(params)
@@ -255,9 +325,13 @@ def registry_promote(
         try:
             client.get_model_version(name, version)
         except Exception:
-            raise SmarError(f"{name} has no version {version!r}; see `smar registry history` or the MLflow UI.") from None
+            raise SmarError(
+                f"{name} has no version {version!r}; see `smar registry history` or the MLflow UI."
+            ) from None
         event = move_champion(client, name, version, expected=current_champion(client, name), reason=reason, by="force")
-    typer.echo(f"{name}: champion is now version {version} (was {event['previous_champion'] or 'none'}); reason: {reason}")
+    typer.echo(
+        f"{name}: champion is now version {version} (was {event['previous_champion'] or 'none'}); reason: {reason}"
+    )
 
 
 @registry_app.command("rollback")
@@ -271,7 +345,9 @@ def registry_rollback(
     client, name = _registry(params)
     with _user_errors():
         event = rollback(client, name, reason)
-    typer.echo(f"{name}: rolled back to version {event['version']} (from {event['previous_champion']}); reason: {reason}")
+    typer.echo(
+        f"{name}: rolled back to version {event['version']} (from {event['previous_champion']}); reason: {reason}"
+    )
 
 
 @registry_app.command("history")
@@ -283,7 +359,10 @@ def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
     record_outside_move(client, name)  # a move made in the MLflow UI shows up, and is recorded, here
     for event in history(client, name):
         metrics = " ".join(f"{key}={value}" for key, value in event["metrics"].items())
-        typer.echo(f"{event['promoted_at']}  v{event['version'] or '-':<4} <- v{event['previous_champion'] or '-':<4} {event['by']:<8} {event['reason']} {metrics}".rstrip())
+        typer.echo(
+            f"{event['promoted_at']}  v{event['version'] or '-':<4} <- v{event['previous_champion'] or '-':<4} "
+            f"{event['by']:<8} {event['reason']} {metrics}".rstrip()
+        )
     typer.echo(f"champion: version {current_champion(client, name) or 'none'}")
 
 

@@ -5,8 +5,18 @@ from pathlib import Path
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # As root, in a sandbox with no network: no sandboxing, no background calls home.
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1000",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--window-size=1400,1000",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+)
 
 
 @contextlib.contextmanager
@@ -15,7 +25,9 @@ def chromium(profile: Path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert Path(CHROMEDRIVER).is_file(), f"{CHROMEDRIVER} is missing: `make test` installs Debian's chromium and chromium-driver"
+    assert Path(CHROMEDRIVER).is_file(), (
+        f"{CHROMEDRIVER} is missing: `make test` installs Debian's chromium and chromium-driver"
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):

@@ -9,22 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smar.core.process import setup
+
 _STATE = Path(tempfile.mkdtemp(prefix="smar-tests-"))
 atexit.register(shutil.rmtree, _STATE, ignore_errors=True)  # the session's stores: gigabytes of registered versions
-os.environ.update(
+os.environ.update(  # this session's own stores, on the CPU; the rest as every smar process has it
     {
         "PREFECT_HOME": str(_STATE / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "MLFLOW_TRACKING_URI": f"sqlite:///{_STATE / 'mlruns' / 'mlflow.db'}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false",
         "CUDA_VISIBLE_DEVICES": "",
     }
 )
+setup()
 
 PROJECT = Path(__file__).resolve().parents[1]
 

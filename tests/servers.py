@@ -55,13 +55,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(name: str, command: list[str], url: str, log_dir: Path, *, env: dict | None = None, cwd: Path | None = None, user: str | None = None) -> Service:
+def start(
+    name: str,
+    command: list[str],
+    url: str,
+    log_dir: Path,
+    *,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> Service:
     """Start `command` in its own process group, logging to `log_dir/name.log`."""
     log = log_dir / f"{name}.log"
     if user:
         command = ["runuser", "-u", user, "--", *command]
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
     return Service(name, process, url, log)
 
 
@@ -69,7 +85,9 @@ def run_cli(command: list[str], env: dict, cwd: Path | None = None, timeout: flo
     """Run a command line to completion; on failure, raise with everything it printed."""
     done = subprocess.run(command, env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout
 
 
@@ -78,7 +96,9 @@ def wait_until(check, service: Service, timeout: float = 120, what: str = "ready
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited ({service.process.returncode}) before it was {what}:\n{service.log_tail()}")
+            raise RuntimeError(
+                f"{service.name} exited ({service.process.returncode}) before it was {what}:\n{service.log_tail()}"
+            )
         try:
             if check():
                 return
@@ -95,6 +115,7 @@ def http_ok(url: str) -> bool:
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
+
 def postgres_user() -> str | None:
     """PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user."""
     return "postgres" if os.geteuid() == 0 else None
@@ -109,11 +130,31 @@ def start_postgres(log_dir: Path) -> tuple[Service, str]:
     if user:
         shutil.chown(root, user, user)
     data = root / "data"
-    subprocess.run(_as(user, [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as(user, [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    command = [str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root), "-c", "listen_addresses=127.0.0.1",
-               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]
+    command = [
+        str(POSTGRES_BIN / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(root),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=200",
+    ]
     service = start("postgres", command, f"postgresql://postgres@127.0.0.1:{port}", log_dir, user=user)
     service.scratch = root
     pg_isready = [str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
@@ -135,11 +176,25 @@ def _as(user: str | None, command: list[str]) -> list[str]:
 
 # --- MLflow, Prefect, the worker, smar serve ----------------------------------------------------
 
+
 def start_mlflow(backend_uri: str, root: Path, log_dir: Path, port: int | None = None) -> Service:
     """`mlflow server` on `backend_uri`, proxying artifacts to `root/artifacts` (clients never see the path)."""
     port = port or free_port()
-    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", backend_uri, "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+    ]
     service = start("mlflow", command, f"http://127.0.0.1:{port}", log_dir, env={"PATH": f"{BIN}:{os.environ['PATH']}"})
     wait_until(lambda: http_ok(f"{service.url}/health"), service, timeout=180)
     return service
@@ -148,8 +203,12 @@ def start_mlflow(backend_uri: str, root: Path, log_dir: Path, port: int | None =
 def start_prefect(database_url: str, home: Path, log_dir: Path) -> Service:
     """`prefect server start` (API and UI) with its database on PostgreSQL."""
     port = free_port()
-    env = {"PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     service = start("prefect", command, f"http://127.0.0.1:{port}/api", log_dir, env=env)
     wait_until(lambda: http_ok(f"{service.url}/health"), service, timeout=180)

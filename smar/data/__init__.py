@@ -1,1 +1,1 @@
-"""Datasets: the data contract, reading, validating, generating, importing and splitting them, and the decoded-image cache."""
+"""Datasets: reading, validating, generating, importing and splitting them, and the decoded-image cache."""

@@ -1,4 +1,4 @@
-"""Reading a dataset directory in the data contract (smar.data.contract)."""
+"""Reading a dataset directory in the data contract (smar.core.contract)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from smar.data.contract import COLUMNS, IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES
-from smar.errors import DatasetError
+from smar.core.contract import COLUMNS, IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,10 @@ class Dataset:
 def load_dataset(root: str | Path) -> Dataset:
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset directory. Fix: create one with `smar data synth` or `smar data import`, or pass --data DIR.")
+        raise DatasetError(
+            f"{root}: no such dataset directory. Fix: create one with `smar data synth` or `smar data import`, or "
+            f"pass --data DIR."
+        )
     frames = {}
     for name, columns in COLUMNS.items():
         path = root / name
@@ -62,7 +65,8 @@ def load_dataset(root: str | Path) -> Dataset:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DatasetError(
-                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns)) or 'none'}. "
+                f"{path}: missing column(s) {', '.join(missing)}; found "
+                f"{', '.join(map(str, frame.columns)) or 'none'}. "
                 f"Fix: rename or add them to match the data contract."
             )
         frames[name] = frame
@@ -79,7 +83,11 @@ def _read_parquet(path: Path, text_columns=()):
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        decode = [c.name for c in table.schema if c.name in text_columns and (pa.types.is_binary(c.type) or pa.types.is_large_binary(c.type))]
+        decode = [
+            c.name
+            for c in table.schema
+            if c.name in text_columns and (pa.types.is_binary(c.type) or pa.types.is_large_binary(c.type))
+        ]
         invalid = []
         for index, column in enumerate(table.schema):
             if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -101,7 +109,9 @@ def _read_parquet(path: Path, text_columns=()):
             frame[name] = [_decoded(value) for value in frame[name]]
         return frame
     except Exception as error:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(f"{path}: cannot be read as Parquet ({error}). Fix: rewrite it with pandas.to_parquet.") from None
+        raise DatasetError(
+            f"{path}: cannot be read as Parquet ({error}). Fix: rewrite it with pandas.to_parquet."
+        ) from None
 
 
 def _decoded(value):

@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from smar.data.contract import ITEMS
+from smar.core.contract import ITEMS
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ CHUNK = 256  # images decoded per thread job
 def image_store(data_dir: str | Path, cache_dir: str | Path, size: int):
     """The image tower's input for every item, memory-mapped: the dataset's precomputed features
     (float32 [N, F] or [N, T, F]) when it has them, else cached decoded pixels (uint8 [N, 3, size, size])."""
-    from smar.data.contract import IMAGE_FEATURES
+    from smar.core.contract import IMAGE_FEATURES
     from smar.data.dataset import load_image_features
 
     data_dir = Path(data_dir)
@@ -72,7 +72,9 @@ def build_cache(image_paths: list[Path], size: int, cache: Path) -> None:
     scratch = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
         store = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(len(image_paths), 3, size, size))
-        chunks = [(store, start, image_paths[start : start + CHUNK], size) for start in range(0, len(image_paths), CHUNK)]
+        chunks = [
+            (store, start, image_paths[start : start + CHUNK], size) for start in range(0, len(image_paths), CHUNK)
+        ]
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             for done, _ in enumerate(pool.map(_decode_chunk, chunks), start=1):
                 if done % 50 == 0 or done == len(chunks):
@@ -82,7 +84,9 @@ def build_cache(image_paths: list[Path], size: int, cache: Path) -> None:
         os.replace(scratch, cache)
     finally:
         scratch.unlink(missing_ok=True)
-    log.info("image cache: %d images at %dpx in %.1f s -> %s", len(image_paths), size, time.perf_counter() - started, cache)
+    log.info(
+        "image cache: %d images at %dpx in %.1f s -> %s", len(image_paths), size, time.perf_counter() - started, cache
+    )
 
 
 def _decode_chunk(chunk) -> None:

@@ -3,8 +3,8 @@ and the shared steps in `smar.data.importers`): ids as strings, labels, splits a
 
 from __future__ import annotations
 
-from smar.data.contract import SPLITS
-from smar.errors import DatasetError
+from smar.core.contract import SPLITS
+from smar.core.errors import DatasetError
 
 EXAMPLES = 5
 
@@ -47,7 +47,8 @@ def _unique(frame, column: str, where: str, source_column: str) -> None:
     if duplicated.any():
         values = sorted(frame.loc[duplicated, column].unique())
         raise DatasetError(
-            f"{where}: column '{source_column}' ({column}) must be unique; {len(values)} value(s) repeat: {_examples(values)}. "
+            f"{where}: column '{source_column}' ({column}) must be unique; {len(values)} value(s) repeat: "
+            f"{_examples(values)}. "
             f"Fix: remove the duplicate rows or map {column} to a unique column."
         )
 
@@ -60,8 +61,10 @@ def _labels(series, where: str, column: str, label: str):
     if bad.any():
         examples = [series.iloc[i] for i in range(len(series)) if bad.iloc[i]]
         raise DatasetError(
-            f"{where}: column '{column}' ({'click counts' if label == 'clicks' else 'graded labels'}) must hold non-negative integers; "
-            f"{int(bad.sum())} row(s) do not, e.g. {_examples(examples)}. Fix: clean the column or map interactions.label to another one."
+            f"{where}: column '{column}' ({'click counts' if label == 'clicks' else 'graded labels'}) must hold "
+            f"non-negative integers; "
+            f"{int(bad.sum())} row(s) do not, e.g. {_examples(examples)}. Fix: clean the column or map "
+            f"interactions.label to another one."
         )
     return numbers.astype("int64").reset_index(drop=True)
 

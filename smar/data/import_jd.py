@@ -28,9 +28,9 @@ import logging
 import re
 from pathlib import Path
 
-from smar.config import ImportConfig
+from smar.core.config import ImportConfig
+from smar.core.errors import DatasetError
 from smar.data.import_common import _as_strings, _examples, _ids, _labels, _splits, _unique
-from smar.errors import DatasetError
 
 log = logging.getLogger("smar.importers")
 
@@ -46,18 +46,28 @@ def _read_tsv(path: Path, columns: tuple[str, ...], optional: int = 0):
 
     if not path.is_file():
         raise DatasetError(
-            f"{path}: missing from the jd_tsv release. Fix: a release directory holds {', '.join(JD_FILES)} (see smar/data/import_jd.py)."
+            f"{path}: missing from the jd_tsv release. Fix: a release directory holds {', '.join(JD_FILES)} (see "
+            f"smar/data/import_jd.py)."
         )
     try:
         frame = pd.read_csv(
-            path, sep="\t", header=None, dtype="str", keep_default_na=False, na_values=[""], quoting=csv.QUOTE_NONE,
-            names=list(range(len(columns))), on_bad_lines="error", engine="c",
+            path,
+            sep="\t",
+            header=None,
+            dtype="str",
+            keep_default_na=False,
+            na_values=[""],
+            quoting=csv.QUOTE_NONE,
+            names=list(range(len(columns))),
+            on_bad_lines="error",
+            engine="c",
         )
     except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         expected = f"{len(columns) - optional} or {len(columns)}" if optional else str(len(columns))
         raise DatasetError(
-            f"{path}: cannot be read as headerless TSV with {expected} columns ({', '.join(columns)}) ({type(error).__name__}: {detail}). "
+            f"{path}: cannot be read as headerless TSV with {expected} columns ({', '.join(columns)}) "
+            f"({type(error).__name__}: {detail}). "
             f"Fix: one record per line, fields separated by tabs."
         ) from None
     frame.columns = list(columns)
@@ -72,7 +82,8 @@ def _tokens(series, path: Path, column: str, key, prefix: str):
         rows = list(key[bad | empty])
         raise DatasetError(
             f"{path}: column {column} must hold space-separated non-negative integer token ids, at least one; "
-            f"{int((bad | empty).sum())} row(s) do not, id(s) {_examples(rows)}. Fix: correct those rows or remove them."
+            f"{int((bad | empty).sum())} row(s) do not, id(s) {_examples(rows)}. Fix: correct those rows or remove "
+            f"them."
         )
     return prefix + values.str.strip().str.replace(r"\s+", f" {prefix}", regex=True)
 
@@ -90,8 +101,11 @@ def read_jd_source(config: ImportConfig) -> dict:
     all_item_ids = items["item_id"]
     if dropped:
         log.warning(
-            "%s: %d item(s) have no feature row and are dropped with their interactions (drop_items_without_features): %s",
-            root / "image_feature_ids.txt", len(dropped), _examples(dropped),
+            "%s: %d item(s) have no feature row and are dropped with their interactions "
+            "(drop_items_without_features): %s",
+            root / "image_feature_ids.txt",
+            len(dropped),
+            _examples(dropped),
         )
         items = items[~items["item_id"].isin(dropped)].reset_index(drop=True)
     return {
@@ -135,8 +149,12 @@ def _read_jd_queries(path: Path):
     import pandas as pd
 
     raw = _read_tsv(path, ("query_id", "text"))
-    query_ids = _ids(raw["query_id"], str(path), "1 (query_id)", "queries.query_id", "fill the column or drop those rows.")
-    queries = pd.DataFrame({"query_id": query_ids, "text": _tokens(raw["text"], path, "2 (query token ids)", query_ids, "w")})
+    query_ids = _ids(
+        raw["query_id"], str(path), "1 (query_id)", "queries.query_id", "fill the column or drop those rows."
+    )
+    queries = pd.DataFrame(
+        {"query_id": query_ids, "text": _tokens(raw["text"], path, "2 (query token ids)", query_ids, "w")}
+    )
     _unique(queries, "query_id", str(path), "1")
     return queries.sort_values("query_id", kind="stable").reset_index(drop=True)
 
@@ -148,8 +166,16 @@ def _read_jd_interactions(path: Path):
     raw = _read_tsv(path, ("query_id", "item_id", "clicks", "split"), optional=1)
     interactions = pd.DataFrame(
         {
-            "query_id": _ids(raw["query_id"], str(path), "1 (query_id)", "interactions.query_id", "fill the column or drop those rows."),
-            "item_id": _ids(raw["item_id"], str(path), "2 (item_id)", "interactions.item_id", "fill the column or drop those rows."),
+            "query_id": _ids(
+                raw["query_id"],
+                str(path),
+                "1 (query_id)",
+                "interactions.query_id",
+                "fill the column or drop those rows.",
+            ),
+            "item_id": _ids(
+                raw["item_id"], str(path), "2 (item_id)", "interactions.item_id", "fill the column or drop those rows."
+            ),
             "label": _labels(raw["clicks"], str(path), "3 (clicks)", "clicks"),
         }
     )
@@ -165,17 +191,24 @@ def _features(root: Path, items, config: ImportConfig):
     ids_path, array_path = root / "image_feature_ids.txt", root / "image_features.npy"
     for path in (ids_path, array_path):
         if not path.is_file():
-            raise DatasetError(f"{path}: missing from the jd_tsv release. Fix: a release directory holds {', '.join(JD_FILES)}.")
+            raise DatasetError(
+                f"{path}: missing from the jd_tsv release. Fix: a release directory holds {', '.join(JD_FILES)}."
+            )
     array = _load_feature_array(array_path)
     row_of = _feature_rows(ids_path, array_path, array.shape[0])
     without = [item_id for item_id in items["item_id"] if item_id not in row_of]
     if without and not config.drop_items_without_features:
         raise DatasetError(
             f"{ids_path}: {len(without)} item(s) of items.tsv have no image feature row: {_examples(without)}. "
-            f"Fix: add their features, remove them from items.tsv, or set drop_items_without_features (--drop-items-without-features)."
+            f"Fix: add their features, remove them from items.tsv, or set drop_items_without_features "
+            f"(--drop-items-without-features)."
         )
     rows = [row_of[item_id] for item_id in items["item_id"] if item_id in row_of]
-    features = np.asarray(array[np.asarray(rows, dtype=np.int64)], dtype=np.float32) if rows else np.zeros((0, *array.shape[1:]), np.float32)
+    features = (
+        np.asarray(array[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+        if rows
+        else np.zeros((0, *array.shape[1:]), np.float32)
+    )
     _check_finite_features(features, items, row_of, array_path)
     stats = {"items_without_features": len(without), "unused_feature_rows": len(row_of) - len(rows)}
     return features, without, stats
@@ -188,10 +221,14 @@ def _load_feature_array(array_path: Path):
     try:
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
     except Exception as error:
-        raise DatasetError(f"{array_path}: cannot be read as a .npy array ({type(error).__name__}: {error}). Fix: write it with numpy.save.") from None
+        raise DatasetError(
+            f"{array_path}: cannot be read as a .npy array ({type(error).__name__}: {error}). Fix: write it with "
+            f"numpy.save."
+        ) from None
     if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.number):
         raise DatasetError(
-            f"{array_path}: expected a numeric array [num_items, F] or [num_items, T, F], got shape {list(array.shape)} of {array.dtype}. "
+            f"{array_path}: expected a numeric array [num_items, F] or [num_items, T, F], got shape "
+            f"{list(array.shape)} of {array.dtype}. "
             f"Fix: save one feature row (or token grid) per item."
         )
     return array
@@ -218,7 +255,8 @@ def _feature_rows(ids_path: Path, array_path: Path, num_rows: int) -> dict[str, 
         row_of[item_id] = row
     if repeated or "" in row_of:
         raise DatasetError(
-            f"{ids_path}: item ids must be unique and non-empty; " + (f"repeated: {_examples(sorted(set(repeated)))}. " if repeated else "a line is empty. ")
+            f"{ids_path}: item ids must be unique and non-empty; "
+            + (f"repeated: {_examples(sorted(set(repeated)))}. " if repeated else "a line is empty. ")
             + "Fix: one feature row per item."
         )
     return row_of
@@ -231,4 +269,7 @@ def _check_finite_features(features, items, row_of: dict[str, int], array_path: 
     if not finite.all():
         kept = [item_id for item_id in items["item_id"] if item_id in row_of]
         bad = [kept[i] for i in np.flatnonzero(~finite)]
-        raise DatasetError(f"{array_path}: {len(bad)} feature row(s) hold NaN or infinity, item(s) {_examples(bad)}. Fix: recompute those features.")
+        raise DatasetError(
+            f"{array_path}: {len(bad)} feature row(s) hold NaN or infinity, item(s) {_examples(bad)}. Fix: recompute "
+            f"those features."
+        )

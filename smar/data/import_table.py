@@ -38,14 +38,21 @@ import logging
 import re
 from pathlib import Path
 
-from smar.config import CLI_OPTION, ImportConfig
-from smar.data.contract import OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
+from smar.core.config import ImportConfig
+from smar.core.contract import OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
+from smar.core.errors import DatasetError
 from smar.data.import_common import _as_strings, _examples, _ids, _labels, _splits, _unique
-from smar.errors import DatasetError
 
 log = logging.getLogger("smar.importers")
 
-TABLE_READERS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON lines", ".ndjson": "JSON lines", ".parquet": "Parquet", ".pq": "Parquet"}
+TABLE_READERS = {
+    ".csv": "CSV",
+    ".tsv": "TSV",
+    ".jsonl": "JSON lines",
+    ".ndjson": "JSON lines",
+    ".parquet": "Parquet",
+    ".pq": "Parquet",
+}
 
 
 def _read_frame(path: Path, role: str, string_columns):
@@ -55,15 +62,18 @@ def _read_frame(path: Path, role: str, string_columns):
     kind = TABLE_READERS.get(path.suffix.lower())
     if kind is None:
         raise DatasetError(
-            f"{path}: unknown extension '{path.suffix}' for the {role} file; use .csv, .tsv, .jsonl (.ndjson) or .parquet (.pq). "
+            f"{path}: unknown extension '{path.suffix}' for the {role} file; use .csv, .tsv, .jsonl (.ndjson) or "
+            f".parquet (.pq). "
             f"Fix: convert the file or rename it to the extension of its format."
         )
     if not path.is_file():
-        raise DatasetError(f"{path}: no such {role} file. Fix: pass {CLI_OPTION[role]} FILE with the path of the {role} table.")
+        raise DatasetError(f"{path}: no such {role} file. Fix: pass --{role} FILE with the path of the {role} table.")
     try:
         if kind in ("CSV", "TSV"):
             dtype = {column: "str" for column in string_columns if column}
-            frame = pd.read_csv(path, sep="," if kind == "CSV" else "\t", dtype=dtype, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(
+                path, sep="," if kind == "CSV" else "\t", dtype=dtype, keep_default_na=False, na_values=[""]
+            )
         elif kind == "JSON lines":
             frame = pd.read_json(path, lines=True, dtype=False)
         else:
@@ -89,16 +99,21 @@ def _column(frame, config: ImportConfig, table: str, column: str, path: Path):
     if not mapped and (table, column) in OPTIONAL_SOURCE_COLUMNS:
         return None, None
     raise DatasetError(
-        f"{path}: column '{source}' ({table}.{column}{'' if mapped else ', mapped by default to the same name'}) not found; "
+        f"{path}: column '{source}' ({table}.{column}{'' if mapped else ', mapped by default to the same name'}) not "
+        f"found; "
         f"the file has: {', '.join(frame.columns) or 'no columns'}. "
-        f"Fix: --map {table}.{column}=<one of those columns>" + (" (or leave it empty to unmap it)." if (table, column) in OPTIONAL_SOURCE_COLUMNS else ".")
+        f"Fix: --map {table}.{column}=<one of those columns>"
+        + (" (or leave it empty to unmap it)." if (table, column) in OPTIONAL_SOURCE_COLUMNS else ".")
     )
 
 
 def read_table_source(config: ImportConfig) -> dict:
-    paths = {role: Path(getattr(config, role)) for role in CLI_OPTION}
-    ids = {table: [config.source_column(table, c) for c in SOURCE_TABLES[table] if c.endswith("_id")] for table in SOURCE_TABLES}
-    raw = {role: _read_frame(paths[role], role, ids[role]) for role in CLI_OPTION}
+    paths = {role: Path(getattr(config, role)) for role in SOURCE_TABLES}
+    ids = {
+        table: [config.source_column(table, c) for c in SOURCE_TABLES[table] if c.endswith("_id")]
+        for table in SOURCE_TABLES
+    }
+    raw = {role: _read_frame(paths[role], role, ids[role]) for role in SOURCE_TABLES}
     items, copies = _items_from_table(config, paths["items"], raw["items"])
     queries = _queries_from_table(config, paths["queries"], raw["queries"])
     interactions, names = _interactions_from_table(config, paths["interactions"], raw["interactions"])
@@ -125,7 +140,11 @@ def _items_from_table(config: ImportConfig, path: Path, frame):
         values, source = _column(frame, config, "items", column, path)
         used.append(source)
         if column == "brand":
-            items[column] = _as_strings(values).replace("", None).reset_index(drop=True) if values is not None else pd.Series([None] * len(frame), dtype="str")
+            items[column] = (
+                _as_strings(values).replace("", None).reset_index(drop=True)
+                if values is not None
+                else pd.Series([None] * len(frame), dtype="str")
+            )
         else:
             fix = f"fill the column, or drop those rows from {path.name}."
             items[column] = _ids(values, str(path), source, f"items.{column}", fix)
@@ -149,7 +168,9 @@ def _queries_from_table(config: ImportConfig, path: Path, frame):
     queries = {}
     for column in SOURCE_TABLES["queries"]:
         values, source = _column(frame, config, "queries", column, path)
-        queries[column] = _ids(values, str(path), source, f"queries.{column}", f"fill the column, or drop those rows from {path.name}.")
+        queries[column] = _ids(
+            values, str(path), source, f"queries.{column}", f"fill the column, or drop those rows from {path.name}."
+        )
         if column == "query_id":
             query_id_source = source
     queries = pd.DataFrame(queries)
@@ -166,9 +187,19 @@ def _interactions_from_table(config: ImportConfig, path: Path, frame):
         values, source = _column(frame, config, "interactions", column, path)
         names[column] = source
         if column in ("query_id", "item_id"):
-            interactions[column] = _ids(values, str(path), source, f"interactions.{column}", f"fill the column, or drop those rows from {path.name}.")
+            interactions[column] = _ids(
+                values,
+                str(path),
+                source,
+                f"interactions.{column}",
+                f"fill the column, or drop those rows from {path.name}.",
+            )
         elif column == "label":
-            interactions[column] = _labels(values, str(path), source, config.label) if values is not None else pd.Series([1] * len(frame), dtype="int64")
+            interactions[column] = (
+                _labels(values, str(path), source, config.label)
+                if values is not None
+                else pd.Series([1] * len(frame), dtype="int64")
+            )
         elif values is not None:
             interactions[column] = _splits(values, str(path), source)
     return pd.DataFrame(interactions), names
@@ -179,17 +210,25 @@ def _attributes(frame, config: ImportConfig, used, path: Path) -> list[str]:
     if config.item_attributes is None:
         clashing = [c for c in others if c in SOURCE_TABLES["items"]]
         if clashing:
-            log.warning("%s: column(s) %s are not carried over: their names are contract columns mapped elsewhere", path, ", ".join(clashing))
+            log.warning(
+                "%s: column(s) %s are not carried over: their names are contract columns mapped elsewhere",
+                path,
+                ", ".join(clashing),
+            )
         return [c for c in others if c not in SOURCE_TABLES["items"]]
     missing = [c for c in config.item_attributes if c not in frame.columns]
     if missing:
         raise DatasetError(
-            f"{path}: attribute column(s) {', '.join(missing)} (item_attributes) not found; the file has: {', '.join(frame.columns)}. "
+            f"{path}: attribute column(s) {', '.join(missing)} (item_attributes) not found; the file has: "
+            f"{', '.join(frame.columns)}. "
             f"Fix: list only columns of the items file."
         )
     clashing = [c for c in config.item_attributes if c in SOURCE_TABLES["items"] or c in used]
     if clashing:
-        raise DatasetError(f"{path}: item_attributes {', '.join(clashing)} are contract or mapped columns. Fix: leave them out of item_attributes.")
+        raise DatasetError(
+            f"{path}: item_attributes {', '.join(clashing)} are contract or mapped columns. Fix: leave them out of "
+            f"item_attributes."
+        )
     return list(config.item_attributes)
 
 
@@ -210,7 +249,9 @@ def image_file_names(item_ids) -> list[str]:
     for name in safe:
         lowered[name.lower()] = lowered.get(name.lower(), 0) + 1
     return [
-        name if name == item_id and lowered[name.lower()] == 1 else f"{name}-{hashlib.sha1(item_id.encode()).hexdigest()[:10]}"
+        name
+        if name == item_id and lowered[name.lower()] == 1
+        else f"{name}-{hashlib.sha1(item_id.encode()).hexdigest()[:10]}"
         for name, item_id in zip(safe, item_ids)
     ]
 
@@ -227,9 +268,14 @@ def _images(items, config: ImportConfig, items_path: Path, image_column: str):
             missing.append((item_id, value))
     if missing:
         urls = any(re.match(r"^[a-z]+://", value) for _, value in missing)
-        where = f"the images folder {base}" if config.images_dir is not None else f"the items file's folder {base} (or absolute)"
+        where = (
+            f"the images folder {base}"
+            if config.images_dir is not None
+            else f"the items file's folder {base} (or absolute)"
+        )
         raise DatasetError(
-            f"{items_path}: column '{image_column}' (items.image): {len(missing)} image file(s) not found, relative to {where}; "
+            f"{items_path}: column '{image_column}' (items.image): {len(missing)} image file(s) not found, relative "
+            f"to {where}; "
             f"item_id(s) {_examples(f'{i} ({v})' for i, v in missing)}. "
             + ("The column holds URLs: download the images first. " if urls else "")
             + "Fix: pass --images DIR with the folder that holds the files, or correct the paths in the column."

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from smar.config import CLI_OPTION, ImportConfig
-from smar.data.contract import (
+from smar.core.config import ImportConfig
+from smar.core.contract import (
     BY_QUERY,
     IMAGE_FEATURES,
     IMAGES_DIR,
@@ -43,12 +43,12 @@ from smar.data.contract import (
     SOURCE_TABLES,
     SPLITS,
 )
+from smar.core.errors import ConfigError, DatasetError, describe_invalid
+from smar.core.paths import replace_on_success
 from smar.data.import_common import _examples
 from smar.data.import_jd import JD_FILES, read_jd_source
 from smar.data.import_table import read_table_source
 from smar.data.splits import assign_splits
-from smar.errors import ConfigError, DatasetError, describe_invalid
-from smar.paths import replace_on_success
 
 log = logging.getLogger("smar.importers")
 
@@ -69,8 +69,14 @@ def config_from_options(
             )
         mapping.setdefault(table, {})[column] = value.strip() or None
     fields = dict(
-        format=format.replace("-", "_"), items=items, queries=queries, interactions=interactions,
-        images_dir=images, source_dir=source, mapping=mapping, **settings,
+        format=format.replace("-", "_"),
+        items=items,
+        queries=queries,
+        interactions=interactions,
+        images_dir=images,
+        source_dir=source,
+        mapping=mapping,
+        **settings,
     )
     try:
         return ImportConfig(**fields)
@@ -108,7 +114,11 @@ def _counts(items, queries, qrels) -> dict[str, int]:
 def _warn_about_empty_splits(counts: dict[str, int]) -> None:
     for split in ("train", "test"):
         if counts[f"{split}_queries"] == 0:
-            log.warning("the %s split has no queries; validation will reject the dataset (adjust the fractions or the split column)", split)
+            log.warning(
+                "the %s split has no queries; validation will reject the dataset (adjust the fractions or the split "
+                "column)",
+                split,
+            )
 
 
 def _manifest(config: ImportConfig, sources: dict[str, Path], stats: dict, counts: dict, features) -> dict:
@@ -120,7 +130,9 @@ def _manifest(config: ImportConfig, sources: dict[str, Path], stats: dict, count
             "importer": "smar.importers",
             "format": config.format,
             "parameters": config.model_dump(mode="json"),
-            "files": {role: {"path": str(path), "sha256": _sha256(path)} for role, path in sources.items() if path.is_file()},
+            "files": {
+                role: {"path": str(path), "sha256": _sha256(path)} for role, path in sources.items() if path.is_file()
+            },
             "dropped": stats,
         },
         "counts": counts,
@@ -164,7 +176,7 @@ def _write_items(items, path: Path) -> None:
 
 def _source_paths(config: ImportConfig) -> dict[str, Path]:
     if config.format == "table":
-        paths = {role: Path(getattr(config, role)) for role in CLI_OPTION}
+        paths = {role: Path(getattr(config, role)) for role in SOURCE_TABLES}
         if config.images_dir is not None:
             paths["images_dir"] = Path(config.images_dir)
         return paths
@@ -177,7 +189,8 @@ def _refuse_overwriting_sources(out_dir: Path, sources) -> None:
         resolved = Path(source).resolve()
         if resolved == target or target in resolved.parents:
             raise ConfigError(
-                f"{out_dir}: the output directory holds the source {source}, and an import replaces the whole directory. "
+                f"{out_dir}: the output directory holds the source {source}, and an import replaces the whole "
+                f"directory. "
                 f"Fix: write the dataset elsewhere (--data DIR)."
             )
 
@@ -196,8 +209,9 @@ def _copy(source: Path, target: Path) -> None:
     try:
         shutil.copyfile(source, target)
     except OSError as error:
-        raise DatasetError(f"{source}: cannot be copied into the dataset ({error}). Fix: check the file's permissions.") from None
-
+        raise DatasetError(
+            f"{source}: cannot be copied into the dataset ({error}). Fix: check the file's permissions."
+        ) from None
 
 
 def _qrels(config: ImportConfig, parts: dict):
@@ -219,7 +233,13 @@ def _qrels(config: ImportConfig, parts: dict):
         split = qrels["query_id"].map(query_split)
     else:
         splits = assign_splits(
-            qrels, parts["items"], config.split_by, config.seed, config.valid_fraction, config.test_fraction, parts["items_where"]
+            qrels,
+            parts["items"],
+            config.split_by,
+            config.seed,
+            config.valid_fraction,
+            config.test_fraction,
+            parts["items_where"],
         )
         split = qrels["query_id"].map(splits)
     qrels = _qrels_frame(qrels, split)
@@ -232,12 +252,16 @@ def _check_interaction_ids(parts: dict) -> None:
     interactions = parts["interactions"]
     where, names = parts["interactions_where"], parts["interactions_columns"]
     items_where, queries_where = parts["items_where"], parts["queries_where"]
-    for column, known, file in (("query_id", parts["queries"]["query_id"], queries_where), ("item_id", parts["all_item_ids"], items_where)):
+    for column, known, file in (
+        ("query_id", parts["queries"]["query_id"], queries_where),
+        ("item_id", parts["all_item_ids"], items_where),
+    ):
         unknown = ~interactions[column].isin(known)
         if unknown.any():
             values = sorted(interactions.loc[unknown, column].unique())
             raise DatasetError(
-                f"{where}: {int(unknown.sum())} row(s) in column '{names[column]}' refer to {len(values)} {column}(s) not in {file}: "
+                f"{where}: {int(unknown.sum())} row(s) in column '{names[column]}' refer to {len(values)} "
+                f"{column}(s) not in {file}: "
                 f"{_examples(values)}. Fix: add them to {file}, remove those rows, or check the --map of {column}."
             )
 
@@ -247,13 +271,15 @@ def _split_per_query(config: ImportConfig, interactions, where: str, names: dict
     if config.split_by != BY_QUERY:
         raise DatasetError(
             f"{where}: has a split column ('{names['split']}') and split_by is '{config.split_by}'. "
-            f"Fix: unmap the column (--map interactions.split=) to split by {config.split_by}, or leave split_by as {BY_QUERY}."
+            f"Fix: unmap the column (--map interactions.split=) to split by {config.split_by}, or leave split_by as "
+            f"{BY_QUERY}."
         )
     per_query = interactions.groupby("query_id", sort=True)["split"].nunique()
     mixed = per_query[per_query > 1]
     if len(mixed):
         raise DatasetError(
-            f"{where}: column '{names['split']}' (split) must be the same on every row of a query (splits are by query); "
+            f"{where}: column '{names['split']}' (split) must be the same on every row of a query (splits are by "
+            f"query); "
             f"{len(mixed)} query(ies) have several: {_examples(mixed.index)}. "
             f"Fix: give each query one split, or unmap the column (--map interactions.split=) to split queries by hash."
         )
@@ -273,7 +299,8 @@ def _labels_per_pair(config: ImportConfig, interactions, where: str):
         pairs = interactions.loc[duplicated, ["query_id", "item_id"]].drop_duplicates()
         raise DatasetError(
             f"{where}: with graded labels each (query, item) pair must appear once; {len(pairs)} pair(s) repeat, e.g. "
-            f"{_examples(f'{q}/{i}' for q, i in pairs.itertuples(index=False))}. Fix: keep one row per pair, or use --label clicks to sum them."
+            f"{_examples(f'{q}/{i}' for q, i in pairs.itertuples(index=False))}. Fix: keep one row per pair, or use "
+            f"--label clicks to sum them."
         )
     qrels = interactions[["query_id", "item_id", "label"]].sort_values(["query_id", "item_id"], kind="stable")
     stats["zero_label_pairs"] = int((qrels["label"] == 0).sum())

@@ -13,8 +13,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
-from smar.data.contract import BY_QUERY, IMAGE_FEATURES, IMAGES_DIR, ITEMS, MANIFEST, QRELS, QUERIES
-from smar.errors import DatasetError
+from smar.core.contract import BY_QUERY, IMAGE_FEATURES, IMAGES_DIR, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.errors import DatasetError
 
 
 def _draw(seed: int, key: str) -> float:
@@ -71,7 +71,10 @@ def item_groups(items, column: str, where: str, examples: int = 5) -> dict[str, 
         )
     missing = items[column].isna()
     if missing.any():
-        rows = ", ".join(f"row={row} item_id={item}" for row, item in list(zip(items.index[missing], items.loc[missing, "item_id"]))[:examples])
+        rows = ", ".join(
+            f"row={row} item_id={item}"
+            for row, item in list(zip(items.index[missing], items.loc[missing, "item_id"]))[:examples]
+        )
         raise DatasetError(
             f"{where}: split_by column '{column}' is null for {int(missing.sum())} item(s), e.g. {rows}. "
             f"Fix: give every item a {column}, drop those items, or split_by: {BY_QUERY}."
@@ -79,7 +82,9 @@ def item_groups(items, column: str, where: str, examples: int = 5) -> dict[str, 
     return dict(zip(items["item_id"].astype(str), items[column]))
 
 
-def assign_splits(qrels, items, split_by: str, seed: int, valid_fraction: float, test_fraction: float, where: str) -> dict[str, str]:
+def assign_splits(
+    qrels, items, split_by: str, seed: int, valid_fraction: float, test_fraction: float, where: str
+) -> dict[str, str]:
     """{query_id: split} for every query in `qrels`, by query hash or by groups of `split_by`."""
     query_ids = qrels["query_id"].unique()
     if split_by == BY_QUERY:
@@ -89,7 +94,9 @@ def assign_splits(qrels, items, split_by: str, seed: int, valid_fraction: float,
     return query_splits_by_group(relevant, groups, group_splits(groups.values(), seed, valid_fraction, test_fraction))
 
 
-def resplit(data_dir, out_dir, split_by: str, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.15) -> dict:
+def resplit(
+    data_dir, out_dir, split_by: str, seed: int = 0, valid_fraction: float = 0.1, test_fraction: float = 0.15
+) -> dict:
     """Write a copy of the dataset at `data_dir` to `out_dir` with its queries split again by
     `split_by`; image files are hard-linked where the file system allows. Returns the new dataset.json."""
     import json
@@ -98,13 +105,18 @@ def resplit(data_dir, out_dir, split_by: str, seed: int = 0, valid_fraction: flo
 
     import pandas as pd
 
-    from smar.paths import replace_on_success
+    from smar.core.paths import replace_on_success
 
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     items, qrels = pd.read_parquet(data_dir / ITEMS), pd.read_parquet(data_dir / QRELS)
     splits = assign_splits(qrels, items, split_by, seed, valid_fraction, test_fraction, str(data_dir / ITEMS))
     manifest = json.loads((data_dir / MANIFEST).read_text())
-    manifest["source"] = {"resplit_of": str(data_dir), "split_by": split_by, "seed": seed, "from": manifest.get("source")}
+    manifest["source"] = {
+        "resplit_of": str(data_dir),
+        "split_by": split_by,
+        "seed": seed,
+        "from": manifest.get("source"),
+    }
     with replace_on_success(out_dir) as scratch:
         for name in (ITEMS, QUERIES):
             shutil.copyfile(data_dir / name, scratch / name)

@@ -27,50 +27,153 @@ import json
 import logging
 from pathlib import Path
 
-from smar.config import DataConfig
-from smar.data.contract import BY_QUERY, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.config import DataConfig
+from smar.core.contract import BY_QUERY, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.paths import replace_on_success
 from smar.data.splits import group_splits, majority_group
-from smar.paths import replace_on_success
 
 log = logging.getLogger(__name__)
 
 # name: synonyms used by shoppers
 CATEGORIES = {
-    "mug": ("cup", "coffee cup"), "vase": ("flower vase",), "lamp": ("table lamp", "light"), "pillow": ("cushion",),
-    "clock": ("wall clock",), "hat": ("cap",), "bag": ("handbag", "tote"), "shoe": ("sneaker",),
-    "bottle": ("water bottle", "flask"), "rug": ("carpet", "mat"), "plate": ("dish",), "bowl": ("serving bowl",),
-    "chair": ("seat",), "table": ("desk",), "candle": ("candle holder",), "mirror": ("wall mirror",),
-    "basket": ("storage basket",), "towel": ("bath towel",), "blanket": ("throw",), "jacket": ("coat",),
-    "shirt": ("tee", "t-shirt"), "dress": ("gown",), "scarf": ("shawl",), "sock": ("socks",),
-    "glove": ("mitten",), "wallet": ("purse",), "backpack": ("rucksack",), "umbrella": ("parasol",),
-    "watch": ("wristwatch",), "teapot": ("kettle",), "jar": ("container",), "frame": ("photo frame",),
+    "mug": ("cup", "coffee cup"),
+    "vase": ("flower vase",),
+    "lamp": ("table lamp", "light"),
+    "pillow": ("cushion",),
+    "clock": ("wall clock",),
+    "hat": ("cap",),
+    "bag": ("handbag", "tote"),
+    "shoe": ("sneaker",),
+    "bottle": ("water bottle", "flask"),
+    "rug": ("carpet", "mat"),
+    "plate": ("dish",),
+    "bowl": ("serving bowl",),
+    "chair": ("seat",),
+    "table": ("desk",),
+    "candle": ("candle holder",),
+    "mirror": ("wall mirror",),
+    "basket": ("storage basket",),
+    "towel": ("bath towel",),
+    "blanket": ("throw",),
+    "jacket": ("coat",),
+    "shirt": ("tee", "t-shirt"),
+    "dress": ("gown",),
+    "scarf": ("shawl",),
+    "sock": ("socks",),
+    "glove": ("mitten",),
+    "wallet": ("purse",),
+    "backpack": ("rucksack",),
+    "umbrella": ("parasol",),
+    "watch": ("wristwatch",),
+    "teapot": ("kettle",),
+    "jar": ("container",),
+    "frame": ("photo frame",),
 }
-OUTLINES = ("circle", "ellipse", "square", "tall", "triangle", "diamond", "pentagon", "hexagon", "octagon", "star", "cross")
+OUTLINES = (
+    "circle",
+    "ellipse",
+    "square",
+    "tall",
+    "triangle",
+    "diamond",
+    "pentagon",
+    "hexagon",
+    "octagon",
+    "star",
+    "cross",
+)
 FEATURES = ("plain", "hole", "stem")
 CATEGORY_SHAPES = dict(zip(CATEGORIES, itertools.product(OUTLINES, FEATURES)))
 COLOURS = {
-    "red": ((205, 35, 35), ("crimson",)), "green": ((40, 150, 60), ("emerald",)), "blue": ((40, 85, 215), ("cobalt",)),
-    "yellow": ((235, 200, 35), ("mustard",)), "purple": ((130, 55, 170), ("violet",)), "orange": ((240, 130, 30), ()),
-    "black": ((28, 28, 28), ("jet black",)), "white": ((248, 248, 248), ("ivory",)), "pink": ((240, 130, 175), ("rose",)),
-    "brown": ((120, 75, 40), ("chocolate",)), "grey": ((135, 135, 135), ("gray",)), "navy": ((25, 35, 95), ("dark blue",)),
+    "red": ((205, 35, 35), ("crimson",)),
+    "green": ((40, 150, 60), ("emerald",)),
+    "blue": ((40, 85, 215), ("cobalt",)),
+    "yellow": ((235, 200, 35), ("mustard",)),
+    "purple": ((130, 55, 170), ("violet",)),
+    "orange": ((240, 130, 30), ()),
+    "black": ((28, 28, 28), ("jet black",)),
+    "white": ((248, 248, 248), ("ivory",)),
+    "pink": ((240, 130, 175), ("rose",)),
+    "brown": ((120, 75, 40), ("chocolate",)),
+    "grey": ((135, 135, 135), ("gray",)),
+    "navy": ((25, 35, 95), ("dark blue",)),
 }
 PATTERNS = {
-    "solid": ("plain",), "striped": ("stripe", "pinstripe"), "dotted": ("polka dot", "spotted"),
-    "checked": ("plaid", "checkered"), "zigzag": ("chevron",),
+    "solid": ("plain",),
+    "striped": ("stripe", "pinstripe"),
+    "dotted": ("polka dot", "spotted"),
+    "checked": ("plaid", "checkered"),
+    "zigzag": ("chevron",),
 }
 MATERIALS = {
-    "cotton": (), "ceramic": ("porcelain",), "glass": (), "leather": (), "wool": ("woolen",), "bamboo": (),
-    "steel": ("metal", "stainless steel"), "linen": (), "oak": ("wooden", "wood"), "silk": (),
+    "cotton": (),
+    "ceramic": ("porcelain",),
+    "glass": (),
+    "leather": (),
+    "wool": ("woolen",),
+    "bamboo": (),
+    "steel": ("metal", "stainless steel"),
+    "linen": (),
+    "oak": ("wooden", "wood"),
+    "silk": (),
 }
 BRANDS = (
-    "acme", "nordic", "zenit", "lumo", "kairo", "vesta", "orbit", "pinea", "tesso", "aurel", "brava", "calder",
-    "delmar", "elara", "fjord", "gala", "helio", "istra", "juno", "kestrel", "lyra", "marlo", "nova", "oslo",
-    "petra", "quill", "rivo", "sola", "terra", "umbra", "valen", "wren", "xeno", "yara", "zola", "alto", "birch",
-    "cove", "dune", "ember",
+    "acme",
+    "nordic",
+    "zenit",
+    "lumo",
+    "kairo",
+    "vesta",
+    "orbit",
+    "pinea",
+    "tesso",
+    "aurel",
+    "brava",
+    "calder",
+    "delmar",
+    "elara",
+    "fjord",
+    "gala",
+    "helio",
+    "istra",
+    "juno",
+    "kestrel",
+    "lyra",
+    "marlo",
+    "nova",
+    "oslo",
+    "petra",
+    "quill",
+    "rivo",
+    "sola",
+    "terra",
+    "umbra",
+    "valen",
+    "wren",
+    "xeno",
+    "yara",
+    "zola",
+    "alto",
+    "birch",
+    "cove",
+    "dune",
+    "ember",
 )
 SIZES = ("small", "medium", "large", "xl", "mini", "350 ml", "40 cm", "set of 2")
-MARKETING = ("new", "premium", "best seller", "gift idea", "handmade", "eco friendly", "2026 collection",
-             "limited edition", "free shipping", "sale", "top rated", "classic")
+MARKETING = (
+    "new",
+    "premium",
+    "best seller",
+    "gift idea",
+    "handmade",
+    "eco friendly",
+    "2026 collection",
+    "limited edition",
+    "free shipping",
+    "sale",
+    "top rated",
+    "classic",
+)
 ATTRIBUTES = ("colour", "pattern", "brand", "material")
 QUERY_ATTRIBUTE_RATES = {"colour": 0.75, "pattern": 0.4, "brand": 0.2, "material": 0.25}
 SYNONYM_RATE = 0.3  # how often a query uses a synonym instead of the catalog word
@@ -176,8 +279,13 @@ def _write_items(config: DataConfig, root: Path) -> dict:
     """Stream items.parquet and the images; return compact attribute arrays for the queries."""
     import numpy as np
 
-    codes = {"category": list(CATEGORIES), "colour": list(COLOURS), "pattern": list(PATTERNS),
-             "brand": [b.title() for b in BRANDS], "material": list(MATERIALS)}
+    codes = {
+        "category": list(CATEGORIES),
+        "colour": list(COLOURS),
+        "pattern": list(PATTERNS),
+        "brand": [b.title() for b in BRANDS],
+        "material": list(MATERIALS),
+    }
     arrays = {name: np.empty(config.num_items, dtype=np.int16) for name in codes}
     families = np.empty(config.num_items, dtype=np.int64)
     popularity = np.empty(config.num_items, dtype=np.float64)
@@ -199,7 +307,13 @@ def _write_items(config: DataConfig, root: Path) -> dict:
             log.info("generated %d/%d items", number + 1, config.num_items)
     writer = _append(writer, rows, root / ITEMS)
     writer.close()
-    return {"codes": codes, "arrays": arrays, "families": families, "popularity": popularity, "by_category": _rows_by(arrays["category"])}
+    return {
+        "codes": codes,
+        "arrays": arrays,
+        "families": families,
+        "popularity": popularity,
+        "by_category": _rows_by(arrays["category"]),
+    }
 
 
 def _item_groups(config: DataConfig, catalog: dict) -> list[str] | None:
@@ -250,7 +364,9 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
         if len(queries) == config.num_queries:
             break
         rng = np.random.default_rng([config.seed, 3, attempt])
-        anchor = min(int(np.searchsorted(cumulative, rng.random())), config.num_items - 1)  # popular items get asked for
+        anchor = min(
+            int(np.searchsorted(cumulative, rng.random())), config.num_items - 1
+        )  # popular items get asked for
         named = {a: codes[a][arrays[a][anchor]] for a in ATTRIBUTES if rng.random() < QUERY_ATTRIBUTE_RATES[a]}
         if not named:
             named = {"colour": codes["colour"][arrays["colour"][anchor]]}
@@ -265,14 +381,24 @@ def _write_queries(config: DataConfig, catalog: dict, root: Path) -> dict:
         rows = rows[np.argsort(-popularity[rows], kind="stable")[: config.max_relevant_per_query]]
         clicks = 1 + rng.poisson(np.minimum(popularity[rows], 40.0) * 0.5)
         draw = rng.random()
-        split = "test" if draw < config.test_fraction else "valid" if draw < config.test_fraction + config.valid_fraction else "train"
+        split = (
+            "test"
+            if draw < config.test_fraction
+            else "valid"
+            if draw < config.test_fraction + config.valid_fraction
+            else "train"
+        )
         if group_split:
             split = group_split[majority_group((groups[row] for row in rows.tolist()), clicks.tolist())]
         query_id = f"Q{len(queries):07d}"
-        queries.append({"query_id": query_id, "text": text, "category": category, "split": split}
-                       | {a: named.get(a) for a in ATTRIBUTES})
-        qrels.extend({"query_id": query_id, "item_id": f"I{row:07d}", "label": int(c), "split": split}
-                     for row, c in zip(rows.tolist(), clicks.tolist()))
+        queries.append(
+            {"query_id": query_id, "text": text, "category": category, "split": split}
+            | {a: named.get(a) for a in ATTRIBUTES}
+        )
+        qrels.extend(
+            {"query_id": query_id, "item_id": f"I{row:07d}", "label": int(c), "split": split}
+            for row, c in zip(rows.tolist(), clicks.tolist())
+        )
         if len(qrels) >= QRELS_CHUNK:  # stream: a million-item catalog has millions of qrels
             writer = _append(writer, qrels[:QRELS_CHUNK], root / QRELS, via_pandas=True)
             written, qrels = written + QRELS_CHUNK, qrels[QRELS_CHUNK:]
@@ -306,7 +432,10 @@ def _query_text(category: str, named: dict[str, str], rng) -> str:
     elif form == 2:
         text = f"{noun} {look} {words['material']} {words['brand']}"
     else:
-        text = f"{look} {noun} {'made of ' + words['material'] if words['material'] else ''} {'by ' + words['brand'] if words['brand'] else ''}"
+        text = (
+            f"{look} {noun} {'made of ' + words['material'] if words['material'] else ''} "
+            f"{'by ' + words['brand'] if words['brand'] else ''}"
+        )
     return " ".join(text.split())
 
 
@@ -352,7 +481,9 @@ def _draw_shape(draw, outline: str, feature: str, cx: float, cy: float, r: float
         draw.polygon([(cx + x * r * scale, cy + y * r * scale) for x, y in points], fill=255)
 
     def regular(sides: int, turn: float = -math.pi / 2):
-        return [(math.cos(turn + 2 * math.pi * k / sides), math.sin(turn + 2 * math.pi * k / sides)) for k in range(sides)]
+        return [
+            (math.cos(turn + 2 * math.pi * k / sides), math.sin(turn + 2 * math.pi * k / sides)) for k in range(sides)
+        ]
 
     if feature == "stem":  # a stand below the body
         draw.rectangle([cx - 0.15 * r, cy + 0.4 * r, cx + 0.15 * r, cy + 1.25 * r], fill=255)
@@ -375,8 +506,22 @@ def _draw_shape(draw, outline: str, feature: str, cx: float, cy: float, r: float
         outer, inner = regular(5), regular(5, -math.pi / 2 + math.pi / 5)
         polygon([p for pair in zip(outer, [(x * 0.45, y * 0.45) for x, y in inner]) for p in pair])
     elif outline == "cross":
-        polygon([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3),
-                 (0.3, 1), (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)])
+        polygon(
+            [
+                (-0.3, -1),
+                (0.3, -1),
+                (0.3, -0.3),
+                (1, -0.3),
+                (1, 0.3),
+                (0.3, 0.3),
+                (0.3, 1),
+                (-0.3, 1),
+                (-0.3, 0.3),
+                (-1, 0.3),
+                (-1, -0.3),
+                (-0.3, -0.3),
+            ]
+        )
     else:
         raise ValueError(f"unknown outline {outline!r}")
     if feature == "hole":

@@ -42,19 +42,18 @@ import json
 import logging
 import math
 import numbers
-import os
 import re
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from smar.config import SmarConfig
-from smar.data.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
+from smar.core.config import SmarConfig
+from smar.core.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
+from smar.core.errors import SmarError
+from smar.core.paths import Paths, replace_on_success, require, write_text_atomic
+from smar.core.progress import Progress
 from smar.data.dataset import Dataset, load_dataset, load_image_features
-from smar.errors import SmarError
-from smar.paths import Paths, replace_on_success, require, write_text_atomic
-from smar.progress import Progress
 
 FEATURE_ROWS_PER_CHUNK = 4096
 
@@ -165,7 +164,9 @@ class _Suite:
         self.derived_columns.append(name)
         meta = {"file": self.file, "column": column, "check": check, "fix": fix, "detail": name + "__detail"}
         self.expectations.append(
-            gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=[True], meta=meta, description=_description(column, check, fix))
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column=name, value_set=[True], meta=meta, description=_description(column, check, fix)
+            )
         )
 
 
@@ -189,18 +190,35 @@ def _items_suite(dataset: Dataset, features, config: SmarConfig) -> _Suite:
     suite = _Suite(ITEMS, _ids(items, "item_id"))
     for column in ("title", "category", "brand", "image"):
         suite.frame[column] = [_json_safe(v) for v in items[column]]
-    suite.derived("item_id", "is_string", "store item_id as strings (items['item_id'].astype(str)) in every file that holds item ids", _strings(items["item_id"]))
+    suite.derived(
+        "item_id",
+        "is_string",
+        "store item_id as strings (items['item_id'].astype(str)) in every file that holds item ids",
+        _strings(items["item_id"]),
+    )
     suite.add(e.ExpectColumnValuesToNotBeNull, "item_id", "give every item an item_id", column="item_id")
-    suite.add(e.ExpectColumnValuesToBeUnique, "item_id", "give every item a unique item_id (drop or merge the duplicate rows)", column="item_id")
+    suite.add(
+        e.ExpectColumnValuesToBeUnique,
+        "item_id",
+        "give every item a unique item_id (drop or merge the duplicate rows)",
+        column="item_id",
+    )
     suite.derived("title", "is_utf8_string", _TEXT_FIX, _utf8_strings(items["title"]))
     suite.add(e.ExpectColumnValuesToNotBeNull, "title", "give every item a title (or remove the item)", column="title")
-    suite.add(e.ExpectColumnValuesToMatchRegex, "title", "give every item a non-blank title (or remove the item)", column="title", regex=r"\S")
+    suite.add(
+        e.ExpectColumnValuesToMatchRegex,
+        "title",
+        "give every item a non-blank title (or remove the item)",
+        column="title",
+        regex=r"\S",
+    )
     suite.derived("category", "is_utf8_string", _TEXT_FIX, _utf8_strings(items["category"]))
     suite.add(e.ExpectColumnValuesToNotBeNull, "category", "give every item a category", column="category")
     suite.derived("brand", "is_utf8_string", _TEXT_FIX + " (or null: no brand)", _utf8_strings(items["brand"]))
     if features is None:
         suite.add(
-            e.ExpectColumnValuesToNotBeNull, "image",
+            e.ExpectColumnValuesToNotBeNull,
+            "image",
             f"give every item an image path relative to the dataset directory, or ship {IMAGE_FEATURES}",
             column="image",
         )
@@ -216,12 +234,33 @@ def _queries_suite(dataset: Dataset) -> _Suite:
     queries = dataset.queries
     suite = _Suite(QUERIES, _ids(queries, "query_id"))
     suite.frame["text"] = [_json_safe(v) for v in queries["text"]]
-    suite.derived("query_id", "is_string", "store query_id as strings (queries['query_id'].astype(str)) in every file that holds query ids", _strings(queries["query_id"]))
+    suite.derived(
+        "query_id",
+        "is_string",
+        "store query_id as strings (queries['query_id'].astype(str)) in every file that holds query ids",
+        _strings(queries["query_id"]),
+    )
     suite.add(e.ExpectColumnValuesToNotBeNull, "query_id", "give every query a query_id", column="query_id")
-    suite.add(e.ExpectColumnValuesToBeUnique, "query_id", "give every query a unique query_id (drop or merge the duplicate rows)", column="query_id")
+    suite.add(
+        e.ExpectColumnValuesToBeUnique,
+        "query_id",
+        "give every query a unique query_id (drop or merge the duplicate rows)",
+        column="query_id",
+    )
     suite.derived("text", "is_utf8_string", _TEXT_FIX, _utf8_strings(queries["text"]))
-    suite.add(e.ExpectColumnValuesToNotBeNull, "text", "give every query a text (or remove the query and its qrels)", column="text")
-    suite.add(e.ExpectColumnValuesToMatchRegex, "text", "give every query a non-blank text (or remove the query and its qrels)", column="text", regex=r"\S")
+    suite.add(
+        e.ExpectColumnValuesToNotBeNull,
+        "text",
+        "give every query a text (or remove the query and its qrels)",
+        column="text",
+    )
+    suite.add(
+        e.ExpectColumnValuesToMatchRegex,
+        "text",
+        "give every query a non-blank text (or remove the query and its qrels)",
+        column="text",
+        regex=r"\S",
+    )
     return suite
 
 
@@ -238,51 +277,92 @@ def _qrels_suite(dataset: Dataset, config: SmarConfig) -> _Suite:
         ("query_id", QUERIES, dataset.queries, "queries"),
         ("item_id", ITEMS, dataset.items, "items"),
     ):
-        suite.derived(column, "is_string", f"store {column} as strings ({column}.astype(str)) here and in {file}", _strings(qrels[column]))
-        suite.add(e.ExpectColumnValuesToNotBeNull, column, f"give every qrels row a {column} (or drop the row)", column=column)
+        suite.derived(
+            column,
+            "is_string",
+            f"store {column} as strings ({column}.astype(str)) here and in {file}",
+            _strings(qrels[column]),
+        )
+        suite.add(
+            e.ExpectColumnValuesToNotBeNull, column, f"give every qrels row a {column} (or drop the row)", column=column
+        )
         known = qrels[column].isin(owner[column]).tolist()
         suite.derived(
-            column, f"is_in_{noun}",
+            column,
+            f"is_in_{noun}",
             f"add the missing {noun} to {file} or drop these qrels rows",
             [(ok or pd.isna(value), f"not in {file}") for ok, value in zip(known, qrels[column])],
         )
     suite.add(
-        e.ExpectCompoundColumnsToBeUnique, "query_id,item_id",
+        e.ExpectCompoundColumnsToBeUnique,
+        "query_id,item_id",
         "keep one row per (query_id, item_id) pair (sum or max the labels of duplicates)",
         column_list=["query_id", "item_id"],
     )
-    suite.add(e.ExpectColumnValuesToNotBeNull, "label", "give every qrels row a label >= 1 (drop rows of unknown relevance)", column="label")
-    suite.derived("label", "is_integer", "store label as whole numbers (int64 relevance grades >= 1); map scores to integer grades", _integers(qrels["label"]))
+    suite.add(
+        e.ExpectColumnValuesToNotBeNull,
+        "label",
+        "give every qrels row a label >= 1 (drop rows of unknown relevance)",
+        column="label",
+    )
+    suite.derived(
+        "label",
+        "is_integer",
+        "store label as whole numbers (int64 relevance grades >= 1); map scores to integer grades",
+        _integers(qrels["label"]),
+    )
     numeric = "label"
     if not pd.api.types.is_numeric_dtype(qrels["label"]) or pd.api.types.is_bool_dtype(qrels["label"]):
         numeric = "label_as_number"  # the numbers among other values (those fail is_integer)
-        suite.frame[numeric] = [v if isinstance(v, numbers.Real) and not isinstance(v, bool) else None for v in suite.frame["label"]]
+        suite.frame[numeric] = [
+            v if isinstance(v, numbers.Real) and not isinstance(v, bool) else None for v in suite.frame["label"]
+        ]
     suite.add(
-        e.ExpectColumnValuesToBeBetween, "label",
+        e.ExpectColumnValuesToBeBetween,
+        "label",
         "labels are relevance grades >= 1: drop non-relevant rows (label <= 0) instead of keeping them",
-        column=numeric, min_value=1,
+        column=numeric,
+        min_value=1,
     )
     suite.add(
-        e.ExpectColumnValuesToNotBeNull, "split",
+        e.ExpectColumnValuesToNotBeNull,
+        "split",
         "give every qrels row a split (train, valid or test; the same as the query's other rows), or drop the row",
         column="split",
     )
-    suite.add(e.ExpectColumnValuesToBeInSet, "split", "set split to one of train, valid, test", column="split", value_set=list(SPLITS))
+    suite.add(
+        e.ExpectColumnValuesToBeInSet,
+        "split",
+        "set split to one of train, valid, test",
+        column="split",
+        value_set=list(SPLITS),
+    )
     required = ("train", "test") + (("valid",) if config.evaluate.split == "valid" else ())
     observed = sorted(map(str, qrels["split"].dropna().unique()))
     for split in required:
-        why = "evaluate.split is valid" if split == "valid" else ("training needs queries" if split == "train" else "evaluation needs queries")
+        why = (
+            "evaluate.split is valid"
+            if split == "valid"
+            else ("training needs queries" if split == "train" else "evaluation needs queries")
+        )
         suite.add(
-            e.ExpectColumnDistinctValuesToContainSet, "split",
+            e.ExpectColumnDistinctValuesToContainSet,
+            "split",
             f"assign some queries to the {split} split ({why})",
             check=f"split_{split}_is_not_empty",
             examples=[f"no qrels row has split '{split}'; splits present: {', '.join(observed) or 'none'}"],
-            column="split", value_set=[split],
+            column="split",
+            value_set=[split],
         )
     splits_per_query = qrels.groupby("query_id", dropna=True)["split"].transform("nunique")
     suite.derived(
-        "split", "one_split_per_query", "put every qrels row of a query in the same split (splits are by query)",
-        [(not (count > 1), f"query has rows in {int(count)} splits") for q, count in zip(qrels["query_id"], splits_per_query.fillna(1))],
+        "split",
+        "one_split_per_query",
+        "put every qrels row of a query in the same split (splits are by query)",
+        [
+            (not (count > 1), f"query has rows in {int(count)} splits")
+            for q, count in zip(qrels["query_id"], splits_per_query.fillna(1))
+        ],
     )
     return suite
 
@@ -294,9 +374,13 @@ def _features_suite(dataset: Dataset, features) -> _Suite:
     e = gx.expectations
     items = dataset.items["item_id"].tolist()
     rows = len(features)
-    suite = _Suite(IMAGE_FEATURES, {"row": list(range(rows)), "item_id": [_json_safe(items[r]) if r < len(items) else None for r in range(rows)]})
+    suite = _Suite(
+        IMAGE_FEATURES,
+        {"row": list(range(rows)), "item_id": [_json_safe(items[r]) if r < len(items) else None for r in range(rows)]},
+    )
     suite.add(
-        e.ExpectTableRowCountToEqual, "rows",
+        e.ExpectTableRowCountToEqual,
+        "rows",
         "save one feature row per item, in items.parquet row order",
         check="rows_match_items",
         examples=[f"{rows} feature rows for {len(items)} items in {ITEMS}"],
@@ -304,17 +388,22 @@ def _features_suite(dataset: Dataset, features) -> _Suite:
     )
     suite.frame["dtype"] = str(features.dtype)
     suite.add(
-        e.ExpectColumnDistinctValuesToBeInSet, "dtype",
+        e.ExpectColumnDistinctValuesToBeInSet,
+        "dtype",
         "save the features as float32: numpy.save(path, features.astype(numpy.float32))",
-        check="dtype_is_float32", examples=[f"dtype is {features.dtype}"],
-        column="dtype", value_set=["float32"],
+        check="dtype_is_float32",
+        examples=[f"dtype is {features.dtype}"],
+        column="dtype",
+        value_set=["float32"],
     )
     finite = np.ones(rows, dtype=bool)
     for start in range(0, rows, FEATURE_ROWS_PER_CHUNK):
         chunk = np.asarray(features[start : start + FEATURE_ROWS_PER_CHUNK])
         finite[start : start + len(chunk)] = np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
     suite.derived(
-        "values", "all_finite", "recompute the features of these items (they hold NaN or infinity)",
+        "values",
+        "all_finite",
+        "recompute the features of these items (they hold NaN or infinity)",
         [(bool(ok), "holds NaN or infinity") for ok in finite],
     )
     return suite
@@ -328,11 +417,14 @@ def _manifest_suite(path: Path) -> _Suite:
     suite = _Suite(MANIFEST, {})
     suite.frame["content"] = [problem or "a JSON object"]
     suite.add(
-        gx.expectations.ExpectColumnDistinctValuesToBeInSet, "content",
+        gx.expectations.ExpectColumnDistinctValuesToBeInSet,
+        "content",
         f"make {MANIFEST} one UTF-8 JSON object with name, version, source and counts: correct it where the "
         "error points (line, column), or re-run the importer or `smar data synth` to rewrite it",
-        check="is_json_object", examples=[problem],
-        column="content", value_set=["a JSON object"],
+        check="is_json_object",
+        examples=[problem],
+        column="content",
+        value_set=["a JSON object"],
     )
     return suite
 
@@ -348,14 +440,23 @@ def _manifest_problem(path: Path) -> str | None:
     except OSError as error:
         return f"cannot be read ({error.strerror or error})"
     if not isinstance(manifest, dict):
-        kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+        kinds = {
+            list: "an array",
+            str: "a string",
+            bool: "a boolean",
+            int: "a number",
+            float: "a number",
+            type(None): "null",
+        }
         return f"{kinds[type(manifest)]}, not a JSON object"
     return None
 
 
 # --- per-row checks computed in Python ----------------------------------------------------
 
-_TEXT_FIX = "store text as UTF-8 str: decode the source with its real encoding (e.g. cp1252), not as bytes, numbers or U+FFFD"
+_TEXT_FIX = (
+    "store text as UTF-8 str: decode the source with its real encoding (e.g. cp1252), not as bytes, numbers or U+FFFD"
+)
 
 
 def _missing(value) -> bool:
@@ -422,7 +523,8 @@ def _image_rows(dataset: Dataset, max_pixels: int) -> dict[str, tuple[str, list]
         "image_file_exists": "put the image at this path (relative to the dataset directory) or remove the item",
         "image_file_not_empty": "re-download or re-export the image, or remove the item",
         "image_decodes": "re-export the image (e.g. as PNG or JPEG) or remove the item",
-        "image_within_max_pixels": f"downscale the image to at most {max_pixels} pixels (validate.max_image_pixels) or remove the item",
+        "image_within_max_pixels": f"downscale the image to at most {max_pixels} pixels (validate.max_image_pixels) "
+        f"or remove the item",
     }
     rows: dict[str, list] = {check: [] for check in checks}
     with warnings.catch_warnings():
@@ -454,7 +556,10 @@ def _image_problem(root: Path, relative, max_pixels: int) -> tuple[str, str] | N
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         pixels = re.search(r"\((\d+) pixels\)", str(error))
-        return "image_within_max_pixels", f"{pixels[1] + ' px, ' if pixels else ''}refused by PIL as a decompression bomb"
+        return (
+            "image_within_max_pixels",
+            f"{pixels[1] + ' px, ' if pixels else ''}refused by PIL as a decompression bomb",
+        )
     except Exception as error:  # PIL raises many types for a broken file
         return "image_decodes", f"{type(error).__name__}: {error}"
     return None
@@ -465,7 +570,6 @@ def _image_problem(root: Path, relative, max_pixels: int) -> tuple[str, str] | N
 
 def _run_suites(suites: list[_Suite], config: SmarConfig, docs_dir: Path) -> list[CheckResult]:
     """Run every suite in one ephemeral GX context and build its data docs into `docs_dir`."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -493,7 +597,9 @@ def _run_suites(suites: list[_Suite], config: SmarConfig, docs_dir: Path) -> lis
         for suite in suites:
             batch = source.add_dataframe_asset(suite.file).add_batch_definition_whole_dataframe("all rows")
             gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.file, expectations=suite.expectations))
-            definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite.file, data=batch, suite=gx_suite))
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name=suite.file, data=batch, suite=gx_suite)
+            )
             outcome = definition.run(
                 batch_parameters={"dataframe": suite.frame},
                 # SUMMARY: counts plus the first failing rows (COMPLETE would list every failing row,
@@ -534,7 +640,9 @@ def _check_result(suite: _Suite, result, example_rows: int) -> CheckResult:
         check=meta.get("check") or result.expectation_config.type,
         success=success,
         # a count of rows only where GX checked rows (not for table or distinct-value checks)
-        unexpected_count=int(result.result.get("unexpected_count") or 0) if "partial_unexpected_index_list" in result.result else 0,
+        unexpected_count=int(result.result.get("unexpected_count") or 0)
+        if "partial_unexpected_index_list" in result.result
+        else 0,
         examples=examples,
         fix=meta.get("fix", ""),
     )

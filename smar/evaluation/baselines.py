@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from smar.config import SmarConfig
-from smar.paths import Paths
+from smar.core.config import SmarConfig
+from smar.core.paths import Paths
 
 
 def random_rankings(item_ids: list[str], query_ids, k: int, seed: int) -> dict[str, list[str]]:
@@ -21,7 +21,7 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
     import numpy as np
     import torch
 
-    from smar.data.contract import item_texts
+    from smar.core.contract import item_texts
     from smar.model.feature_cache import text_states
     from smar.model.tokenizer import tokenize
     from smar.model.towers import masked_mean, zero_shot_encoder
@@ -33,7 +33,10 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
     states, mask = text_states(encoder, tokenizer, texts, length, paths.cache_dir, "items")
     item_vectors = np.concatenate(
         [
-            masked_mean(torch.from_numpy(np.array(states[start : start + 4096], dtype=np.float32)), torch.from_numpy(np.array(mask[start : start + 4096]))).numpy()
+            masked_mean(
+                torch.from_numpy(np.array(states[start : start + 4096], dtype=np.float32)),
+                torch.from_numpy(np.array(mask[start : start + 4096])),
+            ).numpy()
             for start in range(0, len(texts), 4096)
         ]
     )
@@ -43,5 +46,10 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
             tokens = tokenize(tokenizer, query_texts[start : start + 512])
             query_vectors.append(masked_mean(encoder.states(**tokens), tokens["attention_mask"]).numpy())
     item_ids = items["item_id"].astype(str).tolist()
-    top = exact_search(item_vectors, np.arange(len(item_ids), dtype=np.int64), normalized(np.concatenate(query_vectors)), min(k, len(item_ids)))
+    top = exact_search(
+        item_vectors,
+        np.arange(len(item_ids), dtype=np.int64),
+        normalized(np.concatenate(query_vectors)),
+        min(k, len(item_ids)),
+    )
     return {q: [item_ids[i] for i in row if i >= 0] for q, row in zip(queries["query_id"], top)}

@@ -3,7 +3,7 @@
 The model is scored beside zero-shot MiniLM (off-the-shelf title search, no training) and a
 random ranking (smar.evaluation.baselines), over every query of the split and over the cold
 ones: queries about items no training query touched. The index is also measured against
-exact search over the same embeddings. Metrics: smar.metrics; tables: smar.evaluation.report.
+exact search over the same embeddings. Metrics: smar.core.metrics; tables: smar.evaluation.report.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import json
 import logging
 from collections.abc import Callable
 
-from smar import metrics
-from smar.config import SmarConfig
-from smar.data.contract import QRELS
+from smar.core import metrics
+from smar.core.config import SmarConfig
+from smar.core.contract import QRELS
+from smar.core.errors import DatasetError
+from smar.core.paths import Paths, replace_on_success, require
+from smar.core.progress import Progress
+from smar.core.tracking import Tracker, run_id_of
 from smar.data.dataset import load_dataset
-from smar.errors import DatasetError
 from smar.evaluation.baselines import random_rankings, zero_shot_rankings
 from smar.evaluation.report import plot_recall_curve, tracked_metrics
-from smar.paths import Paths, replace_on_success, require
-from smar.progress import Progress
-from smar.tracking import Tracker, run_id_of
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,13 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
         raise DatasetError(f"{paths.data / QRELS}: the '{settings.split}' split has no queries to evaluate.")
     retriever = Retriever(require(paths.model_dir, "train"), require(paths.index_dir, "index"))
     hits = search_all(retriever, queries["text"].tolist(), max(*settings.ks, settings.plot_max_k))
-    runs = {"model": [dict(zip(queries["query_id"], hits.item_ids))]} | baseline_runs(config, paths, dataset.items, queries)
+    runs = {"model": [dict(zip(queries["query_id"], hits.item_ids))]} | baseline_runs(
+        config, paths, dataset.items, queries
+    )
     cold = dataset.cold_queries(settings.split)
-    result = {"split": settings.split, "queries": len(queries), "items": len(dataset.items)} | scores(runs, relevant, cold, settings.ks)
+    result = {"split": settings.split, "queries": len(queries), "items": len(dataset.items)} | scores(
+        runs, relevant, cold, settings.ks
+    )
     result["served_by_index"] = {view: hits.views.count(view) for view in sorted(set(hits.views))}
     result["index"] = {
         "factory": json.loads((paths.index_dir / "build.json").read_text())["factory"],
@@ -66,7 +70,11 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     write_evaluation(paths, result, runs, relevant, cold, queries, hits.views, settings)
     if tracker:
         run_id = run_id_of(paths.model_dir)
-        tracker.log_metrics(run_id, tracked_metrics(result) | {f"{settings.split}_index_recall_at_10_vs_exact": result["index"]["recall_at_10_vs_exact"]})
+        tracker.log_metrics(
+            run_id,
+            tracked_metrics(result)
+            | {f"{settings.split}_index_recall_at_10_vs_exact": result["index"]["recall_at_10_vs_exact"]},
+        )
         tracker.log_artifacts(run_id, paths.evaluation_dir, "evaluation")
     return result
 
@@ -88,8 +96,14 @@ def baseline_runs(config: SmarConfig, paths: Paths, items, queries) -> dict[str,
     settings = config.evaluate
     depth = max(*settings.ks, settings.plot_max_k)
     catalog = items["item_id"].astype(str).tolist()
-    runs = {"zero_shot": [zero_shot_rankings(config, paths, items, queries, depth)]} if settings.zero_shot_baseline else {}
-    return runs | {"random": [random_rankings(catalog, queries["query_id"], depth, seed) for seed in range(settings.random_baseline_draws)]}
+    runs = (
+        {"zero_shot": [zero_shot_rankings(config, paths, items, queries, depth)]} if settings.zero_shot_baseline else {}
+    )
+    return runs | {
+        "random": [
+            random_rankings(catalog, queries["query_id"], depth, seed) for seed in range(settings.random_baseline_draws)
+        ]
+    }
 
 
 def scores(runs: dict, relevant: dict, cold: set[str], ks) -> dict:
@@ -111,16 +125,29 @@ def index_recall(retriever, paths: Paths, queries, hits) -> float:
     return metrics.recall_against_exact(hits.item_ids, exact, 10)
 
 
-def write_evaluation(paths: Paths, result: dict, runs: dict, relevant: dict, cold: set[str], queries, views: list[str], settings) -> None:
-    """metrics.json, the recall curve (CSV and plot) and per-query results, replacing the last evaluation only when all are written."""
+def write_evaluation(
+    paths: Paths, result: dict, runs: dict, relevant: dict, cold: set[str], queries, views: list[str], settings
+) -> None:
+    """metrics.json, the recall curve (CSV and plot) and per-query results, replacing the last evaluation only
+    when all are written."""
     import pandas as pd
 
     curve_ks = sorted({1, 5, *range(10, settings.plot_max_k + 1, 10), *settings.ks})
-    curve = pd.DataFrame({"k": curve_ks} | {name: [mean_metrics(run, relevant, (k,))[f"recall@{k}"] for k in curve_ks] for name, run in runs.items()})
+    curve = pd.DataFrame(
+        {"k": curve_ks}
+        | {name: [mean_metrics(run, relevant, (k,))[f"recall@{k}"] for k in curve_ks] for name, run in runs.items()}
+    )
     rankings = runs["model"][0]
     per_query = pd.DataFrame(
         [
-            {"query_id": q, "text": t, "relevant": len(relevant[q]), "cold": q in cold, "index": view, "ranking": rankings[q]}
+            {
+                "query_id": q,
+                "text": t,
+                "relevant": len(relevant[q]),
+                "cold": q in cold,
+                "index": view,
+                "ranking": rankings[q],
+            }
             | metrics.per_query_metrics(rankings[q], relevant[q], settings.ks)
             for q, t, view in zip(queries["query_id"], queries["text"], views)
         ]

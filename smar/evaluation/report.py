@@ -50,7 +50,11 @@ def format_table(result: dict) -> str:
     if cold["queries"] == result["queries"]:
         lines += ["", f"Cold: all {cold['queries']} queries are about items no training query touched."]
     elif cold["queries"]:
-        lines += ["", f"Cold: {cold['queries']} of {result['queries']} queries about items no training query touched:", _table(cold)]
+        lines += [
+            "",
+            f"Cold: {cold['queries']} of {result['queries']} queries about items no training query touched:",
+            _table(cold),
+        ]
     else:
         lines += ["", "Cold: no query is about items that training never saw (split_by groups of items to measure it)."]
     if "zero_shot" in result:

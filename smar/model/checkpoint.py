@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.tokenizer import with_padding
 from smar.model.two_tower import RetrievalModel
 
@@ -20,7 +20,7 @@ def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
     """(tokens, dim) of the dataset's precomputed image features, or None when it ships image files."""
     import numpy as np
 
-    from smar.data.contract import IMAGE_FEATURES
+    from smar.core.contract import IMAGE_FEATURES
 
     path = Path(data_dir) / IMAGE_FEATURES
     if not path.is_file():
@@ -33,7 +33,11 @@ def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
     directory = Path(directory)
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     tokenizer.save(str(directory / TOKENIZER_FILE))
-    meta = {"model": model.config.model_dump(mode="json"), "vocab_size": model.vocab_size, "image_feature_shape": model.image_feature_shape}
+    meta = {
+        "model": model.config.model_dump(mode="json"),
+        "vocab_size": model.vocab_size,
+        "image_feature_shape": model.image_feature_shape,
+    }
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -63,7 +63,9 @@ def weights_fingerprint(module) -> str:
     return digest.hexdigest()
 
 
-def text_states(encoder, tokenizer, texts: list[str], max_length: int, cache_dir: Path, name: str, batch_size: int = 256):
+def text_states(
+    encoder, tokenizer, texts: list[str], max_length: int, cache_dir: Path, name: str, batch_size: int = 256
+):
     """(states float16 [N, L, H], mask bool [N, L]) of the frozen text `encoder` for `texts`,
     memory-mapped from the cache (computed on the encoder's device when missing)."""
     import numpy as np
@@ -84,7 +86,9 @@ def image_features(encoder, pixels, cache_dir: Path, batch_size: int = 256):
 
     source = Path(getattr(pixels, "filename", "") or "").name
     if not source:
-        raise ValueError("image_features needs the memory-mapped decoded-image cache (smar.data.image_cache.image_store)")
+        raise ValueError(
+            "image_features needs the memory-mapped decoded-image cache (smar.data.image_cache.image_store)"
+        )
     key = hashlib.sha256(f"{weights_fingerprint(encoder.backbone)}\0{source}\0".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"image-{key}.npy"
     if not path.is_file():
@@ -100,7 +104,12 @@ def _build_text(encoder, tokenizer, texts, max_length: int, directory: Path, bat
     scratch = _scratch(directory)
     scratch.mkdir(parents=True)
     try:
-        states = np.lib.format.open_memmap(scratch / STATES, mode="w+", dtype=np.float16, shape=(len(texts), max_length, encoder.bert.config.hidden_size))
+        states = np.lib.format.open_memmap(
+            scratch / STATES,
+            mode="w+",
+            dtype=np.float16,
+            shape=(len(texts), max_length, encoder.bert.config.hidden_size),
+        )
         mask = np.lib.format.open_memmap(scratch / MASK, mode="w+", dtype=np.bool_, shape=(len(texts), max_length))
         for start in range(0, len(texts), batch_size):
             encodings = tokenizer.encode_batch(list(texts[start : start + batch_size]))
@@ -137,7 +146,9 @@ def _build_image(encoder, pixels, path: Path, batch_size: int) -> None:
             with torch.inference_mode():
                 tokens = encoder.patches(batch).float().cpu().numpy()
             if features is None:
-                features = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float16, shape=(len(pixels), *tokens.shape[1:]))
+                features = np.lib.format.open_memmap(
+                    scratch, mode="w+", dtype=np.float16, shape=(len(pixels), *tokens.shape[1:])
+                )
             features[start : start + len(tokens)] = tokens.astype(np.float16)
             _progress(f"image cache {path.name}", start + len(tokens), len(pixels), batch_size)
         features.flush()

@@ -33,7 +33,9 @@ def encode_texts(model: RetrievalModel, tokenizer, texts: list[str], batch_size:
 
 
 @torch.inference_mode()
-def encode_item_batch(model: RetrievalModel, tokens: dict, images: torch.Tensor | None, views=None) -> dict[str, torch.Tensor]:
+def encode_item_batch(
+    model: RetrievalModel, tokens: dict, images: torch.Tensor | None, views=None
+) -> dict[str, torch.Tensor]:
     """Item vectors (float32, on the CPU) for one batch of tokenised texts and images (None for
     a model without an image tower); fp16 on CUDA."""
     device = next(model.parameters()).device.type

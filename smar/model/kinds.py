@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 
 
 @dataclass(frozen=True)

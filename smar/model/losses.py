@@ -8,7 +8,9 @@ from torch.nn import functional as F
 from smar.model.two_tower import RetrievalModel
 
 
-def in_batch_softmax_loss(query_vectors, item_vectors, logit_scale, item_ids, query_ids=None, known_pairs=None, num_items=0):
+def in_batch_softmax_loss(
+    query_vectors, item_vectors, logit_scale, item_ids, query_ids=None, known_pairs=None, num_items=0
+):
     """InfoNCE over in-batch negatives: row i's positive is item i, every other item a negative.
 
     Columns that are not negatives are masked out: the same item id as the positive (a
@@ -28,10 +30,14 @@ def in_batch_softmax_loss(query_vectors, item_vectors, logit_scale, item_ids, qu
     return F.cross_entropy(logits.masked_fill(not_negative, float("-inf")), targets)
 
 
-def multitask_loss(model: RetrievalModel, query_vectors, item_vectors: dict, item_ids, query_ids, known_pairs, num_items, weights: dict):
+def multitask_loss(
+    model: RetrievalModel, query_vectors, item_vectors: dict, item_ids, query_ids, known_pairs, num_items, weights: dict
+):
     """Stage 1: the weighted sum of one InfoNCE loss per trained item view (alpha L_t + beta L_i + gamma L_m)."""
     parts = {
-        view: in_batch_softmax_loss(query_vectors, item_vectors[view], model.logit_scales[view], item_ids, query_ids, known_pairs, num_items)
+        view: in_batch_softmax_loss(
+            query_vectors, item_vectors[view], model.logit_scales[view], item_ids, query_ids, known_pairs, num_items
+        )
         for view in model.spec.losses
     }
     return sum(weights[view] * part for view, part in parts.items()), parts

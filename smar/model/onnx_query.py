@@ -36,17 +36,31 @@ def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) 
     lengths = torch.export.Dim("length", max=model.config.max_text_length)
     dims = {0: torch.export.Dim("batch"), 1: lengths}
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("onnx_ir", "onnxscript", "torch.onnx"):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            _quiet("onnx_ir", "onnxscript", "torch.onnx"),
+        ):
             warnings.simplefilter("ignore")  # the exporter reports every phase and pass
             torch.onnx.export(
-                QueryTower(model).eval(), (sample["input_ids"], sample["attention_mask"]), str(path),
-                input_names=["input_ids", "attention_mask"], output_names=["vectors"],
-                dynamic_shapes=(dims, dims), dynamo=True, external_data=False, verbose=False,
+                QueryTower(model).eval(),
+                (sample["input_ids"], sample["attention_mask"]),
+                str(path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["vectors"],
+                dynamic_shapes=(dims, dims),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
             )
         onnx_vectors = OnnxQueryEncoder(path).encode(tokenizer, sample_texts)
     except Exception as error:  # an operator the exporter or the runtime does not know
         path.unlink(missing_ok=True)
-        log.warning("query tower not exported to ONNX (%s: %s); queries are encoded by PyTorch", type(error).__name__, str(error).splitlines()[0])
+        log.warning(
+            "query tower not exported to ONNX (%s: %s); queries are encoded by PyTorch",
+            type(error).__name__,
+            str(error).splitlines()[0],
+        )
         return False
     difference = float(np.abs(onnx_vectors - encode_texts(model, tokenizer, sample_texts).numpy()).max())
     if difference > TOLERANCE:

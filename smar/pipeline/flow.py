@@ -5,30 +5,19 @@ Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve
 trigger runs with a parameter form from the Prefect UI.
 """
 
-import os
 from pathlib import Path
 
-for _name, _value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "smar",
-    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # smar logs outside a flow run stay local
-}.items():
-    os.environ.setdefault(_name, _value)
-if os.environ.get("PREFECT_HOME"):  # Prefect creates its home, but not missing parents
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+from prefect import flow, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-from prefect import flow, task, unmapped  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from smar.config import ExportConfig, SmarConfig, SmarOverrides, load_config  # noqa: E402
-from smar.data.revision import materialise  # noqa: E402
-from smar.errors import ConfigError  # noqa: E402
-from smar.paths import Paths  # noqa: E402
-from smar.pipeline.steps import run_step  # noqa: E402
-from smar.pipeline.summary import decision_row, format_summary  # noqa: E402
-from smar.retrieval.export import export_shard, finish_export, start_export  # noqa: E402
+from smar.core.config import ExportConfig, SmarConfig, SmarOverrides, load_config
+from smar.core.errors import ConfigError
+from smar.core.paths import Paths
+from smar.data.revision import materialise
+from smar.pipeline.steps import run_step
+from smar.pipeline.summary import decision_row, format_summary
+from smar.retrieval.export import export_shard, finish_export, start_export
 
 DEPLOYMENT_NAME = "default"
 
@@ -44,7 +33,7 @@ def _step_task(name: str):
 
 def not_a_user_error(task, task_run, state) -> bool:
     """Retry crashes and transient failures; not errors only the user can fix (bad data, bad settings)."""
-    from smar.errors import SmarError
+    from smar.core.errors import SmarError
 
     return not isinstance(state.result(raise_on_failure=False), SmarError)
 
@@ -52,7 +41,11 @@ def not_a_user_error(task, task_run, state) -> bool:
 def tracking_retries(config: SmarConfig) -> dict:
     """Task options of the steps after training that need the tracking server: retried while it is unreachable."""
     settings = config.register_
-    return {"retries": settings.retries, "retry_delay_seconds": settings.retry_delay_seconds, "retry_condition_fn": not_a_user_error}
+    return {
+        "retries": settings.retries,
+        "retry_delay_seconds": settings.retry_delay_seconds,
+        "retry_condition_fn": not_a_user_error,
+    }
 
 
 materialise_task = task(materialise, name="materialise-data", cache_policy=NO_CACHE)
@@ -84,7 +77,9 @@ def smar_pipeline(
     under `outputs_dir/datasets/` and the training run is tagged with it (`data.rev`).
     """
     config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
-    summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(config, paths)
+    summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(
+        config, paths
+    )
     return _index_and_register(config, paths, summary)
 
 
@@ -120,8 +115,14 @@ def _index_and_register(config: SmarConfig, paths: Paths, summary: dict) -> dict
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task.with_options(**tracking_retries(config))(config, paths)
     summary["register"] = register_task.with_options(**tracking_retries(config))(config, paths)
-    create_table_artifact(key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision")
-    create_markdown_artifact(key="smar-pipeline-summary", markdown=f"```\n{format_summary(summary)}\n```", description="Evaluation and promotion")
+    create_table_artifact(
+        key="promotion-decision", table=[decision_row(summary["register"])], description="The promotion gate's decision"
+    )
+    create_markdown_artifact(
+        key="smar-pipeline-summary",
+        markdown=f"```\n{format_summary(summary)}\n```",
+        description="Evaluation and promotion",
+    )
     return summary
 
 
@@ -150,12 +151,17 @@ def shard_runner(settings: ExportConfig):
     if settings.task_runner == "dask":
         if settings.cluster_address:
             return module.DaskTaskRunner(address=settings.cluster_address)
-        return module.DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None})
-    return module.RayTaskRunner(address=settings.cluster_address, init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {})
+        return module.DaskTaskRunner(
+            cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None}
+        )
+    return module.RayTaskRunner(
+        address=settings.cluster_address,
+        init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {},
+    )
 
 
 def deployment_parameters(params_file: str, data_dir: str, outputs_dir: str) -> dict:
-    """The deployment's default parameters: the run form's `config` starts from the params file's values as they are now."""
+    """The deployment's default parameters: the run form's `config` starts from the params file's values now."""
     shown = load_config(params_file).model_dump(mode="json", by_alias=True, exclude_none=True)
     return {"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir, "config": shown}
 
@@ -165,7 +171,8 @@ def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", o
     smar_pipeline.serve(
         name=DEPLOYMENT_NAME,
         parameters=deployment_parameters(params_file, data_dir, outputs_dir),
-        description="The whole smar pipeline. `config` starts from the params file's values: what you change overrides them; "
+        description="The whole smar pipeline. `config` starts from the params file's values: what you change "
+        "overrides them; "
         "a field you empty keeps the file's value.",
     )
 

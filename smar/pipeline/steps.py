@@ -1,8 +1,8 @@
 """The pipeline's steps, in order: one function each, called by every orchestrator.
 
 Every step has one shape, `step(config, paths, tracker=None) -> dict`: it reads the config
-and the files earlier steps wrote (smar.paths.Paths), writes its outputs to files, and
-returns a small JSON-friendly summary. `tracker` (smar.tracking) receives what the step
+and the files earlier steps wrote (smar.core.paths.Paths), writes its outputs to files, and
+returns a small JSON-friendly summary. `tracker` (smar.core.tracking) receives what the step
 records; with None nothing is tracked. train, evaluate and register record (register's job
 is the MLflow registry, so it needs one); validate, export and index record nothing. A
 reindex runs `fetch_champion` (the registry champion's towers, in a new tracked run) in place
@@ -33,7 +33,7 @@ TRACKED = ("train", "fetch_champion", "evaluate", "register")
 
 def run_step(name: str, config, paths) -> dict | None:
     """Run step `name` with the MLflow tracker when it records anything (None: a training rank other than 0)."""
-    from smar.tracking import MlflowTracker
+    from smar.core.tracking import MlflowTracker
 
     tracker = MlflowTracker() if name in TRACKED else None
     return STEPS[name](config, paths, tracker)

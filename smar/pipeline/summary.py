@@ -28,16 +28,20 @@ def format_summary(summary: dict) -> str:
         [
             "",
             f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
-            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, {summary['validate']['qrels']} qrels",
+            f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, "
+            f"{summary['validate']['qrels']} qrels",
             _towers(summary),
-            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} ({summary['index']['factory']}, dim {summary['index']['dim']};"
+            f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} "
+            f"({summary['index']['factory']}, dim {summary['index']['dim']};"
             f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
             "",
             f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
-            f" (served by index: {', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",
+            f" (served by index: "
+            f"{', '.join(f'{view} {count}' for view, count in evaluation['served_by_index'].items())}):",
             format_table(evaluation),
             "",
-            f"Model {registration['model_name']} version {registration['version']} (MLflow run {registration['run_id']})",
+            f"Model {registration['model_name']} version {registration['version']} (MLflow run "
+            f"{registration['run_id']})",
             f"  {decision}: {registration['reason']}.",
         ]
     )
@@ -49,4 +53,7 @@ def _towers(summary: dict) -> str:
         champion = summary["champion"]
         return f"  towers      {champion['kind']} of champion version {champion['from_version']} (reindex: no training)"
     train = summary["train"]
-    return f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid Recall@10 {train['valid_recall_at_10']:.3f}"
+    return (
+        f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid "
+        f"Recall@10 {train['valid_recall_at_10']:.3f}"
+    )

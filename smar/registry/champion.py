@@ -14,13 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from smar.config import SmarConfig
+from smar.core.config import SmarConfig
+from smar.core.errors import ConfigError, SmarError
+from smar.core.paths import Paths, replace_on_success
+from smar.core.tracking import Tracker, lineage_tags, save_run_id
 from smar.data.dataset import data_version
-from smar.errors import ConfigError, SmarError
 from smar.model.checkpoint import saved_config
-from smar.paths import Paths, replace_on_success
 from smar.registry.promotion import CHAMPION, current_champion
-from smar.tracking import Tracker, lineage_tags, save_run_id
 
 
 def fetch_champion(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
@@ -29,13 +29,21 @@ def fetch_champion(config: SmarConfig, paths: Paths, tracker: Tracker | None = N
     from mlflow import MlflowClient
 
     if tracker is None:
-        raise ConfigError("fetch_champion reads the MLflow model registry: run it with a tracker (the CLI and the flow pass one).")
+        raise ConfigError(
+            "fetch_champion reads the MLflow model registry: run it with a tracker (the CLI and the flow pass one)."
+        )
     name = config.register_.model_name
     version = current_champion(MlflowClient(), name)
     if version is None:
-        raise SmarError(f"{name} has no {CHAMPION}: there are no trained towers to reindex with. Run `smar pipeline` first.")
+        raise SmarError(
+            f"{name} has no {CHAMPION}: there are no trained towers to reindex with. Run `smar pipeline` first."
+        )
     with tempfile.TemporaryDirectory(prefix="smar-champion-") as download:
-        fetched = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=download)) / "artifacts" / "model"
+        fetched = (
+            Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=download))
+            / "artifacts"
+            / "model"
+        )
         kind = saved_config(fetched).kind
         with replace_on_success(paths.model_dir) as scratch:
             shutil.copytree(fetched, scratch, dirs_exist_ok=True)

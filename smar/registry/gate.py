@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smar import metrics
-from smar.errors import SmarError
+from smar.core import metrics
+from smar.core.errors import SmarError
 
 
 @dataclass(frozen=True)
@@ -43,38 +43,72 @@ class Comparison:
     note: str = ""
 
 
-def compare_on_unseen(candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]]) -> Comparison:
+def compare_on_unseen(
+    candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]]
+) -> Comparison:
     """Both versions' Recall@10 on the evaluation queries that neither trained on."""
     seen = set(candidate.trained or ())
     if champion is not None:
         seen |= set(champion.trained or ())
     unseen = {query: items for query, items in relevant.items() if items and query not in seen}
-    note = "the champion records no training queries, so it is measured on every evaluation query" if champion and champion.trained is None else ""
+    note = (
+        "the champion records no training queries, so it is measured on every evaluation query"
+        if champion and champion.trained is None
+        else ""
+    )
     if not unseen:
         return Comparison(None, None, 0, len(relevant), note)
     champion_recall = metrics.recall_at_10(champion.rankings, unseen) if champion else None
-    return Comparison(metrics.recall_at_10(candidate.rankings, unseen), champion_recall, len(unseen), len(relevant) - len(unseen), note)
+    return Comparison(
+        metrics.recall_at_10(candidate.rankings, unseen),
+        champion_recall,
+        len(unseen),
+        len(relevant) - len(unseen),
+        note,
+    )
 
 
 def promotion_decision(
-    candidate: float | None, champion: float | None, threshold: float, tolerance: float = 0.0, queries: int | None = None, min_queries: int = 1
+    candidate: float | None,
+    champion: float | None,
+    threshold: float,
+    tolerance: float = 0.0,
+    queries: int | None = None,
+    min_queries: int = 1,
 ) -> Decision:
     """The gate, on Recall@10: enough unseen queries, above the threshold, and not worse than the champion."""
     if queries is not None and (queries < min_queries or candidate is None):
         return Decision(
-            False, f"only {queries} evaluation queries are unseen by both the candidate and the champion; the gate needs {min_queries} to decide"
+            False,
+            f"only {queries} evaluation queries are unseen by both the candidate and the champion; the gate needs "
+            f"{min_queries} to decide",
         )
     on = f" on the {queries} queries neither trained on" if queries is not None else " on the same queries"
     if candidate < threshold:
         return Decision(False, f"Recall@10 {candidate:.4f} is below the threshold {threshold:.4f}")
     if champion is None:
-        return Decision(True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet")
+        return Decision(
+            True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet"
+        )
     if candidate < champion - tolerance:
         return Decision(False, f"Recall@10 {candidate:.4f} is worse than the champion's {champion:.4f}{on}")
-    return Decision(True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's {champion:.4f}{on}")
+    return Decision(
+        True,
+        f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's "
+        f"{champion:.4f}{on}",
+    )
 
 
-def gate(client, model_name: str, version: str, compare, threshold: float, tolerance: float, min_queries: int = 1, attempts: int = 5):
+def gate(
+    client,
+    model_name: str,
+    version: str,
+    compare,
+    threshold: float,
+    tolerance: float,
+    min_queries: int = 1,
+    attempts: int = 5,
+):
     """Decide against the current champion and, on a pass, move the alias by compare-and-set.
 
     `compare(champion_version or None)` measures the candidate and that champion on the same
@@ -92,15 +126,27 @@ def gate(client, model_name: str, version: str, compare, threshold: float, toler
         if champion_version not in compared:
             compared[champion_version] = compare(champion_version)
         comparison = compared[champion_version]
-        decision = promotion_decision(comparison.candidate, comparison.champion, threshold, tolerance, comparison.queries, min_queries)
+        decision = promotion_decision(
+            comparison.candidate, comparison.champion, threshold, tolerance, comparison.queries, min_queries
+        )
         if comparison.note:
             decision = Decision(decision.promote, f"{decision.reason} ({comparison.note})")
         if not decision.promote:
             return decision, champion_version, comparison
         try:
-            move_champion(client, model_name, version, expected=champion_version, reason=decision.reason, by="gate",
-                          metrics={"recall_at_10": round(comparison.candidate, 6)})
+            move_champion(
+                client,
+                model_name,
+                version,
+                expected=champion_version,
+                reason=decision.reason,
+                by="gate",
+                metrics={"recall_at_10": round(comparison.candidate, 6)},
+            )
             return decision, champion_version, comparison
         except ChampionMoved:
             continue
-    raise SmarError(f"{model_name}: the champion moved {attempts} times while version {version} was judged; it was not promoted. Run again.")
+    raise SmarError(
+        f"{model_name}: the champion moved {attempts} times while version {version} was judged; it was not promoted. "
+        f"Run again."
+    )

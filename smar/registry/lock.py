@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from smar.errors import SmarError
+from smar.core.errors import SmarError
 
 WAIT_SECONDS = 600  # a promotion that cannot get the lock in this long fails and changes nothing
 LEASE_SECONDS = 120  # a holder that dies frees the slot after this long
@@ -49,10 +49,15 @@ def _prefect_lock(model_name: str):
             pass
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True))
+            held.enter_context(
+                concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True)
+            )
         except TimeoutError:
-            raise SmarError(f"{model_name}: another promotion has held the lock '{name}' on the Prefect server for {WAIT_SECONDS} s; "
-                            "nothing was moved. See the server's Concurrency page.") from None
+            raise SmarError(
+                f"{model_name}: another promotion has held the lock '{name}' on the Prefect server for "
+                f"{WAIT_SECONDS} s; "
+                "nothing was moved. See the server's Concurrency page."
+            ) from None
         yield
 
 

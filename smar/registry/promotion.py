@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from smar.errors import SmarError
+from smar.core.errors import SmarError
 from smar.registry.lock import promotion_lock
 
 CHAMPION = "champion"
@@ -38,7 +38,9 @@ class ChampionMoved(SmarError):
     """The alias no longer points where the caller expected."""
 
     def __init__(self, expected: str | None, found: str | None):
-        super().__init__(f"champion moved while deciding: expected version {expected or 'none'}, found {found or 'none'}")
+        super().__init__(
+            f"champion moved while deciding: expected version {expected or 'none'}, found {found or 'none'}"
+        )
         self.expected, self.found = expected, found
 
 
@@ -51,7 +53,9 @@ def current_champion(client, model_name: str) -> str | None:
         return None
 
 
-def move_champion(client, model_name: str, version: str, *, expected: str | None, reason: str, by: str, metrics: dict | None = None) -> dict:
+def move_champion(
+    client, model_name: str, version: str, *, expected: str | None, reason: str, by: str, metrics: dict | None = None
+) -> dict:
     """Point `champion` at `version` if it still points at `expected`; record and return the event."""
     with promotion_lock(model_name):
         found = current_champion(client, model_name)
@@ -83,7 +87,11 @@ def _record_outside_move(client, model_name: str) -> dict | None:
     if current == on_record:
         return None
     model = client.get_registered_model(model_name)
-    moved = datetime.fromtimestamp(model.last_updated_timestamp / 1000, UTC) if model.last_updated_timestamp else datetime.now(UTC)
+    moved = (
+        datetime.fromtimestamp(model.last_updated_timestamp / 1000, UTC)
+        if model.last_updated_timestamp
+        else datetime.now(UTC)
+    )
     event = {
         "version": current,
         "previous_champion": on_record,
@@ -143,7 +151,12 @@ def rollback(client, model_name: str, reason: str) -> dict:
     stack = _replayed(history(client, model_name))
     current = current_champion(client, model_name)
     if not stack:
-        raise SmarError(f"{model_name}: no champion moves are on record (champion: version {current or 'none'}); nothing to roll back to.")
+        raise SmarError(
+            f"{model_name}: no champion moves are on record (champion: version {current or 'none'}); nothing to roll "
+            f"back to."
+        )
     if len(stack) < 2 or stack[-2] is None:
-        raise SmarError(f"{model_name}: version {current} is the first champion on record; there is nothing to roll back to.")
+        raise SmarError(
+            f"{model_name}: version {current} is the first champion on record; there is nothing to roll back to."
+        )
     return move_champion(client, model_name, stack[-2], expected=current, reason=reason, by="rollback")

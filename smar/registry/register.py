@@ -18,19 +18,32 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from smar.config import SmarConfig
+from smar.core.config import SmarConfig
+from smar.core.errors import ConfigError
+from smar.core.paths import Paths, require, write_text_atomic
+from smar.core.tracking import Tracker, run_id_of
 from smar.data.dataset import data_version, load_dataset
-from smar.errors import ConfigError
 from smar.model.checkpoint import saved_config, trained_queries
-from smar.paths import Paths, require, write_text_atomic
 from smar.registry.gate import Comparison, Measured, compare_on_unseen, gate
 from smar.registry.promotion import current_champion
-from smar.tracking import Tracker, run_id_of
 
 CHALLENGER = "challenger"
 STATE_TAG = "smar.state"  # registering -> registered: a version still registering has no gate decision yet
 log = logging.getLogger(__name__)
-RUNTIME_PACKAGES = ("torch", "transformers", "timm", "tokenizers", "onnxruntime", "faiss-cpu", "numpy", "pandas", "pyarrow", "pillow", "pydantic", "mlflow")
+RUNTIME_PACKAGES = (
+    "torch",
+    "transformers",
+    "timm",
+    "tokenizers",
+    "onnxruntime",
+    "faiss-cpu",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pillow",
+    "pydantic",
+    "mlflow",
+)
 
 
 def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
@@ -40,7 +53,10 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     from mlflow import MlflowClient
 
     if tracker is None:
-        raise ConfigError("register records a version in the MLflow model registry: run it with a tracker (the CLI and the flow pass one).")
+        raise ConfigError(
+            "register records a version in the MLflow model registry: run it with a tracker (the CLI and the flow "
+            "pass one)."
+        )
     settings = config.register_
     require(paths.index_dir, "index")
     require(paths.metrics_file, "evaluate")
@@ -76,18 +92,36 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
     def compare(champion_version: str | None) -> Comparison:
         return compare_on_unseen(measure(version), measure(champion_version) if champion_version else None, relevant)
 
-    decision, champion_version, comparison = gate(client, settings.model_name, version, compare, threshold=settings.min_recall_at_10,
-                                                  tolerance=settings.tolerance, min_queries=settings.min_gate_queries)
+    decision, champion_version, comparison = gate(
+        client,
+        settings.model_name,
+        version,
+        compare,
+        threshold=settings.min_recall_at_10,
+        tolerance=settings.tolerance,
+        min_queries=settings.min_gate_queries,
+    )
     tags = gate_tags(decision, comparison, champion_version, settings.min_recall_at_10, split)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
-    client.update_model_version(settings.model_name, version, description=describe_version(config, paths, decision, comparison))
+    client.update_model_version(
+        settings.model_name, version, description=describe_version(config, paths, decision, comparison)
+    )
     tracker.set_tags(run_id, {"registered_version": version, "gate.decision": tags["gate.decision"]})
     if comparison.candidate is not None:
-        tracker.log_metrics(run_id, {f"gate_{split}_recall_at_10": comparison.candidate, "gate_queries": comparison.queries})
-    return {"model_name": settings.model_name, "version": version, "run_id": run_id, "recall_at_10": comparison.candidate,
-            "champion_version": champion_version, "champion_recall_at_10": comparison.champion, "gate_queries": comparison.queries,
-            "gate_queries_left_out": comparison.left_out} | asdict(decision)
+        tracker.log_metrics(
+            run_id, {f"gate_{split}_recall_at_10": comparison.candidate, "gate_queries": comparison.queries}
+        )
+    return {
+        "model_name": settings.model_name,
+        "version": version,
+        "run_id": run_id,
+        "recall_at_10": comparison.candidate,
+        "champion_version": champion_version,
+        "champion_recall_at_10": comparison.champion,
+        "gate_queries": comparison.queries,
+        "gate_queries_left_out": comparison.left_out,
+    } | asdict(decision)
 
 
 def withdraw(client, model_name: str, version: str) -> None:
@@ -98,7 +132,12 @@ def withdraw(client, model_name: str, version: str) -> None:
             client.delete_model_version(model_name, version)
             log.warning("registration of %s version %s failed: the version was removed", model_name, version)
     except Exception as error:  # the tracking server is still away: the run's next attempt removes it
-        log.warning("could not remove the unfinished %s version %s (%s); the next register of this run will", model_name, version, error)
+        log.warning(
+            "could not remove the unfinished %s version %s (%s); the next register of this run will",
+            model_name,
+            version,
+            error,
+        )
 
 
 def withdraw_unfinished(client, model_name: str, run_id: str) -> None:
@@ -108,7 +147,9 @@ def withdraw_unfinished(client, model_name: str, run_id: str) -> None:
             withdraw(client, model_name, str(found.version))
 
 
-def gate_tags(decision, comparison: Comparison, champion_version: str | None, threshold: float, split: str) -> dict[str, str]:
+def gate_tags(
+    decision, comparison: Comparison, champion_version: str | None, threshold: float, split: str
+) -> dict[str, str]:
     """The gate's decision and the numbers behind it, as tags on the version."""
 
     def number(value: float | None) -> str:
@@ -130,9 +171,16 @@ def gate_tags(decision, comparison: Comparison, champion_version: str | None, th
 def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Comparison) -> str:
     """One line for the registry's versions list: kind, Recall@10, data version, the gate's decision."""
     version = data_version(paths.data)
-    recall = f"Recall@10 {comparison.candidate:.4f} on {comparison.queries} unseen {config.evaluate.split} queries" if comparison.candidate is not None else "no unseen queries"
+    recall = (
+        f"Recall@10 {comparison.candidate:.4f} on {comparison.queries} unseen {config.evaluate.split} queries"
+        if comparison.candidate is not None
+        else "no unseen queries"
+    )
     data = f"{version.get('dataset', paths.data.name)} ({version['dvc_md5'][:8]})"
-    return f"{saved_config(paths.model_dir).kind} · {recall} · data {data} · gate: {'promoted' if decision.promote else 'rejected'}"
+    return (
+        f"{saved_config(paths.model_dir).kind} · {recall} · data {data} · gate: "
+        f"{'promoted' if decision.promote else 'rejected'}"
+    )
 
 
 def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:

@@ -20,11 +20,11 @@ import shutil
 import time
 from pathlib import Path
 
-from smar.config import SmarConfig
-from smar.data.contract import ITEMS
-from smar.errors import MissingInputError
-from smar.paths import Paths, publish, require
-from smar.progress import Progress
+from smar.core.config import SmarConfig
+from smar.core.contract import ITEMS
+from smar.core.errors import MissingInputError
+from smar.core.paths import Paths, publish, require
+from smar.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,18 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     model, tokenizer = load_model(require(paths.model_dir, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    item_images(model, paths.data, paths.cache_dir)  # decoded (and through a frozen backbone) once, before the shards read it
+    item_images(
+        model, paths.data, paths.cache_dir
+    )  # decoded (and through a frozen backbone) once, before the shards read it
     if model.item_text_encoder.frozen:
         _item_text(model, tokenizer, paths, 0, len(items))  # likewise a frozen text encoder's states
     staging = staging_dir(paths)
     shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
     staging.mkdir(parents=True)
     for view in served_views(model.config):
-        np.lib.format.open_memmap(staging / embeddings_file(view), mode="w+", dtype=np.float32, shape=(len(items), model.config.embedding_dim)).flush()
+        np.lib.format.open_memmap(
+            staging / embeddings_file(view), mode="w+", dtype=np.float32, shape=(len(items), model.config.embedding_dim)
+        ).flush()
     pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(staging / IDS_FILE, index=False)
     queries = pd.concat([dataset.split_queries("train"), dataset.split_queries("valid")]).drop_duplicates("query_id")
     sample = queries.sample(min(MAX_TUNING_QUERIES, len(queries)), random_state=0)["text"].tolist()
@@ -119,7 +123,7 @@ def _item_text(model, tokenizer, paths: Paths, start: int, end: int) -> dict:
     encoder's states from the cache (which covers the whole catalog)."""
     import pyarrow.parquet as pq
 
-    from smar.data.contract import ITEM_TEXT_COLUMNS, item_texts
+    from smar.core.contract import ITEM_TEXT_COLUMNS, item_texts
     from smar.model.feature_cache import text_inputs
 
     encoder = model.item_text_encoder
@@ -139,9 +143,14 @@ def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:
     files = sorted(staging.glob(embeddings_file("*")))
     rows = len(np.load(files[0], mmap_mode="r")) if files else 0
     covered = sorted(tuple(result["shard"]) for result in shards)
-    expected = [(start, min(start + config.export.shard_items, rows)) for start in range(0, rows, config.export.shard_items)]
+    expected = [
+        (start, min(start + config.export.shard_items, rows)) for start in range(0, rows, config.export.shard_items)
+    ]
     if covered != expected:
-        raise RuntimeError(f"{staging}: export shards {covered} do not cover the catalog's {rows} rows as {expected}; run `smar export` again.")
+        raise RuntimeError(
+            f"{staging}: export shards {covered} do not cover the catalog's {rows} rows as {expected}; run `smar "
+            f"export` again."
+        )
     summary = {
         "items": rows,
         "views": [f.name.split(".")[1] for f in files],
@@ -163,4 +172,6 @@ def read_embeddings(directory: Path, mmap: bool = False):
     directory = Path(directory)
     views = sorted(p.name.split(".")[1] for p in directory.glob(embeddings_file("*")))
     mode = "r" if mmap else None
-    return {view: np.load(directory / embeddings_file(view), mmap_mode=mode) for view in views}, pd.read_parquet(directory / IDS_FILE)["item_id"].tolist()
+    return {view: np.load(directory / embeddings_file(view), mmap_mode=mode) for view in views}, pd.read_parquet(
+        directory / IDS_FILE
+    )["item_id"].tolist()

@@ -23,9 +23,9 @@ import math
 import time
 from pathlib import Path
 
-from smar.config import SmarConfig
-from smar.data.contract import ITEMS
-from smar.paths import Paths, replace_on_success, require
+from smar.core.config import SmarConfig
+from smar.core.contract import ITEMS
+from smar.core.paths import Paths, replace_on_success, require
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def choose_factory(setting: str, num_items: int, dim: int) -> str:
     if num_items <= HNSW_UP_TO:
         return "HNSW32,Flat"
     lists = 2 ** round(math.log2(4 * math.sqrt(num_items)))
-    return f"IVF{lists},PQ{dim // 2 if dim % 2 == 0 else dim}x8,Refine(SQ8)"  # PQ finds candidates, 8-bit vectors rerank them
+    # PQ finds candidates, 8-bit vectors rerank them
+    return f"IVF{lists},PQ{dim // 2 if dim % 2 == 0 else dim}x8,Refine(SQ8)"
 
 
 def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
@@ -97,7 +98,14 @@ def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
             faiss.write_index(index, str(scratch / index_file(view)))
         items = pd.read_parquet(require(paths.data / ITEMS, "data synth"), columns=["item_id", "title", "image"])
         shown = items.set_index("item_id").reindex(item_ids)
-        id_map = pd.DataFrame({"faiss_id": ids, "item_id": item_ids, "title": shown["title"].to_numpy(), "image": shown["image"].to_numpy()})
+        id_map = pd.DataFrame(
+            {
+                "faiss_id": ids,
+                "item_id": item_ids,
+                "title": shown["title"].to_numpy(),
+                "image": shown["image"].to_numpy(),
+            }
+        )
         id_map.to_parquet(scratch / ID_MAP_FILE, index=False)
         stats["index_bytes"] = sum((scratch / index_file(view)).stat().st_size for view in indexes)
         (scratch / "build.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -167,7 +175,9 @@ def tune(index, vectors, ids, queries, target: float, k: int = 10) -> dict:
         if recall >= target:
             break
     else:
-        log.warning("index: %s=%d reaches Recall@%d %.3f of exact search, under the target %.3f", name, value, k, recall, target)
+        log.warning(
+            "index: %s=%d reaches Recall@%d %.3f of exact search, under the target %.3f", name, value, k, recall, target
+        )
     return {"parameter": name, "value": value, f"recall_at_{k}_vs_exact": round(recall, 4), "queries": len(queries)}
 
 
@@ -179,7 +189,9 @@ def exact_search(vectors, ids, queries, k: int):
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_ids = np.full((len(queries), k), -1, dtype=np.int64)
     for start in range(0, len(vectors), ADD_CHUNK):
-        scores, rows = faiss.knn(queries, normalized(vectors[start : start + ADD_CHUNK]), k, metric=faiss.METRIC_INNER_PRODUCT)
+        scores, rows = faiss.knn(
+            queries, normalized(vectors[start : start + ADD_CHUNK]), k, metric=faiss.METRIC_INNER_PRODUCT
+        )
         found = np.where(rows >= 0, ids[start:][np.clip(rows, 0, None)], -1)
         merged_scores, merged_ids = np.hstack([best_scores, scores]), np.hstack([best_ids, found])
         top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
@@ -203,6 +215,10 @@ def load_index(directory: Path):
     views = sorted(p.name.split(".")[1] for p in directory.glob(index_file("*")))
     indexes = {view: faiss.read_index(str(directory / index_file(view))) for view in views}
     ids = id_map["item_id"].tolist()
-    titles, images = (id_map[column] if column in id_map else [None] * len(ids) for column in ("title", "image"))  # older indexes lack them
-    shown = {item: (title, image if isinstance(image, str) else None) for item, title, image in zip(ids, titles, images)}
+    titles, images = (
+        id_map[column] if column in id_map else [None] * len(ids) for column in ("title", "image")
+    )  # older indexes lack them
+    shown = {
+        item: (title, image if isinstance(image, str) else None) for item, title, image in zip(ids, titles, images)
+    }
     return indexes, dict(zip(id_map["faiss_id"].tolist(), ids)), shown

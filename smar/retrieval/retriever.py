@@ -31,7 +31,10 @@ class Retriever:
         self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}
         expected = set(served_views(self.model.config))
         if set(self.indexes) != expected:
-            raise ValueError(f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; rebuild the index.")
+            raise ValueError(
+                f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; "
+                f"rebuild the index."
+            )
 
     def encode(self, queries: list[str]):
         """(query vectors float32 [Q, D], the index that serves each query)."""

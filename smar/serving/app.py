@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 from starlette.exceptions import HTTPException
 
-from smar.config import ServeConfig
+from smar.core.config import ServeConfig
 from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower, LoadedModel
 
@@ -76,7 +76,11 @@ def add_error_handlers(app: FastAPI, settings: ServeConfig) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
         problems = [problem.replace("Value error, ", "") for problem in problems]
-        return error_response(422, "; ".join(problems), hint=f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}')
+        return error_response(
+            422,
+            "; ".join(problems),
+            hint=f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}',
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -87,7 +91,9 @@ def ready_model(follower: AliasFollower) -> LoadedModel:
     """The model serving now, or a 503 saying why there is none yet."""
     model = follower.current
     if model is None:
-        raise HTTPException(503, f"no model loaded yet for {follower.model_name}@{follower.alias}: {follower.problems or 'loading'}")
+        raise HTTPException(
+            503, f"no model loaded yet for {follower.model_name}@{follower.alias}: {follower.problems or 'loading'}"
+        )
     return model
 
 
@@ -101,7 +107,11 @@ def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
     @app.get("/readyz")
     def readyz():
         model = follower.current
-        body = {"ready": model is not None, "model_version": model.version if model else None, "problems": follower.problems}
+        body = {
+            "ready": model is not None,
+            "model_version": model.version if model else None,
+            "problems": follower.problems,
+        }
         return JSONResponse(body, status_code=200 if model else 503)
 
     @app.get("/version")
@@ -112,21 +122,43 @@ def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
 def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, request_model: type[BaseModel]) -> None:
     """POST /search, answered through the batcher."""
 
-    @app.post("/search", openapi_extra={"requestBody": {"content": {"application/json": {"schema": request_model.model_json_schema()}}}})
+    @app.post(
+        "/search",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": request_model.model_json_schema()}}}},
+    )
     async def search(http: Request):
         try:  # the body is JSON whatever the Content-Type says (curl -d sends a form type)
             request = request_model.model_validate(json.loads(await http.body()))
         except (ValueError, UnicodeDecodeError) as problem:  # bad JSON, bad UTF-8, or a ValidationError
-            raise RequestValidationError(problem.errors() if isinstance(problem, ValidationError) else [{"loc": ("body",), "msg": f"not JSON: {problem}"}]) from None
+            raise RequestValidationError(
+                problem.errors()
+                if isinstance(problem, ValidationError)
+                else [{"loc": ("body",), "msg": f"not JSON: {problem}"}]
+            ) from None
         ready_model(follower)
         model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, request.k))
         items = model.retriever.items
         results = []
         for item_id, score in zip(item_ids, scores):
             title, image = items.get(item_id, (None, None))
-            results.append({"item_id": item_id, "title": title, "score": round(score, 6), "image_url": f"/images/{item_id}" if image else None})
-        body = {"query": request.query, "k": request.k, "model_version": model.version, "index": view, "results": results}
-        return Response(orjson.dumps(body), media_type="application/json")  # a Response skips FastAPI's generic (slow) encoder
+            results.append(
+                {
+                    "item_id": item_id,
+                    "title": title,
+                    "score": round(score, 6),
+                    "image_url": f"/images/{item_id}" if image else None,
+                }
+            )
+        body = {
+            "query": request.query,
+            "k": request.k,
+            "model_version": model.version,
+            "index": view,
+            "results": results,
+        }
+        return Response(
+            orjson.dumps(body), media_type="application/json"
+        )  # a Response skips FastAPI's generic (slow) encoder
 
 
 def add_page_routes(app: FastAPI, follower: AliasFollower, data_dir: Path) -> None:
@@ -149,9 +181,14 @@ def serve(settings: ServeConfig, model_name: str, data_dir: Path) -> None:
     """Run the service until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    for name, value in REGISTRY_REQUESTS.items():  # a registry outage shows on /readyz in seconds, not after minutes of retries
+    for (
+        name,
+        value,
+    ) in REGISTRY_REQUESTS.items():  # a registry outage shows on /readyz in seconds, not after minutes of retries
         os.environ.setdefault(name, value)
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
-    log.info("serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port)
+    log.info(
+        "serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port
+    )
     uvicorn.run(create_app(follower, settings, data_dir), host=settings.host, port=settings.port, log_level="warning")

@@ -66,7 +66,9 @@ class AliasFollower:
     def check_once(self) -> None:
         from mlflow import MlflowClient
 
-        if self._client is None or self._client_uri != self.tracking_uri:  # one client: a new one re-checks the store's schema
+        if (
+            self._client is None or self._client_uri != self.tracking_uri
+        ):  # one client: a new one re-checks the store's schema
             self._client, self._client_uri = MlflowClient(self.tracking_uri), self.tracking_uri
         try:
             version = str(self._client.get_model_version_by_alias(self.model_name, self.alias).version)
@@ -88,10 +90,17 @@ class AliasFollower:
             self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")
             return
         previous, self.current = self.current, loaded  # the swap: one reference
-        gc.freeze()  # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
+        # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
+        gc.freeze()
         self._failed_version = None
         self.problems.pop("load", None)
-        log.info("now serving %s@%s = version %s (was %s)", self.model_name, self.alias, version, previous.version if previous else "none")
+        log.info(
+            "now serving %s@%s = version %s (was %s)",
+            self.model_name,
+            self.alias,
+            version,
+            previous.version if previous else "none",
+        )
 
     def run(self) -> None:
         self.check_once()

@@ -13,7 +13,9 @@ class Catalog:
     states, images as decoded pixels or features (memory-mapped)."""
 
     text: dict
-    images: object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float features; None without an image tower
+    images: (
+        object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float features; None without an image tower
+    )
     item_ids: list[str]
 
     def inputs(self, rows) -> dict:
@@ -79,9 +81,16 @@ class Loader:
         from torch.utils.data import DataLoader
 
         self.cluster, self.batches = cluster, []
-        self.loader = DataLoader(pairs, sampler=self, batch_size=None, num_workers=workers, pin_memory=cluster.cuda,
-                                 persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-                                 generator=torch.Generator())  # leaves the global random state (dropout) alone
+        self.loader = DataLoader(
+            pairs,
+            sampler=self,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=cluster.cuda,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers else None,
+            generator=torch.Generator(),
+        )  # leaves the global random state (dropout) alone
 
     def __iter__(self):  # the DataLoader's sampler: this epoch's batches of pair indices
         return iter(self.batches)

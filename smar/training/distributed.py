@@ -29,16 +29,21 @@ class Cluster:
     def start(cls, requested_device: str, batch_size: int) -> Cluster:
         import torch
 
-        from smar.errors import ConfigError
+        from smar.core.errors import ConfigError
         from smar.model.inference import resolve_device
 
-        world, rank, local_rank = (int(os.environ.get(name, default)) for name, default in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+        world, rank, local_rank = (
+            int(os.environ.get(name, default)) for name, default in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
+        )
         device = resolve_device(requested_device)
         if world > 1:
             import torch.distributed as dist
 
             if batch_size % world:
-                raise ConfigError(f"train.batch_size ({batch_size}) is the global batch: it must be a multiple of the {world} processes")
+                raise ConfigError(
+                    f"train.batch_size ({batch_size}) is the global batch: it must be a multiple of the {world} "
+                    f"processes"
+                )
             if device == "cuda":
                 torch.cuda.set_device(local_rank)
                 device = f"cuda:{local_rank}"
@@ -63,7 +68,9 @@ class Cluster:
         """
         from torch.utils.data import DistributedSampler
 
-        sampler = DistributedSampler(range(num_pairs), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed)
+        sampler = DistributedSampler(
+            range(num_pairs), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed
+        )
         sampler.set_epoch(epoch)
         indices = list(sampler)
         batches = [indices[start : start + self.local_batch] for start in range(0, len(indices), self.local_batch)]

@@ -21,8 +21,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from smar.config import SmarConfig
-from smar.data.contract import item_texts
+from smar.core.config import SmarConfig
+from smar.core.contract import item_texts
+from smar.core.paths import Paths, replace_on_success
+from smar.core.progress import Progress
+from smar.core.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.data.dataset import data_version, load_dataset
 from smar.data.validate import require_passed
 from smar.model.checkpoint import image_feature_shape, save_model, save_trained_queries
@@ -30,9 +33,6 @@ from smar.model.feature_cache import item_images, text_inputs
 from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
-from smar.paths import Paths, replace_on_success
-from smar.progress import Progress
-from smar.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.training.batches import Catalog, PairBatches
 from smar.training.distributed import Cluster, GpuMonitor
 from smar.training.resume import Checkpoint, fingerprint
@@ -92,8 +92,14 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         cluster.finish()
     log.info("training loop: %.0f pairs/s %s", training.speed["train_pairs_per_second"], training.gpu_summary or "")
     final_loss = training.losses[-1] if training.losses else float("nan")
-    return {"model_dir": str(paths.model_dir), "run_id": training.run_id, "kind": config.model.kind, "final_loss": final_loss,
-            "valid_recall_at_10": valid_recall, "seconds": seconds}
+    return {
+        "model_dir": str(paths.model_dir),
+        "run_id": training.run_id,
+        "kind": config.model.kind,
+        "final_loss": final_loss,
+        "valid_recall_at_10": valid_recall,
+        "seconds": seconds,
+    }
 
 
 def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) -> tuple[RetrievalModel, TrainingData]:
@@ -108,7 +114,11 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
     queries = dataset.split_queries("train")
     tokenizer = tokenizer or train_tokenizer(texts + queries["text"].tolist(), config.model)
     model = RetrievalModel(
-        config.model, tokenizer.get_vocab_size(), config.train.initial_temperature, image_feature_shape(paths.data), pretrained=True
+        config.model,
+        tokenizer.get_vocab_size(),
+        config.train.initial_temperature,
+        image_feature_shape(paths.data),
+        pretrained=True,
     )
     model = cluster.prepare(model)
     length, cache = config.model.max_text_length, paths.cache_dir
@@ -118,7 +128,9 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
         item_ids=items["item_id"].tolist(),
     )
     query_texts = queries["text"].tolist()
-    query_inputs = cluster.main_first(lambda: text_inputs(model.query_encoder, tokenizer, query_texts, length, cache, "train-queries"))
+    query_inputs = cluster.main_first(
+        lambda: text_inputs(model.query_encoder, tokenizer, query_texts, length, cache, "train-queries")
+    )
     qrels = dataset.split_qrels("train")
     query_row = {query_id: row for row, query_id in enumerate(queries["query_id"])}
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}
@@ -162,7 +174,15 @@ class Training:
     run_id: str | None = None
 
     @classmethod
-    def start(cls, config: SmarConfig, model: RetrievalModel, data: TrainingData, cluster: Cluster, checkpoint: Checkpoint, saved: dict | None):
+    def start(
+        cls,
+        config: SmarConfig,
+        model: RetrievalModel,
+        data: TrainingData,
+        cluster: Cluster,
+        checkpoint: Checkpoint,
+        saved: dict | None,
+    ):
         """The optimiser, schedule and objective for `model`; restored from `saved` when resuming."""
         import torch
 
@@ -194,17 +214,31 @@ class Training:
         self.schedule.load_state_dict(saved["schedule"])
         torch.set_rng_state(saved["torch_rng"])
         self.resumed = True
-        self.step, self.first_epoch, self.batches_done, self.epoch_losses = saved["step"], saved["epoch"], saved["batches_done"], saved["epoch_losses"]
+        self.step, self.first_epoch, self.batches_done, self.epoch_losses = (
+            saved["step"],
+            saved["epoch"],
+            saved["batches_done"],
+            saved["epoch_losses"],
+        )
 
     def save_state(self, epoch: int) -> None:
         import torch
 
         if self.cluster.is_main:
-            self.checkpoint.save({
-                "run_id": self.run_id, "step": self.step, "epoch": epoch, "batches_done": self.batches_done, "epoch_losses": self.epoch_losses,
-                "torch_rng": torch.get_rng_state(), "tokenizer": self.data.tokenizer.to_str(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            })
+            self.checkpoint.save(
+                {
+                    "run_id": self.run_id,
+                    "step": self.step,
+                    "epoch": epoch,
+                    "batches_done": self.batches_done,
+                    "epoch_losses": self.epoch_losses,
+                    "torch_rng": torch.get_rng_state(),
+                    "tokenizer": self.data.tokenizer.to_str(),
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "schedule": self.schedule.state_dict(),
+                }
+            )
 
     def run_epochs(self, started: float) -> float:
         """Train until the last epoch or `max_steps`; returns the last validation Recall@10."""
@@ -217,7 +251,9 @@ class Training:
                 self.model.train()
                 epoch_started = time.perf_counter()
                 batches = self.cluster.epoch_batches(len(self.data.pairs), settings.seed, epoch)[self.batches_done :]
-                with Progress(f"train epoch {epoch}/{settings.epochs}", len(batches), "batch", enabled=self.cluster.is_main) as progress:
+                with Progress(
+                    f"train epoch {epoch}/{settings.epochs}", len(batches), "batch", enabled=self.cluster.is_main
+                ) as progress:
                     for batch in loader.epoch(batches):
                         if self.step >= self.total_steps:
                             break
@@ -232,7 +268,10 @@ class Training:
                 if self.step >= self.total_steps:
                     break
         self.gpu_summary = gpu.summary()
-        self.speed = {"train_loop_seconds": loop_seconds, "train_pairs_per_second": pairs_seen / loop_seconds if loop_seconds else 0.0} | self.gpu_summary
+        self.speed = {
+            "train_loop_seconds": loop_seconds,
+            "train_pairs_per_second": pairs_seen / loop_seconds if loop_seconds else 0.0,
+        } | self.gpu_summary
         return valid_recall
 
     def train_step(self, batch: dict, epoch: int) -> None:
@@ -249,12 +288,20 @@ class Training:
 
     def end_epoch(self, epoch: int, started: float) -> float:
         """Validation Recall@10 after an epoch, logged with the epoch's mean loss and the temperatures."""
-        valid_recall = routed_recall_at_10(self.model, self.data.tokenizer, self.data.catalog, self.data.valid_queries, self.data.valid_relevant)
+        valid_recall = routed_recall_at_10(
+            self.model, self.data.tokenizer, self.data.catalog, self.data.valid_queries, self.data.valid_relevant
+        )
         epoch_loss = sum(self.epoch_losses) / len(self.epoch_losses) if self.epoch_losses else float("nan")
         temperatures = {f"temperature_{view}": t for view, t in self.model.temperatures().items()}
         self.log({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall} | temperatures, step=epoch)
-        log.info("epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)", epoch, self.config.train.epochs, epoch_loss, valid_recall,
-                 time.perf_counter() - started)
+        log.info(
+            "epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)",
+            epoch,
+            self.config.train.epochs,
+            epoch_loss,
+            valid_recall,
+            time.perf_counter() - started,
+        )
         return valid_recall
 
     def log(self, metrics: dict, step: int | None = None) -> None:
@@ -279,18 +326,41 @@ def _open_run(training: Training, tags: dict, saved: dict | None, paths: Paths) 
     """The tracked run: the checkpoint's when resuming, else a new one with the settings, data and validation report."""
     config, tracker, cluster = training.config, training.tracker, training.cluster
     if saved and saved.get("run_id"):
-        log.info("resuming %s from %s: step %d of %d (epoch %d), run %s", config.model.kind, training.checkpoint.file, training.step,
-                 training.total_steps, training.first_epoch, saved["run_id"])
+        log.info(
+            "resuming %s from %s: step %d of %d (epoch %d), run %s",
+            config.model.kind,
+            training.checkpoint.file,
+            training.step,
+            training.total_steps,
+            training.first_epoch,
+            saved["run_id"],
+        )
         tracker.set_tags(saved["run_id"], {"resumed_from_step": str(training.step)})
         return saved["run_id"]
-    run_id = tracker.start_run(f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
-                               tags | {"device": cluster.device, "model.kind": config.model.kind, "world_size": str(cluster.world_size)})
+    run_id = tracker.start_run(
+        f"train-{config.model.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags | {"device": cluster.device, "model.kind": config.model.kind, "world_size": str(cluster.world_size)},
+    )
     tracker.log_params(run_id, flatten(config.model_dump(mode="json", by_alias=True)))
     pairs = training.data.pairs
-    tracker.log_params(run_id, {"data.train_pairs": len(pairs), "data.items": len(pairs.catalog.item_ids), "train.total_steps": training.total_steps})
+    tracker.log_params(
+        run_id,
+        {
+            "data.train_pairs": len(pairs),
+            "data.items": len(pairs.catalog.item_ids),
+            "train.total_steps": training.total_steps,
+        },
+    )
     tracker.log_artifacts(run_id, paths.validation_report.parent, "validation")  # report + HTML data docs
-    log.info("training %s on %s x %d: %d pairs, %d items, %d steps", config.model.kind, cluster.device, cluster.world_size,
-             len(pairs), len(pairs.catalog.item_ids), training.total_steps)
+    log.info(
+        "training %s on %s x %d: %d pairs, %d items, %d steps",
+        config.model.kind,
+        cluster.device,
+        cluster.world_size,
+        len(pairs),
+        len(pairs.catalog.item_ids),
+        training.total_steps,
+    )
     return run_id
 
 
@@ -299,7 +369,9 @@ def _train_router(training: Training, valid_recall: float) -> float:
     model, data = training.model, training.data
     if model.router is None:
         return valid_recall
-    stats = train_router(model, data.tokenizer, data.catalog, data.query_texts, data.train_relevant, training.config.train)
+    stats = train_router(
+        model, data.tokenizer, data.catalog, data.query_texts, data.train_relevant, training.config.train
+    )
     valid_recall = routed_recall_at_10(model, data.tokenizer, data.catalog, data.valid_queries, data.valid_relevant)
     training.log(stats | {"valid_recall_at_10_routed": valid_recall})
     log.info("routing head: %s; valid R@10 with routing %.3f", stats, valid_recall)
@@ -311,7 +383,13 @@ def _save(training: Training, paths: Paths, tags: dict[str, str]) -> None:
     replacing the last good model only when all are written."""
     with replace_on_success(paths.model_dir) as scratch:
         save_model(training.model.cpu().eval(), training.data.tokenizer, scratch)
-        save_query_onnx(training.model, training.data.tokenizer, scratch, training.data.query_texts[:64])  # what serving encodes queries with
-        save_trained_queries(scratch, training.data.query_ids, {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")})
+        save_query_onnx(
+            training.model, training.data.tokenizer, scratch, training.data.query_texts[:64]
+        )  # what serving encodes queries with
+        save_trained_queries(
+            scratch,
+            training.data.query_ids,
+            {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")},
+        )
         if training.run_id:
             save_run_id(scratch, training.run_id)

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from smar.config import SmarConfig
+from smar.core.config import SmarConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 def fingerprint(config: SmarConfig, data_md5: str) -> str:
     """What a checkpoint must match to be resumed: the model and training settings, and the data."""
     settings = config.model_dump(mode="json", by_alias=True, include={"model", "train"})
-    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("checkpoint_every_steps", "retries", "device")}
+    settings["train"] = {
+        k: v for k, v in settings["train"].items() if k not in ("checkpoint_every_steps", "retries", "device")
+    }
     return hashlib.sha256(json.dumps([settings, data_md5], sort_keys=True).encode()).hexdigest()
 
 

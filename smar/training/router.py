@@ -7,7 +7,7 @@ from smar.training.batches import Catalog
 
 def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
     """Recall@10 of the model as served (through the routing head when it has one)."""
-    from smar import metrics
+    from smar.core import metrics
     from smar.model.inference import encode_texts
     from smar.model.kinds import served_views
 
@@ -33,7 +33,9 @@ def routed_scores(model, query_vectors, item_vectors: dict):
         return query_vectors @ item_vectors[views[0]].T
     with torch.inference_mode():
         use_multimodal = model.route_to_multimodal(query_vectors).cpu()
-    return torch.where(use_multimodal[:, None], query_vectors @ item_vectors["multimodal"].T, query_vectors @ item_vectors["text"].T)
+    return torch.where(
+        use_multimodal[:, None], query_vectors @ item_vectors["multimodal"].T, query_vectors @ item_vectors["text"].T
+    )
 
 
 def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list[dict], settings) -> dict[str, float]:
@@ -46,7 +48,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     import torch
     from torch.nn import functional as F
 
-    from smar.metrics import per_query_metrics
+    from smar.core.metrics import per_query_metrics
     from smar.model.inference import encode_texts
 
     model.eval()
@@ -56,7 +58,12 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     for view in ("multimodal", "text"):
         top = (query_vectors @ item_vectors[view].T).topk(min(10, len(catalog.item_ids)), dim=1).indices
         rankings = [[catalog.item_ids[row] for row in rows] for rows in top.tolist()]
-        gains[view] = torch.tensor([per_query_metrics(ranking, dict.fromkeys(rel, 1), ks=(10,))["ndcg@10"] for ranking, rel in zip(rankings, relevant)])
+        gains[view] = torch.tensor(
+            [
+                per_query_metrics(ranking, dict.fromkeys(rel, 1), ks=(10,))["ndcg@10"]
+                for ranking, rel in zip(rankings, relevant)
+            ]
+        )
     decisive = gains["multimodal"] != gains["text"]
     targets = (gains["multimodal"] > gains["text"]).float()[decisive]
     inputs = query_vectors[decisive]

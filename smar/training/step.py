@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 
-from smar.config import TrainConfig
+from smar.core.config import TrainConfig
 from smar.model.inference import autocast
 from smar.model.losses import multitask_loss
 from smar.training.distributed import Cluster
@@ -24,7 +24,10 @@ def make_optimizer(model, settings: TrainConfig, cuda: bool):
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in trainable if id(p) not in pretrained]},
-        {"params": [p for p in trainable if id(p) in pretrained], "lr": settings.learning_rate * settings.pretrained_lr_scale},
+        {
+            "params": [p for p in trainable if id(p) in pretrained],
+            "lr": settings.learning_rate * settings.pretrained_lr_scale,
+        },
     ]
     return torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=cuda)
 
@@ -35,7 +38,10 @@ def make_schedule(optimizer, total_steps: int):
 
     warmup = max(1, total_steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        optimizer,
+        lambda step: (
+            min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        ),
     )
 
 
@@ -75,7 +81,9 @@ class Objective:
                     live = self._vectors(batch, rows)
                 pieces = [live if i == j else cached[i] for i in range(len(micro))]
                 query_vectors = torch.cat([piece[0] for piece in pieces])
-                item_vectors = {view: torch.cat([piece[1][view] for piece in pieces]) for view in self.model.spec.losses}
+                item_vectors = {
+                    view: torch.cat([piece[1][view] for piece in pieces]) for view in self.model.spec.losses
+                }
                 loss, parts = self._loss(batch, query_vectors, item_vectors)
                 loss.backward()
         for scale in self.model.logit_scales.values():  # every micro-step saw the whole loss through the temperature
@@ -92,5 +100,12 @@ class Objective:
 
     def _loss(self, batch: dict, query_vectors, item_vectors):
         return multitask_loss(
-            self.model, query_vectors, item_vectors, batch["items"], batch["queries"], self.known_pairs, self.num_items, self.weights
+            self.model,
+            query_vectors,
+            item_vectors,
+            batch["items"],
+            batch["queries"],
+            self.known_pairs,
+            self.num_items,
+            self.weights,
         )

@@ -1,4 +1,4 @@
-"""params.yaml loading and validation through `smar.config.load_config`."""
+"""params.yaml loading and validation through `smar.core.config.load_config`."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from smar.config import SmarConfig, SmarOverrides, load_config
-from smar.errors import ConfigError
+from smar.core.config import SmarConfig, SmarOverrides, load_config
+from smar.core.errors import ConfigError
 
 PARAMS = Path(__file__).parents[2] / "params.yaml"
 SECTION_ATTRIBUTES = {"validate": "validate_", "register": "register_"}
@@ -148,7 +148,9 @@ def test_batch_that_micro_batches_do_not_divide_is_rejected(tmp_path):
 
 def test_overrides_are_laid_over_the_file_and_empty_fields_keep_its_values(tmp_path):
     path = _write(tmp_path, "train:\n  epochs: 3\n  batch_size: 64\nmodel:\n  kind: late_fusion\n")
-    overrides = SmarOverrides.model_validate({"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}})
+    overrides = SmarOverrides.model_validate(
+        {"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}}
+    )
     config = load_config(path, overrides)
     assert (config.train.epochs, config.train.batch_size) == (7, 64)  # set: overridden; empty: the file's value
     assert config.model.kind == "late_fusion" and config.register_.model_name == "ui-run"
@@ -156,7 +158,10 @@ def test_overrides_are_laid_over_the_file_and_empty_fields_keep_its_values(tmp_p
 
 
 def test_an_invalid_override_names_the_field_after_merging(tmp_path):
-    with pytest.raises(ConfigError, match=r"with the run's overrides: invalid parameters:\n  - train.epochs: .*greater than or equal to 1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"with the run's overrides: invalid parameters:\n  - train.epochs: .*greater than or equal to 1",
+    ):
         load_config(_write(tmp_path, "train:\n  epochs: 3\n"), {"train": {"epochs": 0}})
     with pytest.raises(ValidationError, match="kind"):
         SmarOverrides.model_validate({"model": {"kind": "nonsense"}})  # the form offers only the kinds there are

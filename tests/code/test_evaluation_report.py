@@ -11,7 +11,11 @@ RANDOM = {"recall@10": 0.01, "ndcg@10": 0.01}
 def result(cold_queries: int) -> dict:
     cold = {"queries": cold_queries}
     if cold_queries:
-        cold |= {"model": {"recall@10": 0.7, "ndcg@10": 0.5}, "zero_shot": {"recall@10": 0.35, "ndcg@10": 0.3}, "random": RANDOM}
+        cold |= {
+            "model": {"recall@10": 0.7, "ndcg@10": 0.5},
+            "zero_shot": {"recall@10": 0.35, "ndcg@10": 0.3},
+            "random": RANDOM,
+        }
     return {"split": "test", "queries": 100, "model": SCORES, "zero_shot": ZERO, "random": RANDOM, "cold": cold}
 
 

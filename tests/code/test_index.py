@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smar.config import SmarConfig
-from smar.errors import MissingInputError
-from smar.paths import Paths
+from smar.core.config import SmarConfig
+from smar.core.errors import MissingInputError
+from smar.core.paths import Paths
 from smar.retrieval.export import IDS_FILE, TUNING_QUERIES_FILE, embeddings_file
 from smar.retrieval.index import (
     ID_MAP_FILE,
@@ -35,7 +35,9 @@ def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) ->
     """The layout `smar.retrieval.export` writes, beside the catalog it came from."""
     paths.data.mkdir(parents=True, exist_ok=True)
     images = [f"images/{n}.png" if n % 2 else None for n in range(N)]  # some items ship features, not images
-    pd.DataFrame({"item_id": ITEM_IDS, "title": [f"title {n}" for n in range(N)], "image": images}).to_parquet(paths.data / "items.parquet")
+    pd.DataFrame({"item_id": ITEM_IDS, "title": [f"title {n}" for n in range(N)], "image": images}).to_parquet(
+        paths.data / "items.parquet"
+    )
     paths.embeddings_dir.mkdir(parents=True)
     np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors.astype(np.float32))
     pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
@@ -154,7 +156,13 @@ def test_every_exported_view_gets_its_own_index(tmp_path, vectors):
 
 @pytest.mark.parametrize(
     ("items", "factory"),
-    [(50, "Flat"), (100_000, "Flat"), (100_001, "HNSW32,Flat"), (5_000_000, "HNSW32,Flat"), (20_000_000, "IVF16384,PQ32x8,Refine(SQ8)")],
+    [
+        (50, "Flat"),
+        (100_000, "Flat"),
+        (100_001, "HNSW32,Flat"),
+        (5_000_000, "HNSW32,Flat"),
+        (20_000_000, "IVF16384,PQ32x8,Refine(SQ8)"),
+    ],
 )
 def test_auto_factory_follows_catalog_size(items, factory):
     assert choose_factory("auto", items, 64) == factory
@@ -194,11 +202,17 @@ def test_approximate_index_is_tuned_to_the_target_recall_and_keeps_it(tmp_path, 
     tuning = build_index(config, paths)["tuning"][VIEW]
 
     assert tuning["parameter"] == parameter and tuning["recall_at_10_vs_exact"] >= 0.9
-    cheaper = SEARCH_PARAMETERS[parameter][SEARCH_PARAMETERS[parameter].index(tuning["value"]) - 1] if tuning["value"] > SEARCH_PARAMETERS[parameter][0] else None
+    cheaper = (
+        SEARCH_PARAMETERS[parameter][SEARCH_PARAMETERS[parameter].index(tuning["value"]) - 1]
+        if tuning["value"] > SEARCH_PARAMETERS[parameter][0]
+        else None
+    )
     index = load_index(paths.index_dir)[0][VIEW]
     ids = np.array([faiss_id(i) for i in item_ids])
     exact = exact_search(vectors, ids, normalized(queries), 10)
-    assert overlap(index.search(normalized(queries), 10)[1], exact) == pytest.approx(tuning["recall_at_10_vs_exact"], abs=1e-4)
+    assert overlap(index.search(normalized(queries), 10)[1], exact) == pytest.approx(
+        tuning["recall_at_10_vs_exact"], abs=1e-4
+    )
     if cheaper is not None:  # the value below it misses the target
         faiss.ParameterSpace().set_index_parameter(index, parameter, cheaper)
         assert overlap(index.search(normalized(queries), 10)[1], exact) < 0.9

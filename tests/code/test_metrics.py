@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from smar.metrics import per_query_metrics, retrieval_metrics
+from smar.core.metrics import per_query_metrics, retrieval_metrics
 
 RANKING = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"]
 
@@ -109,4 +109,3 @@ def test_no_relevant_items_raises_value_error():
         retrieval_metrics({"q1": ["a"]}, {})
     with pytest.raises(ValueError, match="no query with relevant items"):
         retrieval_metrics({"q1": ["a"]}, {"q1": {}})
-

@@ -2,7 +2,7 @@
 
 import pytest
 
-from smar.progress import Progress
+from smar.core.progress import Progress
 
 
 def test_outside_prefect_it_counts_and_creates_no_artifact():
@@ -23,9 +23,9 @@ def test_inside_a_flow_run_the_ui_gets_a_progress_artifact_that_reaches_100(pref
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    import smar.progress
+    import smar.core.progress
 
-    monkeypatch.setattr(smar.progress, "ARTIFACT_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(smar.core.progress, "ARTIFACT_EVERY_SECONDS", 0.0)
 
     @flow
     def long_step() -> str:

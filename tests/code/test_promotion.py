@@ -6,11 +6,18 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from smar import tracking
 from smar.cli import app
-from smar.errors import SmarError
+from smar.core import tracking
+from smar.core.errors import SmarError
 from smar.registry.gate import Comparison, gate
-from smar.registry.promotion import ChampionMoved, current_champion, history, move_champion, record_outside_move, rollback
+from smar.registry.promotion import (
+    ChampionMoved,
+    current_champion,
+    history,
+    move_champion,
+    record_outside_move,
+    rollback,
+)
 
 
 @pytest.fixture
@@ -28,11 +35,20 @@ def registry():
 def test_move_is_recorded_on_the_version_and_in_the_history(registry):
     client, name, (first, second, _) = registry
     move_champion(client, name, first, expected=None, reason="first", by="gate", metrics={"recall_at_10": 0.5})
-    event = move_champion(client, name, second, expected=first, reason="better", by="gate", metrics={"recall_at_10": 0.6})
+    event = move_champion(
+        client, name, second, expected=first, reason="better", by="gate", metrics={"recall_at_10": 0.6}
+    )
     assert current_champion(client, name) == second
-    assert [(e["version"], e["previous_champion"], e["reason"]) for e in history(client, name)] == [(first, None, "first"), (second, first, "better")]
+    assert [(e["version"], e["previous_champion"], e["reason"]) for e in history(client, name)] == [
+        (first, None, "first"),
+        (second, first, "better"),
+    ]
     tags = client.get_model_version(name, second).tags
-    assert tags["promotion.previous_champion"] == first and tags["promotion.reason"] == "better" and tags["promotion.by"] == "gate"
+    assert (
+        tags["promotion.previous_champion"] == first
+        and tags["promotion.reason"] == "better"
+        and tags["promotion.by"] == "gate"
+    )
     assert tags["promotion.promoted_at"] == event["promoted_at"] and tags["promotion.recall_at_10"] == "0.6"
 
 
@@ -69,7 +85,9 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
     racer = threading.Thread(target=judge_a)
     racer.start()
     assert a_measured_champion.wait(timeout=60)
-    decision_b, champion_b, _ = gate(client, name, better, lambda champion_version: compared(better, champion_version), threshold=0.1, tolerance=0.0)
+    decision_b, champion_b, _ = gate(
+        client, name, better, lambda champion_version: compared(better, champion_version), threshold=0.1, tolerance=0.0
+    )
     b_promoted.set()
     racer.join(timeout=60)
 
@@ -85,7 +103,9 @@ def test_gating_the_champion_again_moves_nothing(registry):
     """A register retried after its promotion went through finds its version champion already."""
     client, name, (version, _, _) = registry
     move_champion(client, name, version, expected=None, reason="first", by="gate")
-    decision, champion, _ = gate(client, name, version, lambda champion_version: Comparison(0.5, None, 100, 0), threshold=0.1, tolerance=0.0)
+    decision, champion, _ = gate(
+        client, name, version, lambda champion_version: Comparison(0.5, None, 100, 0), threshold=0.1, tolerance=0.0
+    )
     assert decision.promote and champion == version and "champion already" in decision.reason
     assert len(history(client, name)) == 1
 
@@ -124,7 +144,11 @@ def test_a_promotion_after_a_hand_made_move_records_both(registry):
     move_champion(client, name, first, expected=None, reason="first", by="gate")
     client.set_registered_model_alias(name, "champion", second)
     move_champion(client, name, third, expected=second, reason="better", by="gate")
-    assert [(e["version"], e["by"]) for e in history(client, name)] == [(first, "gate"), (second, "outside"), (third, "gate")]
+    assert [(e["version"], e["by"]) for e in history(client, name)] == [
+        (first, "gate"),
+        (second, "outside"),
+        (third, "gate"),
+    ]
 
 
 def test_cli_promote_needs_force_and_a_reason_then_records_them(registry, tmp_path):
@@ -137,7 +161,9 @@ def test_cli_promote_needs_force_and_a_reason_then_records_them(registry, tmp_pa
     missing = runner.invoke(app, ["registry", "promote", "99", "--force", "--reason", "try", "--params", str(params)])
     assert missing.exit_code == 1 and "no version '99'" in missing.output
     for version in (first, second):
-        done = runner.invoke(app, ["registry", "promote", version, "--force", "--reason", f"ship {version}", "--params", str(params)])
+        done = runner.invoke(
+            app, ["registry", "promote", version, "--force", "--reason", f"ship {version}", "--params", str(params)]
+        )
         assert done.exit_code == 0, done.output
     back = runner.invoke(app, ["registry", "rollback", "--reason", "regression", "--params", str(params)])
     assert back.exit_code == 0 and f"rolled back to version {first} (from {second})" in back.output

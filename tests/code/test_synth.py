@@ -91,7 +91,9 @@ def test_typos_change_one_word_of_some_titles(tmp_path):
 
 def test_colour_variants_of_one_listing_are_hard_negatives(tiny):
     items = pd.read_parquet(tiny / "items.parquet")
-    families = items.groupby("family").agg(colours=("colour", "nunique"), size=("item_id", "size"), brands=("brand", "nunique"))
+    families = items.groupby("family").agg(
+        colours=("colour", "nunique"), size=("item_id", "size"), brands=("brand", "nunique")
+    )
     multi = families[families["size"] > 1]
     assert len(multi) >= 10
     assert (multi["colours"] == multi["size"]).all() and (multi["brands"] == 1).all()
@@ -115,14 +117,19 @@ def test_qrels_are_the_most_clicked_attribute_matches(tiny):
 
 def test_clicks_are_skewed_towards_popular_items(tmp_path):
     synthesize(PRESETS["tiny"].model_copy(update={"num_items": 1000, "num_queries": 600}), tmp_path / "d")
-    clicks = pd.read_parquet(tmp_path / "d" / "qrels.parquet").groupby("item_id")["label"].sum().sort_values(ascending=False)
+    clicks = (
+        pd.read_parquet(tmp_path / "d" / "qrels.parquet").groupby("item_id")["label"].sum().sort_values(ascending=False)
+    )
     assert clicks.head(len(clicks) // 10).sum() > 0.3 * clicks.sum()  # a tenth of the items take a third of the clicks
 
 
 def test_query_text_names_category_and_attributes_or_their_synonyms(tiny):
     queries = pd.read_parquet(tiny / "queries.parquet")
-    vocabulary = {"colour": {c: (c, *s) for c, (_, s) in COLOURS.items()}, "pattern": {p: (p, *s) for p, s in PATTERNS.items()},
-                  "material": {m: (m, *s) for m, s in MATERIALS.items()}}
+    vocabulary = {
+        "colour": {c: (c, *s) for c, (_, s) in COLOURS.items()},
+        "pattern": {p: (p, *s) for p, s in PATTERNS.items()},
+        "material": {m: (m, *s) for m, s in MATERIALS.items()},
+    }
     synonyms_used = 0
     for query in queries.itertuples():
         text = query.text.lower()

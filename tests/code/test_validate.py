@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from smar.config import SmarConfig
+from smar.core.config import SmarConfig
+from smar.core.errors import DatasetError
+from smar.core.paths import Paths
 from smar.data.validate import ValidationFailed, require_passed, validate
-from smar.errors import DatasetError
-from smar.paths import Paths
 
 
 @pytest.fixture
@@ -64,9 +64,11 @@ def test_duplicate_item_id(broken):
 
 def test_whitespace_title(broken):
     data, paths = broken
+
     def blank(frame):
         frame.loc[3, "title"] = "   "
         return frame
+
     _edit(data / "items.parquet", blank)
     failure = _fails(paths, "items.parquet", "[title]", _item(data, 3)["item_id"])
     assert [(f.column, f.unexpected_count) for f in failure.failures] == [("title", 1)]
@@ -74,9 +76,11 @@ def test_whitespace_title(broken):
 
 def test_qrels_item_not_in_items(broken):
     data, paths = broken
+
     def dangling(frame):
         frame.loc[0, "item_id"] = "I999999"
         return frame
+
     _edit(data / "qrels.parquet", dangling)
     _fails(paths, "qrels.parquet", "[item_id]", "I999999")
 
@@ -85,9 +89,11 @@ def test_zero_label(broken):
     data, paths = broken
     qrels = pd.read_parquet(data / "qrels.parquet")
     query_id, item_id = qrels.loc[0, "query_id"], qrels.loc[0, "item_id"]
+
     def zero(frame):
         frame.loc[0, "label"] = 0
         return frame
+
     _edit(data / "qrels.parquet", zero)
     failure = _fails(paths, "qrels.parquet", "[label]", query_id, item_id)
     assert [f.column for f in failure.failures] == ["label"]
@@ -97,9 +103,11 @@ def test_unknown_split_value(broken):
     data, paths = broken
     qrels = pd.read_parquet(data / "qrels.parquet")
     query_id = qrels.loc[qrels["split"] == "train", "query_id"].iloc[0]
+
     def rename(frame):
         frame.loc[frame["query_id"] == query_id, "split"] = "training"
         return frame
+
     _edit(data / "qrels.parquet", rename)
     _fails(paths, "qrels.parquet", "[split]", query_id)
 
@@ -122,9 +130,11 @@ def test_corrupt_image_bytes(broken):
 
 def test_image_path_outside_dataset_is_missing(broken):
     data, paths = broken
+
     def escape(frame):
         frame.loc[2, "image"] = "../outside.png"
         return frame
+
     (data.parent / "outside.png").write_bytes((data / _item(data, 2)["image"]).read_bytes())
     _edit(data / "items.parquet", escape)
     _fails(paths, "items.parquet", "[image]", "image_file_exists", _item(data, 2)["item_id"], "outside the dataset")

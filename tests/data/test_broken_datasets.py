@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from smar.config import SmarConfig
+from smar.core.config import SmarConfig
+from smar.core.errors import DatasetError
+from smar.core.paths import Paths
 from smar.data.validate import ValidationFailed, data_docs_dir, require_passed, validate
-from smar.errors import DatasetError
-from smar.paths import Paths
 
 
 @pytest.fixture
@@ -74,14 +74,19 @@ def _raw_string(data: Path, file: str, row: int, column: str, raw: bytes) -> dic
 
 def _png_header(width: int, height: int) -> bytes:
     """A tiny PNG that declares width x height (all Image.open sees of a decompression bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _image(row: int, content, check: str, *details: str):
     """Replace item `row`'s image file with content (bytes, a function of the old bytes, or None to delete)."""
+
     def breakage(data: Path) -> list[str]:
         item = _row(data, "items.parquet", row)
         path = data / item["image"]
@@ -90,6 +95,7 @@ def _image(row: int, content, check: str, *details: str):
         else:
             path.write_bytes(content(path.read_bytes()) if callable(content) else content)
         return ["items.parquet [image]", check, item["item_id"], item["image"], *details]
+
     return breakage
 
 
@@ -97,6 +103,7 @@ def _cell(file: str, row: int, column: str, value, check: str, *details: str, id
     def breakage(data: Path) -> list[str]:
         before = _set(data, file, row, column, value)
         return [f"{file} [{column}]", check, *(before[i] for i in ids), *details]
+
     return breakage
 
 
@@ -104,6 +111,7 @@ def _raw(file: str, row: int, column: str, raw: bytes, check: str, *details: str
     def breakage(data: Path) -> list[str]:
         before = _raw_string(data, file, row, column, raw)
         return [f"{file} [{column}]", check, *(before[i] for i in ids), *details]
+
     return breakage
 
 
@@ -115,32 +123,49 @@ def _duplicate_item(data: Path) -> list[str]:
 def _blank_titles(data: Path) -> list[str]:
     empty = _set(data, "items.parquet", 3, "title", "")
     blank = _set(data, "items.parquet", 4, "title", " \t\u3000")
-    return ["items.parquet [title]", "match_regex", "2 row(s) fail", f"item_id={empty['item_id']} title=''",
-            f"item_id={blank['item_id']} title=' \\t\\u3000'"]
+    return [
+        "items.parquet [title]",
+        "match_regex",
+        "2 row(s) fail",
+        f"item_id={empty['item_id']} title=''",
+        f"item_id={blank['item_id']} title=' \\t\\u3000'",
+    ]
 
 
 def _ids_as_integers(data: Path) -> list[str]:
     """An importer that kept numeric ids: consistent across files, but not strings."""
     for file in ("items.parquet", "qrels.parquet"):
         _edit(data / file, lambda f: f.assign(item_id=f["item_id"].str.lstrip("I").astype("int64")))
-    return ["items.parquet [item_id]", "is_string", f"row=0 item_id={_row(data, 'items.parquet', 0)['item_id']}: int, not str"]
+    return [
+        "items.parquet [item_id]",
+        "is_string",
+        f"row=0 item_id={_row(data, 'items.parquet', 0)['item_id']}: int, not str",
+    ]
 
 
 def _labels_as_strings(data: Path) -> list[str]:
     _edit(data / "qrels.parquet", lambda f: f.assign(label=f["label"].astype(str)))
     first = _row(data, "qrels.parquet", 0)
-    return ["qrels.parquet [label]", "is_integer", first["query_id"], first["item_id"], f"label={first['label']}: str, not a whole number"]
+    return [
+        "qrels.parquet [label]",
+        "is_integer",
+        first["query_id"],
+        first["item_id"],
+        f"label={first['label']}: str, not a whole number",
+    ]
 
 
 def _relabel_split(source: str, target: str):
     def breakage(data: Path) -> list[str]:
         _edit(data / "qrels.parquet", lambda f: f.assign(split=f["split"].replace(source, target)))
         return ["qrels.parquet [split]", f"split_{source}_is_not_empty", f"no qrels row has split '{source}'"]
+
     return breakage
 
 
 def _features(make, null_images: bool = True, *needles: str):
     """Ship image_features.npy (make(num_items)) and, by default, null every image path."""
+
     def breakage(data: Path) -> list[str]:
         items = pd.read_parquet(data / "items.parquet")
         np.save(data / "image_features.npy", make(len(items)), allow_pickle=False)
@@ -149,6 +174,7 @@ def _features(make, null_images: bool = True, *needles: str):
             items.to_parquet(data / "items.parquet", index=False)
             shutil.rmtree(data / "images")
         return [need(items) if callable(need) else need for need in needles]
+
     return breakage
 
 
@@ -172,6 +198,7 @@ def _unlink(name: str, *needles: str):
     def breakage(data: Path) -> list[str]:
         (data / name).unlink()
         return list(needles)
+
     return breakage
 
 
@@ -179,6 +206,7 @@ def _overwrite(name: str, content: bytes, *needles: str):
     def breakage(data: Path) -> list[str]:
         (data / name).write_bytes(content)
         return list(needles)
+
     return breakage
 
 
@@ -186,6 +214,7 @@ def _drop_column(file: str, column: str):
     def breakage(data: Path) -> list[str]:
         _edit(data / file, lambda f: f.drop(columns=column))
         return [file, f"missing column(s) {column}", "Fix:"]
+
     return breakage
 
 
@@ -195,45 +224,148 @@ FAILED_CHECKS = {"item-id-integers": 2}  # items.parquet and qrels.parquet both 
 
 CORPUS = [
     pytest.param(_image(5, None, "image_file_exists", "no such file"), ValidationFailed, id="missing-image"),
-    pytest.param(_image(7, b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4, "image_decodes"), ValidationFailed, id="corrupt-image"),
+    pytest.param(
+        _image(7, b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4, "image_decodes"), ValidationFailed, id="corrupt-image"
+    ),
     pytest.param(_image(9, b"", "image_file_not_empty", "0 bytes"), ValidationFailed, id="zero-byte-image"),
-    pytest.param(_image(11, _png_header(5000, 5000), "image_within_max_pixels", "5000x5000 = 25000000 px"), ValidationFailed, id="image-too-large"),
-    pytest.param(_image(12, _png_header(10_000, 10_000), "image_within_max_pixels", "decompression bomb"), ValidationFailed, id="decompression-bomb-warning"),
-    pytest.param(_image(13, _png_header(40_000, 40_000), "image_within_max_pixels", "decompression bomb"), ValidationFailed, id="decompression-bomb-error"),
+    pytest.param(
+        _image(11, _png_header(5000, 5000), "image_within_max_pixels", "5000x5000 = 25000000 px"),
+        ValidationFailed,
+        id="image-too-large",
+    ),
+    pytest.param(
+        _image(12, _png_header(10_000, 10_000), "image_within_max_pixels", "decompression bomb"),
+        ValidationFailed,
+        id="decompression-bomb-warning",
+    ),
+    pytest.param(
+        _image(13, _png_header(40_000, 40_000), "image_within_max_pixels", "decompression bomb"),
+        ValidationFailed,
+        id="decompression-bomb-error",
+    ),
     pytest.param(_duplicate_item, ValidationFailed, id="duplicate-item-id"),
     pytest.param(_blank_titles, ValidationFailed, id="empty-and-whitespace-titles"),
-    pytest.param(_cell("qrels.parquet", 0, "query_id", "Q999999", "is_in_queries", "Q999999", ids=("item_id",)), ValidationFailed, id="qrels-unknown-query"),
-    pytest.param(_cell("qrels.parquet", 0, "item_id", "I999999", "is_in_items", "I999999", ids=("query_id",)), ValidationFailed, id="qrels-unknown-item"),
+    pytest.param(
+        _cell("qrels.parquet", 0, "query_id", "Q999999", "is_in_queries", "Q999999", ids=("item_id",)),
+        ValidationFailed,
+        id="qrels-unknown-query",
+    ),
+    pytest.param(
+        _cell("qrels.parquet", 0, "item_id", "I999999", "is_in_items", "I999999", ids=("query_id",)),
+        ValidationFailed,
+        id="qrels-unknown-item",
+    ),
     pytest.param(_ids_as_integers, ValidationFailed, id="item-id-integers"),
     pytest.param(_labels_as_strings, ValidationFailed, id="label-strings"),
-    pytest.param(_cell("qrels.parquet", 2, "label", 1.5, "is_integer", "label=1.5: float, not a whole number", ids=QRELS), ValidationFailed, id="label-fraction"),
-    pytest.param(_cell("qrels.parquet", 1, "label", float("nan"), "not_be_null", ids=QRELS), ValidationFailed, id="label-nan"),
-    pytest.param(_cell("qrels.parquet", 3, "label", -2, "between", "label=-2", ids=QRELS), ValidationFailed, id="label-negative"),
-    pytest.param(_cell("qrels.parquet", 0, "split", None, "not_be_null", "row=0 ", "fix: give every qrels row a split", ids=QRELS),
-                 ValidationFailed, id="qrels-null-split"),
+    pytest.param(
+        _cell("qrels.parquet", 2, "label", 1.5, "is_integer", "label=1.5: float, not a whole number", ids=QRELS),
+        ValidationFailed,
+        id="label-fraction",
+    ),
+    pytest.param(
+        _cell("qrels.parquet", 1, "label", float("nan"), "not_be_null", ids=QRELS), ValidationFailed, id="label-nan"
+    ),
+    pytest.param(
+        _cell("qrels.parquet", 3, "label", -2, "between", "label=-2", ids=QRELS), ValidationFailed, id="label-negative"
+    ),
+    pytest.param(
+        _cell(
+            "qrels.parquet", 0, "split", None, "not_be_null", "row=0 ", "fix: give every qrels row a split", ids=QRELS
+        ),
+        ValidationFailed,
+        id="qrels-null-split",
+    ),
     pytest.param(_relabel_split("train", "valid"), ValidationFailed, id="empty-train-split"),
     pytest.param(_relabel_split("test", "train"), ValidationFailed, id="empty-test-split"),
-    pytest.param(_cell("items.parquet", 2, "title", b"caf\xe9 mug", "is_utf8_string", "not UTF-8"), ValidationFailed, id="bytes-not-utf8"),
-    pytest.param(_raw("items.parquet", 4, "title", b"lamp \xed\xa0\x80", "is_utf8_string", "not UTF-8"), ValidationFailed, id="encoded-lone-surrogate"),
-    pytest.param(_cell("items.parquet", 1, "title", "Caf\ufffd mug", "is_utf8_string", "U+FFFD"), ValidationFailed, id="replacement-character"),
-    pytest.param(_cell("items.parquet", 10, "image", None, "not_be_null", "image_features.npy"), ValidationFailed, id="null-image-without-features"),
-    pytest.param(_features(lambda n: _good_features(n - 1), True, "image_features.npy [rows]", "rows_match_items",
-                           lambda items: f"{len(items) - 1} feature rows for {len(items)} items"), ValidationFailed, id="features-row-count"),
-    pytest.param(_features(_with_nan, True, "image_features.npy [values]", "all_finite", "row=9", lambda items: items["item_id"][9]),
-                 ValidationFailed, id="features-nan"),
-    pytest.param(_features(lambda n: _good_features(n).astype(np.float64), True, "image_features.npy [dtype]", "dtype_is_float32", "float64"),
-                 ValidationFailed, id="features-float64"),
+    pytest.param(
+        _cell("items.parquet", 2, "title", b"caf\xe9 mug", "is_utf8_string", "not UTF-8"),
+        ValidationFailed,
+        id="bytes-not-utf8",
+    ),
+    pytest.param(
+        _raw("items.parquet", 4, "title", b"lamp \xed\xa0\x80", "is_utf8_string", "not UTF-8"),
+        ValidationFailed,
+        id="encoded-lone-surrogate",
+    ),
+    pytest.param(
+        _cell("items.parquet", 1, "title", "Caf\ufffd mug", "is_utf8_string", "U+FFFD"),
+        ValidationFailed,
+        id="replacement-character",
+    ),
+    pytest.param(
+        _cell("items.parquet", 10, "image", None, "not_be_null", "image_features.npy"),
+        ValidationFailed,
+        id="null-image-without-features",
+    ),
+    pytest.param(
+        _features(
+            lambda n: _good_features(n - 1),
+            True,
+            "image_features.npy [rows]",
+            "rows_match_items",
+            lambda items: f"{len(items) - 1} feature rows for {len(items)} items",
+        ),
+        ValidationFailed,
+        id="features-row-count",
+    ),
+    pytest.param(
+        _features(
+            _with_nan, True, "image_features.npy [values]", "all_finite", "row=9", lambda items: items["item_id"][9]
+        ),
+        ValidationFailed,
+        id="features-nan",
+    ),
+    pytest.param(
+        _features(
+            lambda n: _good_features(n).astype(np.float64),
+            True,
+            "image_features.npy [dtype]",
+            "dtype_is_float32",
+            "float64",
+        ),
+        ValidationFailed,
+        id="features-float64",
+    ),
     pytest.param(_features_and_missing_image, ValidationFailed, id="features-but-image-path-missing"),
-    pytest.param(_overwrite("image_features.npy", b"not numpy", "image_features.npy", "cannot be read as a .npy", "Fix:"), DatasetError, id="features-unreadable"),
-    pytest.param(_features(lambda n: np.zeros(n, np.float32), True, "image_features.npy", "shape [", "Fix:"), DatasetError, id="features-wrong-shape"),
-    pytest.param(_overwrite("dataset.json", b'{\n  "name": "tiny",\n  "version": "1"\n  "source": "synth"\n}\n',
-                            "dataset.json [content] is_json_object", "not valid JSON: Expecting ',' delimiter at line 4 column 3",
-                            "fix: make dataset.json one UTF-8 JSON object"), ValidationFailed, id="manifest-not-json"),
-    pytest.param(_overwrite("dataset.json", b'[{"name": "tiny"}]', "dataset.json [content] is_json_object", "an array, not a JSON object",
-                            "fix: make dataset.json"), ValidationFailed, id="manifest-not-an-object"),
+    pytest.param(
+        _overwrite("image_features.npy", b"not numpy", "image_features.npy", "cannot be read as a .npy", "Fix:"),
+        DatasetError,
+        id="features-unreadable",
+    ),
+    pytest.param(
+        _features(lambda n: np.zeros(n, np.float32), True, "image_features.npy", "shape [", "Fix:"),
+        DatasetError,
+        id="features-wrong-shape",
+    ),
+    pytest.param(
+        _overwrite(
+            "dataset.json",
+            b'{\n  "name": "tiny",\n  "version": "1"\n  "source": "synth"\n}\n',
+            "dataset.json [content] is_json_object",
+            "not valid JSON: Expecting ',' delimiter at line 4 column 3",
+            "fix: make dataset.json one UTF-8 JSON object",
+        ),
+        ValidationFailed,
+        id="manifest-not-json",
+    ),
+    pytest.param(
+        _overwrite(
+            "dataset.json",
+            b'[{"name": "tiny"}]',
+            "dataset.json [content] is_json_object",
+            "an array, not a JSON object",
+            "fix: make dataset.json",
+        ),
+        ValidationFailed,
+        id="manifest-not-an-object",
+    ),
     pytest.param(_unlink("qrels.parquet", "qrels.parquet: missing", "Fix:"), DatasetError, id="missing-file"),
     pytest.param(_drop_column("queries.parquet", "text"), DatasetError, id="missing-column"),
-    pytest.param(_overwrite("items.parquet", b"PAR1 this is not parquet", "items.parquet", "cannot be read as Parquet", "Fix:"), DatasetError, id="unreadable-parquet"),
+    pytest.param(
+        _overwrite("items.parquet", b"PAR1 this is not parquet", "items.parquet", "cannot be read as Parquet", "Fix:"),
+        DatasetError,
+        id="unreadable-parquet",
+    ),
 ]
 
 
@@ -285,7 +417,9 @@ def test_accepted_variants_pass(data, tmp_path, change):
 def test_empty_valid_split_fails_when_evaluation_uses_it(data, tmp_path):
     _relabel_split("valid", "train")(data)
     config = SmarConfig.model_validate({"evaluate": {"split": "valid"}})
-    with pytest.raises(ValidationFailed, match=r"qrels.parquet \[split\] split_valid_is_not_empty: .*fix: .*evaluate.split"):
+    with pytest.raises(
+        ValidationFailed, match=r"qrels.parquet \[split\] split_valid_is_not_empty: .*fix: .*evaluate.split"
+    ):
         validate(config, Paths(data, tmp_path / "outputs"))
 
 

@@ -11,17 +11,19 @@ import pytest
 import yaml
 from PIL import Image
 
-from smar.config import ImportConfig
+from smar.core.config import ImportConfig
+from smar.core.errors import ConfigError, DatasetError
 from smar.data.importers import config_from_options, import_catalog
 from smar.data.splits import hash_split
-from smar.errors import ConfigError, DatasetError
 
 MAPPING = {
     "items": {"item_id": "sku", "title": "name", "category": "cat", "brand": "maker", "image": "img"},
     "queries": {"query_id": "qid", "text": "q"},
     "interactions": {"query_id": "qid", "item_id": "sku", "label": "clicks", "split": None},
 }
-MAP_OPTIONS = [f"{table}.{column}={source or ''}" for table, columns in MAPPING.items() for column, source in columns.items()]
+MAP_OPTIONS = [
+    f"{table}.{column}={source or ''}" for table, columns in MAPPING.items() for column, source in columns.items()
+]
 SPLITS = {"train", "valid", "test"}
 
 
@@ -103,7 +105,9 @@ def test_table_import_meets_the_contract(imported):
         assert all(isinstance(v, str) for v in frame[column]), column
     assert items["item_id"].is_unique and queries["query_id"].is_unique
     assert items["item_id"].tolist() == sorted(items["item_id"]) and "1000" in set(items["item_id"])
-    assert items.set_index("item_id").loc["1000", "brand"] is None or pd.isna(items.set_index("item_id").loc["1000", "brand"])
+    assert items.set_index("item_id").loc["1000", "brand"] is None or pd.isna(
+        items.set_index("item_id").loc["1000", "brand"]
+    )
     assert items.set_index("item_id").loc["1001", "brand"] == "brand1"
     assert set(qrels["item_id"]) <= set(items["item_id"]) and set(qrels["query_id"]) <= set(queries["query_id"])
     assert qrels["label"].dtype == np.int64 and (qrels["label"] >= 1).all()
@@ -117,7 +121,9 @@ def test_table_import_meets_the_contract(imported):
     assert (qrels.groupby("query_id")["split"].nunique() == 1).all()
     assert manifest == json.loads((out / "dataset.json").read_text())
     counts = manifest["counts"]
-    assert (counts["items"], counts["queries"], counts["qrels"]) == (len(items), len(queries), len(qrels)) == (12, 8, 16)
+    assert (
+        (counts["items"], counts["queries"], counts["qrels"]) == (len(items), len(queries), len(qrels)) == (12, 8, 16)
+    )
     per_query = qrels.drop_duplicates("query_id")["split"].value_counts()
     assert {s: counts[f"{s}_queries"] for s in SPLITS} == {s: int(per_query.get(s, 0)) for s in SPLITS}
     assert manifest["source"]["format"] == "table" and manifest["source"]["parameters"]["mapping"] == MAPPING
@@ -141,7 +147,9 @@ def test_all_three_formats_give_the_same_dataset(tmp_path):
     for ext in ("csv", "jsonl", "parquet"):
         make = make_catalog(tmp_path / ext, ext)
         import_catalog(table_config(make), tmp_path / f"out-{ext}")
-        tables[ext] = {name: pd.read_parquet(tmp_path / f"out-{ext}" / name) for name in ("queries.parquet", "qrels.parquet")}
+        tables[ext] = {
+            name: pd.read_parquet(tmp_path / f"out-{ext}" / name) for name in ("queries.parquet", "qrels.parquet")
+        }
         items = pd.read_parquet(tmp_path / f"out-{ext}" / "items.parquet")
         tables[ext]["items"] = items[["item_id", "title", "category", "brand", "image"]]
     for ext in ("jsonl", "parquet"):
@@ -176,14 +184,21 @@ def test_unsafe_item_ids_get_stable_distinct_file_names(tmp_path):
     import_catalog(table_config(paths), tmp_path / "out")
     items = pd.read_parquet(tmp_path / "out" / "items.parquet")
     assert items["image"].is_unique
-    assert all(Path(image).parent == Path("images") and (tmp_path / "out" / image).is_file() for image in items["image"])
+    assert all(
+        Path(image).parent == Path("images") and (tmp_path / "out" / image).is_file() for image in items["image"]
+    )
     assert items.set_index("item_id").loc["A", "image"] == "images/A.png"
 
 
 def test_graded_labels_and_a_given_split_are_kept(tmp_path):
     paths = make_catalog(tmp_path / "src")
     frame = pd.DataFrame(
-        {"qid": [500, 500, 501, 502], "sku": [1000, 1001, 1000, 1003], "grade": [2, 0, 1, 3], "fold": ["train", "train", "TEST", "valid"]}
+        {
+            "qid": [500, 500, 501, 502],
+            "sku": [1000, 1001, 1000, 1003],
+            "grade": [2, 0, 1, 3],
+            "fold": ["train", "train", "TEST", "valid"],
+        }
     )
     frame.to_csv(paths["interactions"], index=False)
     mapping = MAPPING | {"interactions": {"query_id": "qid", "item_id": "sku", "label": "grade", "split": "fold"}}
@@ -198,7 +213,9 @@ def test_graded_labels_and_a_given_split_are_kept(tmp_path):
 
 def test_interactions_without_a_label_column_count_rows_as_clicks(tmp_path):
     paths = make_catalog(tmp_path / "src")
-    pd.DataFrame({"qid": [500, 500, 500, 501], "sku": [1000, 1000, 1001, 1002]}).to_csv(paths["interactions"], index=False)
+    pd.DataFrame({"qid": [500, 500, 500, 501], "sku": [1000, 1000, 1001, 1002]}).to_csv(
+        paths["interactions"], index=False
+    )
     mapping = MAPPING | {"interactions": {"query_id": "qid", "item_id": "sku", "label": None}}
     import_catalog(ImportConfig(format="table", mapping=mapping, **paths), tmp_path / "out")
     qrels = pd.read_parquet(tmp_path / "out" / "qrels.parquet")
@@ -307,7 +324,9 @@ def test_bad_values(tmp_path):
 
     items = pd.read_csv(paths["items"])
     pd.concat([items, items.iloc[[2]]]).to_csv(paths["items"], index=False)
-    with pytest.raises(DatasetError, match=r"items.csv: column 'sku' \(item_id\) must be unique; 1 value\(s\) repeat: 1002"):
+    with pytest.raises(
+        DatasetError, match=r"items.csv: column 'sku' \(item_id\) must be unique; 1 value\(s\) repeat: 1002"
+    ):
         import_catalog(table_config(paths), tmp_path / "out")
 
 
@@ -377,7 +396,9 @@ def test_jd_tsv_import(tmp_path, feature_shape):
     qrels = pd.read_parquet(out / "qrels.parquet")
     assert items["item_id"].tolist() == ["10", "20", "30", "40"]
     assert items.set_index("item_id").loc["30", ["title", "category", "brand"]].tolist() == ["w12 w873 w5", "c3", "b7"]
-    assert items.set_index("item_id").loc["10", "title"] == "w4 w9" and pd.isna(items.set_index("item_id").loc["10", "brand"])
+    assert items.set_index("item_id").loc["10", "title"] == "w4 w9" and pd.isna(
+        items.set_index("item_id").loc["10", "brand"]
+    )
     assert items["image"].isna().all() and pd.api.types.is_string_dtype(items["image"])
     assert queries.set_index("query_id")["text"].to_dict() == {"q1": "w12 w5", "q2": "w100", "q3": "w8"}
     assert qrels[["query_id", "item_id", "label"]].to_dict("records") == [
@@ -393,7 +414,11 @@ def test_jd_tsv_import(tmp_path, feature_shape):
     source_ids = (source / "image_feature_ids.txt").read_text().split()
     for row, item_id in enumerate(items["item_id"]):
         np.testing.assert_array_equal(features[row], source_features[source_ids.index(item_id)].astype(np.float32))
-    assert manifest["image_features"] == {"file": "image_features.npy", "dtype": "float32", "shape": [4, *feature_shape]}
+    assert manifest["image_features"] == {
+        "file": "image_features.npy",
+        "dtype": "float32",
+        "shape": [4, *feature_shape],
+    }
     assert manifest["source"]["dropped"]["unused_feature_rows"] == 1
     assert list((out / "images").iterdir()) == []
     import_catalog(_jd(source), tmp_path / "again")
@@ -402,7 +427,11 @@ def test_jd_tsv_import(tmp_path, feature_shape):
 
 def test_jd_tsv_items_without_features(tmp_path):
     source = make_release(tmp_path / "release", missing_features=("40",))
-    with pytest.raises(DatasetError, match=r"image_feature_ids.txt: 1 item\(s\) of items.tsv have no image feature row: 40.*--drop-items-without-features"):
+    with pytest.raises(
+        DatasetError,
+        match=r"image_feature_ids.txt: 1 item\(s\) of items.tsv have no image feature row: "
+        r"40.*--drop-items-without-features",
+    ):
         import_catalog(_jd(source), tmp_path / "out")
     manifest = import_catalog(_jd(source, drop_items_without_features=True), tmp_path / "out")
     items = pd.read_parquet(tmp_path / "out" / "items.parquet")
@@ -416,7 +445,10 @@ def test_jd_tsv_items_without_features(tmp_path):
 def test_jd_tsv_errors(tmp_path):
     source = make_release(tmp_path / "release")
     (source / "queries.tsv").write_text("q1\t12 x5\nq2\t100\nq3\t8\n")
-    with pytest.raises(DatasetError, match=r"queries.tsv: column 2 \(query token ids\) must hold space-separated non-negative integer token ids.*q1"):
+    with pytest.raises(
+        DatasetError,
+        match=r"queries.tsv: column 2 \(query token ids\) must hold space-separated non-negative integer token ids.*q1",
+    ):
         import_catalog(_jd(source), tmp_path / "out")
     (source / "queries.tsv").write_text("q1\t12 5\nq2\t100\nq3\t8\n")
     (source / "image_feature_ids.txt").write_text("20\n99\n40\n")
@@ -437,9 +469,25 @@ SMAR = Path(sys.executable).with_name("smar")
 def test_cli_table_import(tmp_path):
     paths = make_catalog(tmp_path / "src")
     command = [
-        str(SMAR), "data", "import", "--format", "table", "--items", str(paths["items"]), "--queries", str(paths["queries"]),
-        "--interactions", str(paths["interactions"]), "--images", str(paths["images_dir"]), "--data", str(tmp_path / "data"),
-        "--name", "shop", "--seed", "3",
+        str(SMAR),
+        "data",
+        "import",
+        "--format",
+        "table",
+        "--items",
+        str(paths["items"]),
+        "--queries",
+        str(paths["queries"]),
+        "--interactions",
+        str(paths["interactions"]),
+        "--images",
+        str(paths["images_dir"]),
+        "--data",
+        str(tmp_path / "data"),
+        "--name",
+        "shop",
+        "--seed",
+        "3",
     ]
     for option in MAP_OPTIONS:
         command += ["--map", option]
@@ -456,9 +504,21 @@ def test_cli_table_import(tmp_path):
 def test_cli_error_is_one_message_without_traceback(tmp_path):
     paths = make_catalog(tmp_path / "src")
     command = [
-        str(SMAR), "data", "import", "--items", str(paths["items"]), "--queries", str(paths["queries"]),
-        "--interactions", str(paths["interactions"]), "--images", str(paths["images_dir"]), "--data", str(tmp_path / "data"),
-        "--map", "items.item_id=product_code",
+        str(SMAR),
+        "data",
+        "import",
+        "--items",
+        str(paths["items"]),
+        "--queries",
+        str(paths["queries"]),
+        "--interactions",
+        str(paths["interactions"]),
+        "--images",
+        str(paths["images_dir"]),
+        "--data",
+        str(tmp_path / "data"),
+        "--map",
+        "items.item_id=product_code",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
@@ -472,12 +532,18 @@ def test_cli_reads_the_import_section_of_params_yaml(tmp_path):
     config = table_config(paths, name="shop")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"import": json.loads(config.model_dump_json())}))
-    result = subprocess.run([str(SMAR), "data", "import", "--params", str(params), "--data", str(tmp_path / "data")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(SMAR), "data", "import", "--params", str(params), "--data", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     import_catalog(config, tmp_path / "api")
     assert _files(tmp_path / "data") == _files(tmp_path / "api")
 
     params.write_text("train:\n  epochs: 1\n")
-    missing = subprocess.run([str(SMAR), "data", "import", "--params", str(params)], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [str(SMAR), "data", "import", "--params", str(params)], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 1 and "no `import` section" in missing.stderr

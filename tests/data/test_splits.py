@@ -4,12 +4,12 @@ cold test queries, and clear errors on a missing or null group column."""
 import pandas as pd
 import pytest
 
-from smar.config import DataConfig, ImportConfig
+from smar.core.config import DataConfig, ImportConfig
+from smar.core.errors import DatasetError
 from smar.data.dataset import load_dataset
 from smar.data.importers import import_catalog
 from smar.data.splits import assign_splits, group_splits, majority_group, resplit
 from smar.data.synth import synthesize
-from smar.errors import DatasetError
 from tests.data.test_importers import MAPPING, make_catalog, table_config
 
 
@@ -36,8 +36,14 @@ def test_a_query_follows_the_group_holding_most_of_its_relevance():
 @pytest.mark.parametrize(
     ("items", "expected"),
     [
-        (pd.DataFrame({"item_id": ["i1", "i2"], "title": ["a", "b"]}), r"split_by 'product' is not an item column; the items have item_id, title"),
-        (pd.DataFrame({"item_id": ["i1", "i2"], "product": ["p1", None]}), r"split_by column 'product' is null for 1 item\(s\), e.g. row=1 item_id=i2"),
+        (
+            pd.DataFrame({"item_id": ["i1", "i2"], "title": ["a", "b"]}),
+            r"split_by 'product' is not an item column; the items have item_id, title",
+        ),
+        (
+            pd.DataFrame({"item_id": ["i1", "i2"], "product": ["p1", None]}),
+            r"split_by column 'product' is null for 1 item\(s\), e.g. row=1 item_id=i2",
+        ),
     ],
 )
 def test_a_missing_or_null_group_column_is_named_with_its_rows(items, expected):
@@ -51,7 +57,9 @@ def test_synthetic_catalog_split_by_category_has_only_cold_test_queries(tmp_path
     data = tmp_path / "data"
     synthesize(DataConfig(num_items=300, num_queries=300, image_size=16, split_by="category"), data)
     dataset = load_dataset(data)
-    categories = dataset.qrels.merge(dataset.items[["item_id", "category"]], on="item_id").groupby("split")["category"].agg(set)
+    categories = (
+        dataset.qrels.merge(dataset.items[["item_id", "category"]], on="item_id").groupby("split")["category"].agg(set)
+    )
     assert not categories["test"] & categories["train"] and not categories["valid"] & categories["train"]
     test_queries = set(dataset.split_queries("test")["query_id"])
     assert test_queries and dataset.cold_queries("test") == test_queries
@@ -61,7 +69,9 @@ def test_split_by_query_leaves_few_cold_test_queries(tmp_path):
     data = tmp_path / "data"
     synthesize(DataConfig(num_items=300, num_queries=300, image_size=16, split_by="query"), data)
     dataset = load_dataset(data)
-    assert len(dataset.cold_queries("test")) < 0.5 * len(dataset.split_queries("test"))  # 9 of 45 here; 6 of 449 in the default catalog
+    assert len(dataset.cold_queries("test")) < 0.5 * len(
+        dataset.split_queries("test")
+    )  # 9 of 45 here; 6 of 449 in the default catalog
 
 
 def test_import_splits_by_an_item_column(tmp_path):
@@ -70,7 +80,9 @@ def test_import_splits_by_an_item_column(tmp_path):
     dataset = load_dataset(tmp_path / "data")
     qrels = dataset.qrels.merge(dataset.items[["item_id", "category"]], on="item_id")
     top = qrels.sort_values("label", ascending=False, kind="stable").drop_duplicates("query_id").set_index("query_id")
-    assert (top.groupby("category")["split"].nunique() == 1).all()  # each query follows its top item's category (3 clicks of 4)
+    assert (
+        top.groupby("category")["split"].nunique() == 1
+    ).all()  # each query follows its top item's category (3 clicks of 4)
     assert {"train", "test"} <= set(top["split"])
     assert manifest["source"]["parameters"]["split_by"] == "category"
 

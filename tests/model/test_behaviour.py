@@ -10,9 +10,9 @@ SMAR's must have the asked colour at least RATIO times as often, for every seed.
 import pandas as pd
 import pytest
 
-from smar.config import DataConfig, SmarConfig
+from smar.core.config import DataConfig, SmarConfig
+from smar.core.paths import Paths
 from smar.data.synth import synthesize
-from smar.paths import Paths
 from smar.pipeline import steps
 from smar.retrieval.retriever import Retriever
 
@@ -25,7 +25,17 @@ CONFIG = {"model": {"image_size": 48}, "train": {"batch_size": 64, "epochs": 4}}
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     data = tmp_path_factory.mktemp("behaviour") / "data"
-    synthesize(DataConfig(num_items=400, num_queries=800, image_size=48, title_attribute_rate=0.3, test_fraction=0.3, split_by="category"), data)
+    synthesize(
+        DataConfig(
+            num_items=400,
+            num_queries=800,
+            image_size=48,
+            title_attribute_rate=0.3,
+            test_fraction=0.3,
+            split_by="category",
+        ),
+        data,
+    )
     steps.validate(SmarConfig(), Paths(data, data.parent / "validated"))
     return data
 
@@ -35,7 +45,9 @@ def colour_hit_rate(data, outputs) -> float:
     items = pd.read_parquet(data / "items.parquet").set_index("item_id")
     queries = pd.read_parquet(data / "queries.parquet")
     qrels = pd.read_parquet(data / "qrels.parquet")
-    held_out = queries[queries["query_id"].isin(qrels.loc[qrels["split"] != "train", "query_id"]) & queries["colour"].notna()]
+    held_out = queries[
+        queries["query_id"].isin(qrels.loc[qrels["split"] != "train", "query_id"]) & queries["colour"].notna()
+    ]
     hits = Retriever(outputs / "model", outputs / "index").search(held_out["text"].tolist(), 10)
     matches = [
         items.at[item, "colour"] == colour

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.data.image_cache import image_store
 from smar.model import feature_cache
 from smar.model.feature_cache import image_features, text_states
@@ -40,7 +40,9 @@ def test_untrained_towers_are_off_the_shelf_minilm(model, tiny_data):
     expected = zero_shot(TEXTS)
     torch.testing.assert_close(queries, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(items["text"], expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(items["multimodal"], expected, atol=1e-5, rtol=0)  # the fusion adds nothing until trained
+    torch.testing.assert_close(
+        items["multimodal"], expected, atol=1e-5, rtol=0
+    )  # the fusion adds nothing until trained
 
 
 def test_frozen_encoders_keep_their_weights_and_stay_in_eval_mode(model, tiny_data):
@@ -118,5 +120,7 @@ def test_image_features_are_keyed_by_catalog_and_backbone(model, tiny_data, tmp_
         direct = model.image_encoder.patches(torch.from_numpy(np.array(pixels[:8])))
     np.testing.assert_allclose(features[:8], direct.numpy(), atol=2e-2, rtol=1e-2)
     assert features.shape[0] == len(pixels)
-    other = RetrievalModel(ModelConfig(image_size=32), vocab_size=0, pretrained=False)  # same architecture, other weights
+    other = RetrievalModel(
+        ModelConfig(image_size=32), vocab_size=0, pretrained=False
+    )  # same architecture, other weights
     assert image_features(other.image_encoder, pixels, tmp_path).filename != features.filename

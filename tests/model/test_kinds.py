@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from smar.config import ModelConfig
-from smar.data.contract import item_texts
+from smar.core.config import ModelConfig
+from smar.core.contract import item_texts
 from smar.data.image_cache import image_store, rows_to_tensor
 from smar.model.kinds import KINDS, served_views
 from smar.model.losses import multitask_loss
@@ -14,7 +14,15 @@ from smar.model.towers import CrossAttentionFusion, MlpFusion, SumFusion
 from smar.model.two_tower import RetrievalModel
 from tests.conftest import SCRATCH_MODEL
 
-SMALL = SCRATCH_MODEL | {"fusion_width": 16, "embedding_dim": 16, "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, "vocab_size": 300, "image_size": 32}
+SMALL = SCRATCH_MODEL | {
+    "fusion_width": 16,
+    "embedding_dim": 16,
+    "text_hidden_size": 16,
+    "text_layers": 1,
+    "text_heads": 2,
+    "vocab_size": 300,
+    "image_size": 32,
+}
 
 
 @pytest.fixture(scope="module")

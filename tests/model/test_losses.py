@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.losses import in_batch_softmax_loss, multitask_loss
 from smar.model.two_tower import RetrievalModel
 from tests.conftest import SCRATCH_MODEL
@@ -31,13 +31,21 @@ def test_duplicate_positive_is_not_a_negative():
     items = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     queries = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     assert in_batch_softmax_loss(queries, items, LOG_TWO, item_ids=torch.tensor([7, 7])).item() == pytest.approx(0.0)
-    assert in_batch_softmax_loss(queries, items, LOG_TWO, item_ids=torch.tensor([7, 8])).item() == pytest.approx(math.log(2))
+    assert in_batch_softmax_loss(queries, items, LOG_TWO, item_ids=torch.tensor([7, 8])).item() == pytest.approx(
+        math.log(2)
+    )
 
 
 def test_other_known_positive_of_the_query_is_masked():
     # Query 0 is also relevant to item 1 (key 0 * 2 + 1): row 0 has no negative left.
     loss = in_batch_softmax_loss(
-        EYE, EYE, LOG_TWO, item_ids=torch.tensor([0, 1]), query_ids=torch.tensor([0, 1]), known_pairs=torch.tensor([1]), num_items=2
+        EYE,
+        EYE,
+        LOG_TWO,
+        item_ids=torch.tensor([0, 1]),
+        query_ids=torch.tensor([0, 1]),
+        known_pairs=torch.tensor([1]),
+        num_items=2,
     )
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-2)) / 2)
 
@@ -53,15 +61,33 @@ def test_temperature_is_learned_and_clamped_at_scale_100():
 
 def test_smar_loss_is_alpha_text_plus_beta_image_plus_gamma_fused():
     torch.manual_seed(0)
-    model = RetrievalModel(ModelConfig(kind="smar", embedding_dim=8, text_hidden_size=8, text_heads=2, text_layers=1, image_size=32, fusion_width=8, **SCRATCH_MODEL), 50)
+    model = RetrievalModel(
+        ModelConfig(
+            kind="smar",
+            embedding_dim=8,
+            text_hidden_size=8,
+            text_heads=2,
+            text_layers=1,
+            image_size=32,
+            fusion_width=8,
+            **SCRATCH_MODEL,
+        ),
+        50,
+    )
     queries = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     views = {view: torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for view in ("text", "image", "multimodal")}
     ids = torch.arange(4)
-    total, parts = multitask_loss(model, queries, views, ids, ids, None, 4, {"text": 0.5, "image": 2.0, "multimodal": 3.0})
+    total, parts = multitask_loss(
+        model, queries, views, ids, ids, None, 4, {"text": 0.5, "image": 2.0, "multimodal": 3.0}
+    )
     assert set(parts) == {"text", "image", "multimodal"}
     for view, part in parts.items():
-        assert part.item() == pytest.approx(in_batch_softmax_loss(queries, views[view], model.logit_scales[view], ids).item())
-    assert total.item() == pytest.approx(0.5 * parts["text"].item() + 2.0 * parts["image"].item() + 3.0 * parts["multimodal"].item())
+        assert part.item() == pytest.approx(
+            in_batch_softmax_loss(queries, views[view], model.logit_scales[view], ids).item()
+        )
+    assert total.item() == pytest.approx(
+        0.5 * parts["text"].item() + 2.0 * parts["image"].item() + 3.0 * parts["multimodal"].item()
+    )
 
 
 def _loss_on_rank(rank: int, world_size: int, port: int, queries, items, item_ids, results) -> None:

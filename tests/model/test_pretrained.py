@@ -12,7 +12,11 @@ def _images(size: int = 224) -> torch.Tensor:
     """Four deterministic uint8 [4, 3, size, size] images: gradients, shapes, stripes, noise."""
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, size, dtype=np.float32)
-    arrays = [np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1), 255 - ramp[None, :].repeat(size, 0)], -1)]
+    arrays = [
+        np.stack(
+            [ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1), 255 - ramp[None, :].repeat(size, 0)], -1
+        )
+    ]
     canvas = Image.new("RGB", (size, size), (240, 235, 220))
     draw = ImageDraw.Draw(canvas)
     draw.ellipse((40, 50, 180, 190), fill=(200, 30, 40))

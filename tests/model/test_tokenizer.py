@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.tokenizer import SPECIAL_TOKENS, train_tokenizer
 
 TEXTS = ["Red striped ceramic mug", "Blue striped mug, large", "Oak lamp | Lumen", "red mug", "blue lamp shade"] * 3
@@ -14,10 +14,11 @@ TEXTS = ["Red striped ceramic mug", "Blue striped mug, large", "Oak lamp | Lumen
 # Builds the tokenizer from TEXTS in a fresh interpreter and prints it serialised.
 _BUILD = """
 import json, sys
-from smar.config import ModelConfig
+from smar.core.config import ModelConfig
 from smar.model.tokenizer import train_tokenizer
 tokenizer = train_tokenizer(json.loads(sys.argv[1]), ModelConfig(text_encoder="scratch"))
-print(json.dumps({"tokenizer": tokenizer.to_str(), "ids": [e.ids for e in tokenizer.encode_batch(json.loads(sys.argv[1]))]}))
+print(json.dumps({"tokenizer": tokenizer.to_str(), "ids": [e.ids for e in
+tokenizer.encode_batch(json.loads(sys.argv[1]))]}))
 """
 
 
@@ -27,8 +28,14 @@ def test_same_texts_give_the_same_ids_in_every_process():
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     runs = [  # started together: each pays its own import time
-        subprocess.Popen([sys.executable, "-c", _BUILD, json.dumps(TEXTS)], cwd=root, env=env | {"PYTHONHASHSEED": seed},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _BUILD, json.dumps(TEXTS)],
+            cwd=root,
+            env=env | {"PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in ("1", "2")
     ]
     outputs = []

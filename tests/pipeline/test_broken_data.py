@@ -31,7 +31,7 @@ MODEL_NAME = "broken-data"
 def _registered_versions() -> int:
     from mlflow import MlflowClient
 
-    from smar import tracking
+    from smar.core import tracking
 
     tracking.configure()
     return len(MlflowClient().search_model_versions(f"name='{MODEL_NAME}'"))
@@ -53,7 +53,9 @@ def test_cli_reports_bad_input_without_a_traceback(broken_data, tiny_params, tmp
     smar = Path(sys.executable).with_name("smar")
     validate = subprocess.run(
         [smar, "validate", "--params", tiny_params, "--data", broken_data, "--out", tmp_path / "outputs"],
-        capture_output=True, text=True, env=os.environ,
+        capture_output=True,
+        text=True,
+        env=os.environ,
     )
     assert validate.returncode == 1
     assert "items.parquet [title]" in validate.stderr and "I0000007" in validate.stderr
@@ -61,7 +63,9 @@ def test_cli_reports_bad_input_without_a_traceback(broken_data, tiny_params, tmp
 
     train = subprocess.run(
         [smar, "train", "--params", tiny_params, "--data", broken_data, "--out", tmp_path / "outputs"],
-        capture_output=True, text=True, env=os.environ,
+        capture_output=True,
+        text=True,
+        env=os.environ,
     )
     assert train.returncode == 1 and "failed validation" in train.stderr and "Traceback" not in train.stderr
 

@@ -10,12 +10,17 @@ import pandas as pd
 import pytest
 import yaml
 
+from smar.core.errors import DatasetError
 from smar.data.dataset import dvc_directory_md5
-from smar.errors import DatasetError
 from tests.conftest import own_model_name
 
 pytestmark = pytest.mark.slow
-GIT = {"GIT_AUTHOR_NAME": "smar", "GIT_AUTHOR_EMAIL": "smar@example.com", "GIT_COMMITTER_NAME": "smar", "GIT_COMMITTER_EMAIL": "smar@example.com"}
+GIT = {
+    "GIT_AUTHOR_NAME": "smar",
+    "GIT_AUTHOR_EMAIL": "smar@example.com",
+    "GIT_COMMITTER_NAME": "smar",
+    "GIT_COMMITTER_EMAIL": "smar@example.com",
+}
 
 
 @pytest.fixture
@@ -50,13 +55,19 @@ def test_a_run_trains_on_the_dataset_version_data_rev_names(repo, tiny_params, p
     from smar.pipeline.flow import smar_pipeline
 
     root, first = repo
-    recorded = yaml.safe_load(subprocess.run(["git", "show", f"{first}:data.dvc"], capture_output=True, text=True, check=True).stdout)
+    recorded = yaml.safe_load(
+        subprocess.run(["git", "show", f"{first}:data.dvc"], capture_output=True, text=True, check=True).stdout
+    )
     params = own_model_name(tiny_params, tmp_path, "data-rev")
-    summary = smar_pipeline(params_file=str(params), data_dir="data", outputs_dir="outputs", config={"train": {"epochs": 1}}, data_rev=first)
+    summary = smar_pipeline(
+        params_file=str(params), data_dir="data", outputs_dir="outputs", config={"train": {"epochs": 1}}, data_rev=first
+    )
 
     used = Path(summary["data"])
     assert used == Path("outputs/datasets") / f"data-{first[:12]}"
-    assert dvc_directory_md5(used) == recorded["outs"][0]["md5"] != dvc_directory_md5(root / "data")  # the first version, not the checkout
+    assert (
+        dvc_directory_md5(used) == recorded["outs"][0]["md5"] != dvc_directory_md5(root / "data")
+    )  # the first version, not the checkout
     assert not pd.read_parquet(used / "items.parquet")["title"].str.endswith("(new season)").any()
     tags = MlflowClient().get_run(summary["train"]["run_id"]).data.tags
     assert tags["data.rev"] == first and tags["data.dvc_md5"] == recorded["outs"][0]["md5"]

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from smar.config import load_config
+from smar.core.config import load_config
+from smar.core.paths import Paths
+from smar.core.tracking import run_id_of
 from smar.data.synth import COLOURS
 from smar.model.checkpoint import load_model
 from smar.model.inference import encode_texts
-from smar.paths import Paths
 from smar.pipeline import steps
 from smar.retrieval.export import read_embeddings
-from smar.tracking import run_id_of
 
 pytestmark = pytest.mark.slow
 STEPS = 4
@@ -43,10 +43,12 @@ def feature_data(tiny_data, tmp_path_factory):
 
 def params_file(tiny_params, directory, **train) -> str:
     config = load_config(tiny_params)
-    config = config.model_copy(update={
-        "model": config.model.model_copy(update={"text_dropout": 0.0}),  # the same forward pass everywhere
-        "train": config.train.model_copy(update={"max_steps": STEPS, "checkpoint_every_steps": 0, **train}),
-    })
+    config = config.model_copy(
+        update={
+            "model": config.model.model_copy(update={"text_dropout": 0.0}),  # the same forward pass everywhere
+            "train": config.train.model_copy(update={"max_steps": STEPS, "checkpoint_every_steps": 0, **train}),
+        }
+    )
     path = directory / "params.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True, exclude_none=True)))
     return str(path)
@@ -59,7 +61,9 @@ def train(launcher: list[str], params: str, data, outputs) -> tuple[dict[str, np
     config, paths = load_config(params), Paths(data, outputs)
     steps.validate(config, paths)
     command = [*launcher, "-m", "smar", "train", "--params", params, "--data", str(data), "--out", str(outputs)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     history = MlflowClient().get_metric_history(run_id_of(paths.model_dir), "train_loss")
     steps.export(config, paths)
@@ -90,12 +94,16 @@ def one_process(feature_data, tiny_params, tmp_path_factory):
 
 def test_two_gloo_ranks_match_one_process_at_the_same_global_batch(one_process, feature_data, tiny_params, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    two_ranks = train(torchrun, params_file(tiny_params, tmp_path, loader_workers=1), feature_data, tmp_path / "outputs")
+    two_ranks = train(
+        torchrun, params_file(tiny_params, tmp_path, loader_workers=1), feature_data, tmp_path / "outputs"
+    )
     assert_same_training(one_process, two_ranks)
 
 
 def test_micro_batches_match_one_pass(one_process, feature_data, tiny_params, tmp_path):
-    micro = train([sys.executable], params_file(tiny_params, tmp_path, accumulation_steps=4), feature_data, tmp_path / "outputs")
+    micro = train(
+        [sys.executable], params_file(tiny_params, tmp_path, accumulation_steps=4), feature_data, tmp_path / "outputs"
+    )
     assert_same_training(one_process, micro)
 
 
@@ -103,8 +111,23 @@ def test_batch_must_split_evenly_over_the_ranks(feature_data, tiny_params, tmp_p
     params = params_file(tiny_params, tmp_path, batch_size=33)
     steps.validate(load_config(params), Paths(feature_data, tmp_path / "outputs"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    done = subprocess.run([*torchrun, "-m", "smar", "train", "--params", params, "--data", str(feature_data), "--out", str(tmp_path / "outputs")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *torchrun,
+            "-m",
+            "smar",
+            "train",
+            "--params",
+            params,
+            "--data",
+            str(feature_data),
+            "--out",
+            str(tmp_path / "outputs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "train.batch_size (33) is the global batch: it must be a multiple of the 2 processes" in done.stderr
     assert not (tmp_path / "outputs" / "model").exists()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smar.paths import Paths
+from smar.core.paths import Paths
 from tests.conftest import own_model_name
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,9 @@ def test_every_step_writes_its_artifacts(first_run):
 
     summary, paths, _ = first_run
     assert json.loads(paths.validation_report.read_text())["success"] is True
-    assert {"weights.pt", "tokenizer.json", "model_config.json", "query_encoder.onnx", "run.json"} <= {p.name for p in paths.model_dir.iterdir()}
+    assert {"weights.pt", "tokenizer.json", "model_config.json", "query_encoder.onnx", "run.json"} <= {
+        p.name for p in paths.model_dir.iterdir()
+    }
 
     items = pd.read_parquet(paths.data / "items.parquet")
     assert summary["index"]["views"] == ["multimodal"]  # SMAR serves its fused item vectors
@@ -84,10 +86,18 @@ def test_mlflow_run_holds_the_lineage(first_run):
     assert run.data.params["train.epochs"] == "8"
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert len(losses) > 5 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss curve falls
-    for metric in ("test_recall_at_10", "test_zero_shot_recall_at_10", "test_cold_recall_at_10", "test_cold_zero_shot_recall_at_10"):
+    for metric in (
+        "test_recall_at_10",
+        "test_zero_shot_recall_at_10",
+        "test_cold_recall_at_10",
+        "test_cold_zero_shot_recall_at_10",
+    ):
         assert metric in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
-    assert {"validation/report.json", "validation/data_docs"} <= artifacts  # the validation report and its HTML data docs
+    assert {
+        "validation/report.json",
+        "validation/data_docs",
+    } <= artifacts  # the validation report and its HTML data docs
 
 
 def test_first_model_passing_the_gate_becomes_champion(first_run):
@@ -110,8 +120,14 @@ def test_every_gate_decision_is_a_prefect_table_artifact(first_run):
 
     summary, _, _ = first_run
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion-decision"])))
-    rows = [row for artifact in artifacts for row in (json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data)]
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion-decision"]))
+        )
+    rows = [
+        row
+        for artifact in artifacts
+        for row in (json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data)
+    ]
     [row] = [row for row in rows if (row["model"], row["version"]) == (MODEL_NAME, summary["register"]["version"])]
     assert row["decision"] == "promoted" and row["model"] == MODEL_NAME and "no champion yet" in row["reason"]
 
@@ -124,8 +140,19 @@ def test_champion_pyfunc_answers_under_mlflow_models_serve(first_run, tmp_path):
         port = probe.getsockname()[1]
     smar = Path(sys.executable).with_name("smar")
     server = subprocess.Popen(
-        [str(smar.with_name("mlflow")), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
+        [
+            str(smar.with_name("mlflow")),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL_NAME}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         stdout=(tmp_path / "serve.log").open("w"),
         stderr=subprocess.STDOUT,
         env=os.environ | {"PATH": f"{smar.parent}{os.pathsep}{os.environ['PATH']}"},
@@ -170,11 +197,20 @@ def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tmp_
 
     summary, _, params = first_run
     champion = summary["register"]["version"]
-    second = smar_pipeline(params_file=str(params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config={"train": {"max_steps": 1}})
+    second = smar_pipeline(
+        params_file=str(params),
+        data_dir=str(tiny_data),
+        outputs_dir=str(tmp_path / "outputs"),
+        config={"train": {"max_steps": 1}},
+    )
     registration = second["register"]
     client = MlflowClient()
     settings = client.get_run(second["train"]["run_id"]).data.params  # the override, laid over the file's other values
-    assert settings["train.max_steps"] == "1" and settings["train.epochs"] == "8" and settings["register.model_name"] == MODEL_NAME
+    assert (
+        settings["train.max_steps"] == "1"
+        and settings["train.epochs"] == "8"
+        and settings["register.model_name"] == MODEL_NAME
+    )
     assert registration["promote"] is False and "worse than the champion" in registration["reason"]
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == champion
     assert str(client.get_model_version_by_alias(MODEL_NAME, "challenger").version) == registration["version"]

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from smar.config import ExportConfig, load_config
-from smar.errors import ConfigError
-from smar.paths import Paths
+from smar.core.config import ExportConfig, load_config
+from smar.core.errors import ConfigError
+from smar.core.paths import Paths
 from smar.pipeline import steps
 from smar.retrieval.export import export_shard, finish_export, read_embeddings, start_export
 
@@ -20,14 +20,18 @@ SHARD = 64  # the tiny catalog's 200 items make 4 shards
 @pytest.fixture(scope="module")
 def trained(tiny_data, tiny_params, tmp_path_factory):
     base = load_config(tiny_params)
-    config = base.model_copy(update={
-        "train": base.train.model_copy(update={"max_steps": 5, "checkpoint_every_steps": 0}),
-        "export": base.export.model_copy(update={"shard_items": SHARD, "workers": 2, "batch_size": 16}),
-    })
+    config = base.model_copy(
+        update={
+            "train": base.train.model_copy(update={"max_steps": 5, "checkpoint_every_steps": 0}),
+            "export": base.export.model_copy(update={"shard_items": SHARD, "workers": 2, "batch_size": 16}),
+        }
+    )
     paths = Paths(tiny_data, tmp_path_factory.mktemp("shards") / "outputs")
     steps.validate(config, paths)
     steps.train(config, paths)
-    one_pass = config.model_copy(update={"export": config.export.model_copy(update={"shard_items": 10_000, "batch_size": 256})})
+    one_pass = config.model_copy(
+        update={"export": config.export.model_copy(update={"shard_items": 10_000, "batch_size": 256})}
+    )
     steps.export(one_pass, paths)
     expected, _ = read_embeddings(paths.embeddings_dir)
     return config, paths, expected
@@ -67,7 +71,9 @@ def test_an_export_missing_a_shard_is_not_published(trained):
     with pytest.raises(RuntimeError, match="do not cover the catalog's 200 rows"):
         finish_export(config, paths, results)
     assert {p.name: p.stat().st_mtime_ns for p in paths.embeddings_dir.iterdir()} == before
-    np.testing.assert_allclose(read_embeddings(paths.embeddings_dir)[0]["multimodal"], expected["multimodal"], atol=1e-5)
+    np.testing.assert_allclose(
+        read_embeddings(paths.embeddings_dir)[0]["multimodal"], expected["multimodal"], atol=1e-5
+    )
 
 
 def test_a_runner_whose_integration_is_missing_is_named_with_the_fix():

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from smar.config import load_config
+from smar.core.config import load_config
+from smar.core.paths import Paths
 from smar.data.dataset import load_dataset
 from smar.data.splits import resplit
-from smar.paths import Paths
 from smar.pipeline import steps
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,9 @@ def with_settings(config, min_gate_queries: int):
     return config.model_copy(
         update={
             "train": config.train.model_copy(update={"epochs": 2}),
-            "register_": config.register_.model_copy(update={"model_name": MODEL_NAME, "min_gate_queries": min_gate_queries}),
+            "register_": config.register_.model_copy(
+                update={"model_name": MODEL_NAME, "min_gate_queries": min_gate_queries}
+            ),
         }
     )
 
@@ -59,7 +61,10 @@ def test_gate_compares_only_on_queries_neither_version_trained_on(tiny_data, tin
     client = MlflowClient()
     version = client.get_model_version(MODEL_NAME, decided["version"])
     assert version.tags["gate.queries"] == str(len(unseen))
-    assert version.description.startswith("smar · Recall@10 ") and f"on {len(unseen)} unseen test queries" in version.description
+    assert (
+        version.description.startswith("smar · Recall@10 ")
+        and f"on {len(unseen)} unseen test queries" in version.description
+    )
     assert json.loads((second_paths.model_dir / "trained_queries.json").read_text())["query_ids"] == sorted(
         set(new.split_qrels("train")["query_id"])
     )

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smar.config import load_config
+from smar.core.config import load_config
+from smar.core.paths import Paths
 from smar.data.synth import COLOURS
-from smar.paths import Paths
 from smar.pipeline import steps
 from smar.retrieval.retriever import Retriever
 
@@ -22,7 +22,9 @@ def test_features_replace_the_image_backbone(tiny_data, tiny_params, tmp_path):
     shutil.rmtree(data / "images")
     items = pd.read_parquet(data / "items.parquet")
     features = np.random.default_rng(0).normal(0, 0.1, (len(items), 4, len(COLOURS))).astype(np.float32)
-    features[np.arange(len(items)), :, items["colour"].map(list(COLOURS).index).to_numpy()] += 1.0  # the image "shows" the colour
+    features[np.arange(len(items)), :, items["colour"].map(list(COLOURS).index).to_numpy()] += (
+        1.0  # the image "shows" the colour
+    )
     np.save(data / "image_features.npy", features)
     items.assign(image=None).to_parquet(data / "items.parquet", index=False)
 

@@ -21,7 +21,9 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
         "train": {"epochs": 2},
         "register": {"model_name": f"kinds-{kind}{'-routed' if routing else ''}"},  # its own registry entry
     }
-    summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides)
+    summary = smar_pipeline(
+        params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides
+    )
 
     registration = summary["register"]
     run = MlflowClient().get_run(registration["run_id"])
@@ -30,7 +32,9 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
     model = mlflow.pyfunc.load_model(f"models:/{registration['model_name']}/{registration['version']}")
     answer = model.predict(pd.DataFrame({"query": ["red striped mug", "acme lamp"]}), params={"k": 3})
     assert answer["item_ids"].map(len).tolist() == [3, 3]
-    expected_indexes = {"text_only": {"text"}, "image_only": {"image"}}.get(kind, {"multimodal", "text"} if routing else {"multimodal"})
+    expected_indexes = {"text_only": {"text"}, "image_only": {"image"}}.get(
+        kind, {"multimodal", "text"} if routing else {"multimodal"}
+    )
     assert summary["index"]["views"] == sorted(expected_indexes)
     assert set(answer["index"]) <= expected_indexes
     assert set(summary["evaluate"]["served_by_index"]) <= expected_indexes

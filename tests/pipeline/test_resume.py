@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from smar.config import load_config
+from smar.core.config import load_config
+from smar.core.paths import Paths
+from smar.core.tracking import run_id_of
 from smar.model.checkpoint import WEIGHTS_FILE
-from smar.paths import Paths
 from smar.pipeline import steps
-from smar.tracking import run_id_of
 
 pytestmark = pytest.mark.slow
 EVERY = 3  # checkpoint every 3 steps
@@ -43,12 +43,25 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True, exclude_none=True)))
     paths = validated(config, tiny_data, tmp_path / "killed")
-    command = [str(sys.executable), "-m", "smar", "train", "--params", str(params), "--data", str(tiny_data), "--out", str(paths.outputs)]
+    command = [
+        str(sys.executable),
+        "-m",
+        "smar",
+        "train",
+        "--params",
+        str(params),
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(paths.outputs),
+    ]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     state_file = paths.checkpoint_dir / "training_state.pt"
     deadline = time.monotonic() + 300
     while not (state_file.is_file() and torch.load(state_file, weights_only=False)["step"] >= 2 * EVERY):
-        assert first.poll() is None, f"training ended before it could be killed:\n{first.stderr.read().decode()[-2000:]}"
+        assert first.poll() is None, (
+            f"training ended before it could be killed:\n{first.stderr.read().decode()[-2000:]}"
+        )
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
@@ -74,7 +87,9 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
         assert torch.allclose(resumed[name], tensor, atol=1e-5), name
 
 
-def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefect_harness, tiny_data, tiny_params, tmp_path, monkeypatch):
+def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(
+    config, prefect_harness, tiny_data, tiny_params, tmp_path, monkeypatch
+):
     from mlflow import MlflowClient
 
     import smar.training.loop
@@ -90,7 +105,9 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(config, prefec
 
     monkeypatch.setattr(smar.training.loop, "routed_recall_at_10", fails_once)
     overrides = config.model_dump(mode="json", by_alias=True)
-    summary = smar_pipeline(params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides)
+    summary = smar_pipeline(
+        params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides
+    )
 
     run_id = summary["train"]["run_id"]
     client = MlflowClient()

@@ -13,7 +13,16 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT
-from tests.servers import BIN, Service, create_database, run_cli, start_mlflow, start_postgres, start_prefect, start_worker
+from tests.servers import (
+    BIN,
+    Service,
+    create_database,
+    run_cli,
+    start_mlflow,
+    start_postgres,
+    start_prefect,
+    start_worker,
+)
 
 POOL = "smar"
 WORKER_MODEL = "worker-end-to-end"
@@ -80,7 +89,10 @@ def topology(tmp_path_factory):
         prefect_db = create_database(dsn, "prefect").replace("postgresql://", "postgresql+asyncpg://")
         services.append(mlflow := start_mlflow(mlflow_db, root / "mlflow", logs))
         services.append(prefect := start_prefect(prefect_db, root / "prefect-server", logs))
-        run_cli([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], {"PREFECT_API_URL": prefect.url, "PREFECT_HOME": str(root / "cli")})
+        run_cli(
+            [str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"],
+            {"PREFECT_API_URL": prefect.url, "PREFECT_HOME": str(root / "cli")},
+        )
         topology = Topology(dsn, mlflow_db, mlflow, prefect, root)
         yield topology
     finally:

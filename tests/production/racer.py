@@ -36,7 +36,9 @@ def main(model: str, version: str, recalls: dict[str, float]) -> None:
     decision, champion, comparison = gate(client, model, version, compare, threshold=0.1, tolerance=0.0)
     for key, value in gate_tags(decision, comparison, champion, 0.1, "test").items():
         client.set_model_version_tag(model, version, key, value)
-    print(json.dumps({"version": version, "promote": decision.promote, "champion": champion, "reason": decision.reason}))
+    print(
+        json.dumps({"version": version, "promote": decision.promote, "champion": champion, "reason": decision.reason})
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from mlflow.exceptions import MlflowException
 
-from smar.config import load_config
-from smar.paths import Paths
+from smar.core.config import load_config
+from smar.core.paths import Paths
 from smar.pipeline.steps import run_step
 from smar.registry import register as register_step
 from tests.production.conftest import WORKER_MODEL
@@ -34,17 +34,26 @@ def settings_with(params: Path, directory: Path, **sections) -> Path:
 def test_serve_keeps_serving_through_an_outage_and_readyz_says_why(worker_run, worker_host, topology, tmp_path):
     directory, _ = worker_host
     params = settings_with(directory / "params.yaml", tmp_path, serve={"poll_seconds": 1})
-    service = start_smar_serve(params, topology.host_env(tmp_path / "home"), topology.root / "logs", name="serve-outage")
+    service = start_smar_serve(
+        params, topology.host_env(tmp_path / "home"), topology.root / "logs", name="serve-outage"
+    )
     readyz, search = f"{service.url}/readyz", f"{service.url}/search"
     try:
         wait_until(lambda: http_ok(readyz), service, timeout=180, what="serving a model")
         with topology.tracking_outage():
-            wait_until(lambda: "registry" in httpx.get(readyz).json()["problems"], service, timeout=60, what="reporting the outage")
+            wait_until(
+                lambda: "registry" in httpx.get(readyz).json()["problems"],
+                service,
+                timeout=60,
+                what="reporting the outage",
+            )
             status = httpx.get(readyz)
             assert status.status_code == 200 and status.json()["ready"]  # it still has a whole model to answer with
             assert "cannot resolve" in status.json()["problems"]["registry"]
             assert len(httpx.post(search, json={"query": "blue shirt", "k": 3}, timeout=30).json()["results"]) == 3
-        wait_until(lambda: "registry" not in httpx.get(readyz).json()["problems"], service, timeout=120, what="recovered")
+        wait_until(
+            lambda: "registry" not in httpx.get(readyz).json()["problems"], service, timeout=120, what="recovered"
+        )
     finally:
         service.stop()
 
@@ -55,8 +64,22 @@ def test_a_run_without_the_tracking_server_fails_at_training_after_its_retries(w
     outputs = tmp_path / "outputs"
     env = topology.host_env(tmp_path / "home") | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     with topology.tracking_outage():
-        done = subprocess.run([str(BIN / "smar"), "pipeline", "--params", str(params), "--data", str(directory / "data"), "--out", str(outputs)],
-                              env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [
+                str(BIN / "smar"),
+                "pipeline",
+                "--params",
+                str(params),
+                "--data",
+                str(directory / "data"),
+                "--out",
+                str(outputs),
+            ],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert done.returncode == 1
     assert f"the MLflow tracking server at {topology.mlflow.url} did not answer" in done.stderr
     assert json.loads((outputs / "validation" / "report.json").read_text())["success"]  # validation needs no server
@@ -65,7 +88,9 @@ def test_a_run_without_the_tracking_server_fails_at_training_after_its_retries(w
         [run] = api.post("/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 1}).json()
         tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
     [train] = [task for task in tasks if task["name"].startswith("train")]
-    assert run["state"]["type"] == "FAILED" and train["state"]["type"] == "FAILED" and train["run_count"] == 2  # 1 retry
+    assert (
+        run["state"]["type"] == "FAILED" and train["state"]["type"] == "FAILED" and train["run_count"] == 2
+    )  # 1 retry
 
 
 @pytest.fixture
@@ -80,7 +105,9 @@ def on_the_tracking_server(topology, monkeypatch):
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
 
 
-def test_a_registration_cut_off_by_an_outage_leaves_no_version(worker_run, worker_host, topology, on_the_tracking_server, monkeypatch):
+def test_a_registration_cut_off_by_an_outage_leaves_no_version(
+    worker_run, worker_host, topology, on_the_tracking_server, monkeypatch
+):
     """The server goes away while the gate measures: the version cannot even be removed then, so
     it stays marked `registering` until the retry removes it and registers a whole one."""
     directory, _ = worker_host
@@ -108,4 +135,7 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(worker_run, worke
     result = run_step("register", config, paths)  # what the task's retry does
     versions = {v.version: v for v in client.search_model_versions(f"name='{WORKER_MODEL}'")}
     assert cut_off.version not in versions  # removed by the retry
-    assert versions[result["version"]].tags["smar.state"] == "registered" and "gate.decision" in versions[result["version"]].tags
+    assert (
+        versions[result["version"]].tags["smar.state"] == "registered"
+        and "gate.decision" in versions[result["version"]].tags
+    )

@@ -32,10 +32,16 @@ def on_hosts(topology, tmp_path, commands: dict[str, list[str]], *, prefect: boo
         env = topology.host_env(tmp_path / host) | {"PYTHONPATH": str(PROJECT), "SMAR_TEST_GO": str(go)}
         if not prefect:
             env.pop("PREFECT_API_URL")
-        processes.append(subprocess.Popen(command, cwd=tmp_path / host, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                command, cwd=tmp_path / host, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     deadline = time.monotonic() + 120
     while not all((tmp_path / host / "ready").exists() for host in commands):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), [p.communicate() for p in processes if p.poll() is not None]
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), [
+            p.communicate() for p in processes if p.poll() is not None
+        ]
         time.sleep(0.05)
     go.touch()
     return processes
@@ -73,7 +79,9 @@ def test_racing_promotions_from_two_hosts_leave_the_better_model_as_champion(top
     name = f"race-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
     run = client.create_run(client.get_experiment_by_name("Default").experiment_id).info.run_id
-    champion, worse, better = (str(client.create_model_version(name, source=f"runs:/{run}/model-{n}", run_id=run).version) for n in range(3))
+    champion, worse, better = (
+        str(client.create_model_version(name, source=f"runs:/{run}/model-{n}", run_id=run).version) for n in range(3)
+    )
     move_champion(client, name, champion, expected=None, reason="the champion before the race", by="force")
     recalls = json.dumps({champion: 0.4, worse: 0.5, better: 0.6})
     racer = [sys.executable, "-m", "tests.production.racer", name]

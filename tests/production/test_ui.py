@@ -25,7 +25,10 @@ def form_field(browser, label: str):
     """A field of Prefect's parameter form, found by its label."""
     from selenium.webdriver.common.by import By
 
-    return browser.find_element(By.XPATH, f"//*[normalize-space(text())='{label} (Optional)']/ancestor::div[contains(@class,'schema-form-property ')][1]")
+    return browser.find_element(
+        By.XPATH,
+        f"//*[normalize-space(text())='{label} (Optional)']/ancestor::div[contains(@class,'schema-form-property ')][1]",
+    )
 
 
 def run_from_the_form(browser, run_page: str, kind: str, epochs: int) -> dict[str, str]:
@@ -36,23 +39,38 @@ def run_from_the_form(browser, run_page: str, kind: str, epochs: int) -> dict[st
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     browser.get(run_page)
-    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.XPATH, "//*[normalize-space(text())='Epochs (Optional)']"))
+    WebDriverWait(browser, 60).until(
+        lambda b: b.find_elements(By.XPATH, "//*[normalize-space(text())='Epochs (Optional)']")
+    )
     kind_select = Select(form_field(browser, "Kind").find_element(By.TAG_NAME, "select"))
     epochs_input = form_field(browser, "Epochs").find_element(By.TAG_NAME, "input")
-    shown = {"kind": kind_select.first_selected_option.get_attribute("value"), "epochs": epochs_input.get_attribute("value")}
+    shown = {
+        "kind": kind_select.first_selected_option.get_attribute("value"),
+        "epochs": epochs_input.get_attribute("value"),
+    }
     kind_select.select_by_value(kind)
-    epochs_input.send_keys(Keys.END, str(epochs), Keys.HOME, *[Keys.DELETE] * len(shown["epochs"]))  # typed after the old value, which is then deleted: never empty
+    epochs_input.send_keys(
+        Keys.END, str(epochs), Keys.HOME, *[Keys.DELETE] * len(shown["epochs"])
+    )  # typed after the old value, which is then deleted: never empty
     button(browser, "Submit").click()
-    WebDriverWait(browser, 60).until(lambda b: "tab=Runs" in b.current_url)  # back on the deployment's page, at its runs
+    WebDriverWait(browser, 60).until(
+        lambda b: "tab=Runs" in b.current_url
+    )  # back on the deployment's page, at its runs
     return shown
 
 
 def deployment_runs(api, deployment_id: str) -> list[str]:
-    runs = api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}).raise_for_status().json()
+    runs = (
+        api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}})
+        .raise_for_status()
+        .json()
+    )
     return [run["id"] for run in runs]
 
 
-def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(worker_run, worker_host, topology, tmp_path):
+def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(
+    worker_run, worker_host, topology, tmp_path
+):
     directory, _ = worker_host
     with topology.prefect_api() as api:
         deployment = api.get("/deployments/name/smar-pipeline/default").raise_for_status().json()
@@ -64,15 +82,22 @@ def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(w
         [run_id] = set(deployment_runs(api, deployment["id"])) - earlier
         run = wait_for_run(api, run_id)
     file = yaml.safe_load((directory / "params.yaml").read_text())
-    assert shown == {"kind": file["model"]["kind"], "epochs": str(file["train"]["epochs"])}  # the form started from the file
+    assert shown == {
+        "kind": file["model"]["kind"],
+        "epochs": str(file["train"]["epochs"]),
+    }  # the form started from the file
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert run["parameters"]["config"]["model"]["kind"] == "text_only"
 
     client = topology.client()
-    [tracked] = client.search_runs([client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{run_id}'")
+    [tracked] = client.search_runs(
+        [client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{run_id}'"
+    )
     params = tracked.data.params
     assert params["model.kind"] == "text_only" and params["train.epochs"] == "2"  # the form's values
-    assert float(params["train.learning_rate"]) == file["train"]["learning_rate"]  # the file's, where the form was silent
+    assert (
+        float(params["train.learning_rate"]) == file["train"]["learning_rate"]
+    )  # the file's, where the form was silent
     [version] = client.search_model_versions(f"name='{WORKER_MODEL}' and run_id='{tracked.info.run_id}'")
     assert version.tags["gate.decision"] in ("promoted", "rejected") and version.tags["smar.state"] == "registered"
 
@@ -85,7 +110,9 @@ def move_champion_in_the_mlflow_ui(browser, version_page: str) -> None:
 
     browser.get(version_page)
     wait = WebDriverWait(browser, 60)
-    editor = "button[data-component-id*='modelversionviewaliaseditor']"  # "Add", or the pencil when the version has aliases
+    editor = (
+        "button[data-component-id*='modelversionviewaliaseditor']"  # "Add", or the pencil when the version has aliases
+    )
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, editor))
     browser.find_element(By.CSS_SELECTOR, editor).click()
     dialog = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "[role=dialog]"))
@@ -104,7 +131,9 @@ def test_champion_moved_in_the_mlflow_ui_is_recorded_and_rolled_back(topology, t
     client, name = topology.client(), f"ui-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
     run = client.create_run(client.get_experiment_by_name("Default").experiment_id).info.run_id
-    first, second = (str(client.create_model_version(name, source=f"runs:/{run}/model-{n}", run_id=run).version) for n in range(2))
+    first, second = (
+        str(client.create_model_version(name, source=f"runs:/{run}/model-{n}", run_id=run).version) for n in range(2)
+    )
     move_champion(client, name, first, expected=None, reason="the gate's choice", by="gate")
 
     with chromium(tmp_path / "profile") as browser:
@@ -118,6 +147,8 @@ def test_champion_moved_in_the_mlflow_ui_is_recorded_and_rolled_back(topology, t
     env = topology.host_env(tmp_path / "home")
     history = run_cli([str(BIN / "smar"), "registry", "history", "--params", str(params)], env)
     assert re.search(rf"v{second}\s+<- v{first}\s+outside ", history), history  # the hand-made move, on record
-    rolled = run_cli([str(BIN / "smar"), "registry", "rollback", "--params", str(params), "--reason", "moved by mistake"], env)
+    rolled = run_cli(
+        [str(BIN / "smar"), "registry", "rollback", "--params", str(params), "--reason", "moved by mistake"], env
+    )
     assert f"rolled back to version {first} (from {second})" in rolled
     assert current_champion(client, name) == first

@@ -15,20 +15,36 @@ MODEL_NAME = WORKER_MODEL
 def test_the_worker_runs_the_deployment_to_completion(worker_run, topology):
     assert worker_run["state"]["type"] == "COMPLETED", worker_run["state"]
     with topology.prefect_api() as api:
-        tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [worker_run["id"]]}}}).raise_for_status().json()
-    assert {task["name"].rsplit("-", 1)[0] for task in tasks if task["state"]["type"] == "COMPLETED"} >= {"validate", "train", "index", "evaluate", "register"}
+        tasks = (
+            api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [worker_run["id"]]}}})
+            .raise_for_status()
+            .json()
+        )
+    assert {task["name"].rsplit("-", 1)[0] for task in tasks if task["state"]["type"] == "COMPLETED"} >= {
+        "validate",
+        "train",
+        "index",
+        "evaluate",
+        "register",
+    }
 
 
 def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology, tiny_params):
     import yaml
 
     client = topology.client()
-    [run] = client.search_runs([client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{worker_run['id']}'")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{worker_run['id']}'"
+    )
     assert run.data.params["train.epochs"] == "4"  # the form's override
     file_lr = yaml.safe_load(tiny_params.read_text())["train"]["learning_rate"]
     assert float(run.data.params["train.learning_rate"]) == file_lr  # the file's value where the form was silent
-    made = client.search_model_versions(f"name='{MODEL_NAME}' and run_id='{run.info.run_id}'")  # (the outage tests register it again)
-    first = min(made, key=lambda version: int(version.version))  # lineage: the registry's first version came from this flow run
+    made = client.search_model_versions(
+        f"name='{MODEL_NAME}' and run_id='{run.info.run_id}'"
+    )  # (the outage tests register it again)
+    first = min(
+        made, key=lambda version: int(version.version)
+    )  # lineage: the registry's first version came from this flow run
     assert first.version == "1" and first.tags["gate.decision"] == "promoted" and int(first.tags["gate.queries"]) > 0
     assert "gate: promoted" in first.description and first.tags["smar.state"] == "registered"
     first_move = history(client, MODEL_NAME)[0]  # the alias: the gate made version 1 champion

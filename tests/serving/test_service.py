@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smar import tracking
-from smar.config import SmarConfig, load_config
+from smar.core import tracking
+from smar.core.config import SmarConfig, load_config
+from smar.core.paths import Paths
 from smar.data.dataset import dvc_directory_md5
 from smar.model.checkpoint import WEIGHTS_FILE
-from smar.paths import Paths
 from smar.pipeline import steps
 from smar.registry.register import log_version
 from tests.browser import chromium
@@ -74,7 +74,9 @@ def service(trained):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(follower, settings, paths.data), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(follower, settings, paths.data), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -104,7 +106,9 @@ def test_health_readiness_and_version(service, trained):
     ready = httpx.get(f"{url}/readyz").json()
     assert ready == {"ready": True, "model_version": versions["first"], "problems": {}}
     info = httpx.get(f"{url}/version").json()
-    assert info["model_name"] == MODEL_NAME and info["model_version"] == versions["first"] and info["alias"] == "champion"
+    assert (
+        info["model_name"] == MODEL_NAME and info["model_version"] == versions["first"] and info["alias"] == "champion"
+    )
     assert info["data_hash"] == dvc_directory_md5(paths.data)
     assert info["git_commit"] and info["run_id"] == tracking.run_id_of(paths.model_dir)
 
@@ -148,7 +152,9 @@ def test_search_returns_titled_items_with_fetchable_images(service, trained):
 )
 def test_bad_requests_get_422_naming_the_field(service, body, complaint):
     url, _, _ = service
-    response = httpx.post(f"{url}/search", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/search", json=body)
+    response = (
+        httpx.post(f"{url}/search", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/search", json=body)
+    )
     assert response.status_code == 422, response.text
     assert complaint in response.json()["error"] and '"query"' in response.json()["hint"]
 
@@ -156,7 +162,7 @@ def test_bad_requests_get_422_naming_the_field(service, body, complaint):
 def test_search_page_is_served(service):
     url, _, _ = service
     page = httpx.get(f"{url}/")
-    assert page.status_code == 200 and "<form id=\"search\"" in page.text and "/version" in page.text
+    assert page.status_code == 200 and '<form id="search"' in page.text and "/version" in page.text
 
 
 def test_alias_moves_are_followed_without_a_failed_request(service):
@@ -189,7 +195,9 @@ def test_alias_moves_are_followed_without_a_failed_request(service):
     assert failures == []
     assert set(seen) == {versions["first"], versions["second"]}
     swap = seen.index(versions["second"])
-    assert all(v == versions["second"] for v in seen[swap + 20 :])  # a few answers computed before the swap may land after it
+    assert all(
+        v == versions["second"] for v in seen[swap + 20 :]
+    )  # a few answers computed before the swap may land after it
     assert httpx.get(f"{url}/readyz").json()["model_version"] == versions["second"]
 
 
@@ -264,9 +272,12 @@ def test_search_page_shows_result_images_in_a_real_browser(service, tmp_path):
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait = WebDriverWait(browser, 60)
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#results figure")) >= 10)
-        wait.until(lambda b: b.execute_script(
-            "const imgs = [...document.querySelectorAll('#results img')];"
-            "return imgs.length >= 10 && imgs.every(i => i.complete && i.naturalWidth > 0);"))
+        wait.until(
+            lambda b: b.execute_script(
+                "const imgs = [...document.querySelectorAll('#results img')];"
+                "return imgs.length >= 10 && imgs.every(i => i.complete && i.naturalWidth > 0);"
+            )
+        )
         titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#results .title")]
         assert all(titles), titles
         footer = browser.find_element(By.ID, "footer").text
@@ -274,4 +285,3 @@ def test_search_page_shows_result_images_in_a_real_browser(service, tmp_path):
         shot = tmp_path / "search-page.png"
         browser.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-

@@ -34,7 +34,15 @@ class Progress:
         if not self.enabled:
             return self
 
-        self._bar = tqdm(total=self.total, desc=self.description, unit=self.unit, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=self.total,
+            desc=self.description,
+            unit=self.unit,
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+            dynamic_ncols=True,
+        )
         self._artifact = _create_artifact(self.description)
         return self
 
@@ -60,7 +68,9 @@ class Progress:
         try:
             from prefect.artifacts import update_progress_artifact
 
-            update_progress_artifact(self._artifact, self.percent, description=f"{self.description}: {self.done}/{self.total} {self.unit}")
+            update_progress_artifact(
+                self._artifact, self.percent, description=f"{self.description}: {self.done}/{self.total} {self.unit}"
+            )
         except Exception as error:  # the UI's view of progress is never worth a failed step
             log.debug("progress artifact not updated: %s", error)
 

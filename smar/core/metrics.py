@@ -26,12 +26,16 @@ def per_query_metrics(ranking: list[str], relevant: dict[str, int], ks=(10, 50))
     first_hit = next((rank for rank, item in enumerate(ranking[:10], start=1) if item in relevant), None)
     scores["mrr@10"] = 1.0 / first_hit if first_hit else 0.0
     dcg = sum(relevant.get(item, 0) / math.log2(rank + 1) for rank, item in enumerate(ranking[:10], start=1))
-    ideal = sum(label / math.log2(rank + 1) for rank, label in enumerate(sorted(relevant.values(), reverse=True)[:10], start=1))
+    ideal = sum(
+        label / math.log2(rank + 1) for rank, label in enumerate(sorted(relevant.values(), reverse=True)[:10], start=1)
+    )
     scores["ndcg@10"] = dcg / ideal if ideal else 0.0
     return scores
 
 
-def retrieval_metrics(rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]], ks=(10, 50)) -> dict[str, float]:
+def retrieval_metrics(
+    rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]], ks=(10, 50)
+) -> dict[str, float]:
     """Average the per-query metrics over every query that has relevant items."""
     queries = [q for q in relevant if relevant[q]]
     if not queries:

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from smar.errors import MissingInputError
+from smar.core.errors import MissingInputError
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """The data contract: what a dataset directory holds. Every reader and writer imports these names.
 
-    items.parquet     item_id, title, category, brand (nullable), image (path relative to the
-                      dataset, or null when the dataset ships image_features.npy), any attributes
-    queries.parquet   query_id, text
-    qrels.parquet     query_id, item_id, label (relevance grade >= 1), split (train/valid/test)
-    dataset.json      name, version, source and counts (valid JSON)
-    images/           the image files items.parquet names
-    image_features.npy  optional: float32 [num_items, F] or [num_items, T, F], items.parquet order
+items.parquet     item_id, title, category, brand (nullable), image (path relative to the
+                  dataset, or null when the dataset ships image_features.npy), any attributes
+queries.parquet   query_id, text
+qrels.parquet     query_id, item_id, label (relevance grade >= 1), split (train/valid/test)
+dataset.json      name, version, source and counts (valid JSON)
+images/           the image files items.parquet names
+image_features.npy  optional: float32 [num_items, F] or [num_items, T, F], items.parquet order
 """
 
 from __future__ import annotations

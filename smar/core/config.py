@@ -12,8 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smar.data.contract import BY_QUERY, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
-from smar.errors import ConfigError, describe_invalid
+from smar.core.contract import BY_QUERY, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
+from smar.core.errors import ConfigError, describe_invalid
 
 
 class _Section(BaseModel):
@@ -36,8 +36,10 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     split_by: Literal["query", "category", "family", "brand", "material"] = Field(
         "category",
-        description="An item column (category, family, ...): whole groups of items go to train, valid or test, and each query "
-        "follows the group of its relevant items, so test queries ask for items training never saw; or query: each query draws its split.",
+        description="An item column (category, family, ...): whole groups of items go to train, valid or test, and "
+        "each query "
+        "follows the group of its relevant items, so test queries ask for items training never saw; or query: each "
+        "query draws its split.",
     )
 
 
@@ -56,18 +58,24 @@ class ModelConfig(_Section):
         "smar_fused_only (fused loss alone), smar_no_xattn (SMAR losses, MLP fusion without cross-attention).",
     )
     text_encoder: Literal["scratch", "minilm"] = Field(
-        "minilm", description="minilm: all-MiniLM-L6-v2 weights (hidden size 384); scratch: a small BERT trained from scratch."
+        "minilm",
+        description="minilm: all-MiniLM-L6-v2 weights (hidden size 384); scratch: a small BERT trained from scratch.",
     )
     image_backbone: str = Field("tf_efficientnet_lite0", description="Any timm model name.")
     image_weights: Literal["none", "imagenet"] = Field(
-        "imagenet", description="imagenet: EfficientNet-Lite0 ImageNet weights (needs image_backbone tf_efficientnet_lite0); none: from scratch."
+        "imagenet",
+        description="imagenet: EfficientNet-Lite0 ImageNet weights (needs image_backbone tf_efficientnet_lite0); "
+        "none: from scratch.",
     )
     pretrained: Literal["frozen", "finetune"] = Field(
         "frozen",
         description="frozen: the pretrained encoders keep their weights and their outputs are cached once per catalog; "
-        "the towers learn on top of them. finetune: they train too, at learning_rate x pretrained_lr_scale (for a GPU).",
+        "the towers learn on top of them. finetune: they train too, at learning_rate x pretrained_lr_scale (for a "
+        "GPU).",
     )
-    embedding_dim: int = Field(384, ge=8, description="Item and query vector size (MiniLM's 384 with text_encoder minilm).")
+    embedding_dim: int = Field(
+        384, ge=8, description="Item and query vector size (MiniLM's 384 with text_encoder minilm)."
+    )
     text_hidden_size: int = Field(384, ge=8)
     text_layers: int = Field(2, ge=1, description="Scratch text encoder only.")
     text_heads: int = Field(12, ge=1)
@@ -75,12 +83,18 @@ class ModelConfig(_Section):
     vocab_size: int = Field(2000, ge=100, description="Scratch text encoder only.")
     share_text_encoder: bool = Field(True, description="Query and title towers share one text encoder.")
     text_pooling: Literal["cls", "mean"] = "mean"
-    text_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scratch text encoder (attention and hidden).")
+    text_dropout: float = Field(
+        0.1, ge=0, lt=1, description="Dropout in the scratch text encoder (attention and hidden)."
+    )
     image_size: int = Field(64, ge=16, le=512)
-    fusion_width: int = Field(128, ge=8, description="Width of the image tower's Transformer and of the cross-attention fusion.")
+    fusion_width: int = Field(
+        128, ge=8, description="Width of the image tower's Transformer and of the cross-attention fusion."
+    )
     image_layers: int = Field(1, ge=1, description="Transformer layers over the backbone's patch tokens.")
     fusion_layers: int = Field(1, ge=1, description="Cross-attention layers from title tokens to image tokens.")
-    adaptive_routing: bool = Field(False, description="smar only: a query head picks the multimodal or the text index (stage 2).")
+    adaptive_routing: bool = Field(
+        False, description="smar only: a query head picks the multimodal or the text index (stage 2)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -89,11 +103,15 @@ class ModelConfig(_Section):
                 f"text_hidden_size ({self.text_hidden_size}) must be a multiple of text_heads ({self.text_heads})"
             )
         if self.text_encoder == "minilm" and self.text_hidden_size != 384:
-            raise ValueError("text_encoder 'minilm' has hidden size 384: set text_hidden_size: 384 (and text_heads: 12)")
+            raise ValueError(
+                "text_encoder 'minilm' has hidden size 384: set text_hidden_size: 384 (and text_heads: 12)"
+            )
         if self.text_encoder == "minilm" and self.embedding_dim != self.text_hidden_size:
             raise ValueError("text_encoder 'minilm' keeps MiniLM's vector space: set embedding_dim: 384")
         if self.image_weights == "imagenet" and self.image_backbone != "tf_efficientnet_lite0":
-            raise ValueError("image_weights 'imagenet' ships for EfficientNet-Lite0 only: set image_backbone: tf_efficientnet_lite0")
+            raise ValueError(
+                "image_weights 'imagenet' ships for EfficientNet-Lite0 only: set image_backbone: tf_efficientnet_lite0"
+            )
         return self
 
     @property
@@ -113,7 +131,10 @@ class TrainConfig(_Section):
     batch_size: int = Field(128, ge=2)
     learning_rate: float = Field(1e-3, gt=0)
     pretrained_lr_scale: float = Field(
-        0.05, gt=0, le=1, description="Pretrained weights (MiniLM, ImageNet backbone) learn at learning_rate times this."
+        0.05,
+        gt=0,
+        le=1,
+        description="Pretrained weights (MiniLM, ImageNet backbone) learn at learning_rate times this.",
     )
     weight_decay: float = Field(0.01, ge=0)
     initial_temperature: float = Field(0.05, gt=0, lt=1)
@@ -124,11 +145,18 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = Field(None, ge=1, description="Stop early after this many steps (smoke runs).")
     checkpoint_every_steps: int = Field(
-        50, ge=0, description="Save the training state this often (0: never); a killed or failed training resumes from it."
+        50,
+        ge=0,
+        description="Save the training state this often (0: never); a killed or failed training resumes from it.",
     )
-    retries: int = Field(1, ge=0, description="Prefect retries of a failed train task (it resumes from the checkpoint).")
+    retries: int = Field(
+        1, ge=0, description="Prefect retries of a failed train task (it resumes from the checkpoint)."
+    )
     loader_workers: int = Field(
-        0, ge=0, description="DataLoader worker processes assembling batches (0: in the training process, best on a few CPU cores)."
+        0,
+        ge=0,
+        description="DataLoader worker processes assembling batches (0: in the training process, best on a few CPU "
+        "cores).",
     )
     accumulation_steps: int = Field(
         1, ge=1, description="Split each batch into this many micro-batches (less memory, same negatives and gradient)."
@@ -138,7 +166,9 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _divisible(self) -> TrainConfig:
         if self.batch_size % self.accumulation_steps:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of accumulation_steps ({self.accumulation_steps})")
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of accumulation_steps ({self.accumulation_steps})"
+            )
         return self
 
 
@@ -147,19 +177,30 @@ class ExportConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda (fp16) when present, else cpu.")
     shard_items: int = Field(50_000, ge=1, description="Items per shard; the Prefect flow exports shards in parallel.")
     task_runner: Literal["threads", "dask", "ray"] = Field(
-        "threads", description="Prefect task runner for the shards: threads, or dask / ray (pip install 'smar[dask]' / 'smar[ray]')."
+        "threads",
+        description="Prefect task runner for the shards: threads, or dask / ray (pip install 'smar[dask]' / "
+        "'smar[ray]').",
     )
-    workers: int = Field(1, ge=1, description="Shards exported at once (threads, or the workers of a local Dask or Ray cluster).")
-    cluster_address: str | None = Field(None, description="A running Dask scheduler or Ray cluster to use; none: start a local one.")
+    workers: int = Field(
+        1, ge=1, description="Shards exported at once (threads, or the workers of a local Dask or Ray cluster)."
+    )
+    cluster_address: str | None = Field(
+        None, description="A running Dask scheduler or Ray cluster to use; none: start a local one."
+    )
 
 
 class IndexConfig(_Section):
     factory: str = Field(
         "auto",
-        description="faiss.index_factory string (Flat, HNSW32,Flat, IVF1024,PQ32x8, ...), or auto: chosen by catalog size.",
+        description="faiss.index_factory string (Flat, HNSW32,Flat, IVF1024,PQ32x8, ...), or auto: chosen by catalog "
+        "size.",
     )
     target_recall: float = Field(
-        0.95, gt=0, le=1, description="Approximate indexes: smallest efSearch / nprobe whose Recall@10 against exact search reaches this."
+        0.95,
+        gt=0,
+        le=1,
+        description="Approximate indexes: smallest efSearch / nprobe whose Recall@10 against exact search reaches "
+        "this.",
     )
 
 
@@ -178,25 +219,32 @@ class RegisterConfig(_Section):
     min_recall_at_10: float = Field(0.2, ge=0.0, le=1.0, description="Absolute gate for promotion.")
     tolerance: float = Field(0.0, ge=0.0, le=1.0, description="How far below the champion a candidate may be.")
     min_gate_queries: int = Field(
-        30, ge=1, description="The gate compares candidate and champion only on evaluation queries neither trained on; with fewer, it refuses to decide."
+        30,
+        ge=1,
+        description="The gate compares candidate and champion only on evaluation queries neither trained on; with "
+        "fewer, it refuses to decide.",
     )
     retries: int = Field(
-        2, ge=0, description="Prefect retries of the steps after training that need the tracking server (evaluate, register, fetch_champion)."
+        2,
+        ge=0,
+        description="Prefect retries of the steps after training that need the tracking server (evaluate, register, "
+        "fetch_champion).",
     )
-    retry_delay_seconds: float = Field(30.0, ge=0, description="Wait between those retries (a tracking server restarting).")
+    retry_delay_seconds: float = Field(
+        30.0, ge=0, description="Wait between those retries (a tracking server restarting)."
+    )
 
 
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Interface `smar serve` binds.")
     port: int = Field(8000, ge=1, le=65535)
     alias: str = Field("champion", description="Registry alias the service follows.")
-    poll_seconds: float = Field(5.0, gt=0, description="How often the service asks the registry where the alias points.")
+    poll_seconds: float = Field(
+        5.0, gt=0, description="How often the service asks the registry where the alias points."
+    )
     max_query_chars: int = Field(256, ge=1, description="Longer queries are refused with 422.")
     max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
     max_batch: int = Field(64, ge=1, description="Concurrent queries encoded together in one batch.")
-
-
-CLI_OPTION = {"items": "--items", "queries": "--queries", "interactions": "--interactions"}  # the import's table options
 
 
 class ImportConfig(BaseModel):
@@ -204,23 +252,35 @@ class ImportConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["table", "jd_tsv"] = Field("table", description="table: CSV/JSONL/Parquet files; jd_tsv: an id-encoded release.")
+    format: Literal["table", "jd_tsv"] = Field(
+        "table", description="table: CSV/JSONL/Parquet files; jd_tsv: an id-encoded release."
+    )
     items: Path | None = Field(None, description="table: the items file.")
     queries: Path | None = Field(None, description="table: the queries file.")
     interactions: Path | None = Field(None, description="table: the interactions file.")
-    images_dir: Path | None = Field(None, description="table: folder the image column is relative to (default: the items file's folder).")
+    images_dir: Path | None = Field(
+        None, description="table: folder the image column is relative to (default: the items file's folder)."
+    )
     source_dir: Path | None = Field(None, description="jd_tsv: the release directory.")
     mapping: dict[str, dict[str, str | None]] = Field(
         default_factory=dict, description="table: {table: {contract column: source column or null}}."
     )
-    label: Literal["clicks", "graded"] = Field("clicks", description="clicks: summed per (query, item); graded: taken as is.")
-    item_attributes: list[str] | None = Field(None, description="table: extra item columns to keep (default: every other column).")
-    drop_items_without_features: bool = Field(False, description="jd_tsv: drop items with no feature row instead of failing.")
+    label: Literal["clicks", "graded"] = Field(
+        "clicks", description="clicks: summed per (query, item); graded: taken as is."
+    )
+    item_attributes: list[str] | None = Field(
+        None, description="table: extra item columns to keep (default: every other column)."
+    )
+    drop_items_without_features: bool = Field(
+        False, description="jd_tsv: drop items with no feature row instead of failing."
+    )
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     seed: int = 0
     split_by: str = Field(
-        BY_QUERY, min_length=1, description="query (a hash of the query id), or an item column: whole groups of items per split."
+        BY_QUERY,
+        min_length=1,
+        description="query (a hash of the query id), or an item column: whole groups of items per split.",
     )
     name: str = Field("imported", min_length=1)
     version: str = Field("1", min_length=1)
@@ -228,24 +288,33 @@ class ImportConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ImportConfig:
         if self.format == "table":
-            missing = [f"{field} ({CLI_OPTION[field]} FILE)" for field in CLI_OPTION if getattr(self, field) is None]
+            missing = [f"{field} (--{field} FILE)" for field in SOURCE_TABLES if getattr(self, field) is None]
             if missing:
                 raise ValueError(f"format 'table' needs {', '.join(missing)}")
             if self.source_dir is not None:
-                raise ValueError("source_dir (--source) is for format 'jd_tsv'; a table import takes --items, --queries, --interactions")
+                raise ValueError(
+                    "source_dir (--source) is for format 'jd_tsv'; a table import takes --items, --queries, "
+                    "--interactions"
+                )
         else:
             if self.source_dir is None:
                 raise ValueError("format 'jd_tsv' needs source_dir (--source DIR)")
-            given = [field for field in (*CLI_OPTION, "images_dir") if getattr(self, field) is not None]
+            given = [field for field in (*SOURCE_TABLES, "images_dir") if getattr(self, field) is not None]
             if given or self.mapping or self.item_attributes is not None:
-                extra = given + (["mapping (--map)"] if self.mapping else []) + (["item_attributes"] if self.item_attributes is not None else [])
+                extra = (
+                    given
+                    + (["mapping (--map)"] if self.mapping else [])
+                    + (["item_attributes"] if self.item_attributes is not None else [])
+                )
                 raise ValueError(f"{', '.join(extra)}: for format 'table' only; a jd_tsv release has a fixed layout")
         for table, columns in self.mapping.items():
             if table not in SOURCE_TABLES:
                 raise ValueError(f"mapping: unknown table {table!r}; choose from {', '.join(SOURCE_TABLES)}")
             for column, source in columns.items():
                 if column not in SOURCE_TABLES[table]:
-                    raise ValueError(f"mapping.{table}: unknown column {column!r}; {table} has {', '.join(SOURCE_TABLES[table])}")
+                    raise ValueError(
+                        f"mapping.{table}: unknown column {column!r}; {table} has {', '.join(SOURCE_TABLES[table])}"
+                    )
                 if source is None and (table, column) not in OPTIONAL_SOURCE_COLUMNS:
                     raise ValueError(f"mapping.{table}.{column}: required, it cannot be unmapped")
         if self.label == "graded" and self.mapping.get("interactions", {}).get("label", "label") is None:
@@ -254,7 +323,6 @@ class ImportConfig(BaseModel):
 
     def source_column(self, table: str, column: str) -> str | None:
         return self.mapping.get(table, {}).get(column, column)
-
 
 
 class SmarConfig(_Section):
@@ -284,7 +352,9 @@ def load_config(path: str | Path = "params.yaml", overrides: BaseModel | dict | 
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of step names to settings, got {type(raw).__name__}.")
-    given = _values_set(overrides.model_dump(mode="json", by_alias=True) if isinstance(overrides, BaseModel) else overrides or {})
+    given = _values_set(
+        overrides.model_dump(mode="json", by_alias=True) if isinstance(overrides, BaseModel) else overrides or {}
+    )
     try:
         return SmarConfig.model_validate(_merged(raw, given))
     except ValidationError as error:
@@ -305,7 +375,9 @@ def _values_set(overrides: dict) -> dict:
 def _merged(base: dict, overrides: dict) -> dict:
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        merged[key] = (
+            _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
     return merged
 
 
@@ -321,8 +393,14 @@ def _partial(model: type[BaseModel]) -> type[BaseModel]:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             annotation = _partial(annotation)
-        fields[name] = (Optional[annotation], Field(None, alias=field.alias, description=field.description))  # noqa: UP045 (a runtime type)
-    return create_model(f"{model.__name__}Overrides", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields)
+        fields[name] = (
+            Optional[annotation],  # noqa: UP045 (a runtime type)
+            Field(None, alias=field.alias, description=field.description),
+        )
+    return create_model(
+        f"{model.__name__}Overrides", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields
+    )
 
 
-SmarOverrides = _partial(SmarConfig)  # the Prefect run form: the params file's values, changed where the user changes them
+# The Prefect run form: the params file's values, changed where the user changes them.
+SmarOverrides = _partial(SmarConfig)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from smar.errors import MissingInputError, TrackingUnavailable
+from smar.core.errors import MissingInputError, TrackingUnavailable
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "smar"
@@ -62,7 +62,9 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
+        self.client.log_batch(
+            run_id, metrics=[Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        )
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -78,7 +80,6 @@ class MlflowTracker:
 
 def configure():
     """Point MLflow at the project's store (or $MLFLOW_TRACKING_URI) and return the module."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
@@ -104,12 +105,15 @@ def _experiment(mlflow, uri: str):
         if not uri.startswith(("http://", "https://")):
             raise
         first_line = str(error).strip().splitlines()[0][:300]
-        raise TrackingUnavailable(f"the MLflow tracking server at {uri} did not answer ({first_line}). "
-                                  "Check that it is up and that MLFLOW_TRACKING_URI names it.") from error
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} did not answer ({first_line}). "
+            "Check that it is up and that MLFLOW_TRACKING_URI names it."
+        ) from error
 
 
 def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:
-    """The data version (`data.*`, with `data.rev` when a flow run picked one), the git commit and, under Prefect, the flow run."""
+    """The data version (`data.*`, with `data.rev` when a flow run picked one), the git commit and, under
+    Prefect, the flow run."""
     tags = {f"data.{key}": value for key, value in data_version.items()}
     tags["git.commit"] = _git_commit()
     if "prefect" in sys.modules:  # only ask Prefect when we run inside it
@@ -126,7 +130,9 @@ def lineage_tags(data_version: dict[str, str]) -> dict[str, str]:
 def _git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -150,5 +156,7 @@ def save_run_id(model_dir: Path, run_id: str) -> None:
 def run_id_of(model_dir: Path) -> str:
     path = Path(model_dir) / RUN_FILE
     if not path.is_file():
-        raise MissingInputError(f"{path}: missing; the model was trained without tracking, or not by `smar train`. Run `smar train` first.")
+        raise MissingInputError(
+            f"{path}: missing; the model was trained without tracking, or not by `smar train`. Run `smar train` first."
+        )
     return json.loads(path.read_text())["run_id"]

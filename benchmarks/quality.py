@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 KINDS = ["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
-METRICS = ["recall@10", "recall@50", "precision@50", "f1@50", "mrr@10", "ndcg@10"]
-SLICE_METRICS = ["recall@10", "ndcg@10"]
+METRICS = ["recall_at_10", "recall_at_50", "precision_at_50", "f1_at_50", "mrr_at_10", "ndcg_at_10"]
+SLICE_METRICS = ["recall_at_10", "ndcg_at_10"]
 ZERO_SHOT = "zero-shot MiniLM (no training)"
 
 
@@ -137,7 +137,7 @@ def main() -> None:
             }
         )
         print(
-            f"{label} seed {seed}: R@10 {evaluation['model']['recall@10']:.4f}, cold {runs[-1]['slices']['cold']}",
+            f"{label} seed {seed}: R@10 {evaluation['model']['recall_at_10']:.4f}, cold {runs[-1]['slices']['cold']}",
             flush=True,
         )
         write_report(runs, baselines, meta, stem)  # after every run: a long benchmark keeps what it has
@@ -281,9 +281,9 @@ def markdown(summary: dict, baselines: dict, meta: dict) -> str:
         "|---|" + "---|" * len(names),
     ]
     for label, stats in summary.items():
-        lines.append(f"| {label} | " + " | ".join(cell(stats["slices"][name]["recall@10"]) for name in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(cell(stats["slices"][name]["recall_at_10"]) for name in names) + " |")
     lines.append(
-        f"| *{ZERO_SHOT}* | " + " | ".join(f"{baselines[ZERO_SHOT][name]['recall@10']:.4f}" for name in names) + " |"
+        f"| *{ZERO_SHOT}* | " + " | ".join(f"{baselines[ZERO_SHOT][name]['recall_at_10']:.4f}" for name in names) + " |"
     )
     routed = {label: stats["routed_to_text"] for label, stats in summary.items() if "routed_to_text" in stats}
     if routed:
@@ -305,18 +305,19 @@ def target_lines(summary: dict, baselines: dict) -> list[str]:
         kind, _, params = label.partition(" · ")
         if kind != "smar":
             continue
-        recall = {name: stats["slices"][name]["recall@10"]["mean"] for name in stats["slices"]}
+        recall = {name: stats["slices"][name]["recall_at_10"]["mean"] for name in stats["slices"]}
         if "cold" in recall:
             lines.append(
-                f"- {label}, cold Recall@10: {recall['cold']:.4f} = {recall['cold'] / zero['cold']['recall@10']:.2f} "
-                f"x zero-shot MiniLM ({zero['cold']['recall@10']:.4f})."
+                f"- {label}, cold Recall@10: {recall['cold']:.4f} = "
+                f"{recall['cold'] / zero['cold']['recall_at_10']:.2f} x zero-shot MiniLM "
+                f"({zero['cold']['recall_at_10']:.4f})."
             )
-        worse = [name for name in recall if recall[name] < zero[name]["recall@10"]]
+        worse = [name for name in recall if recall[name] < zero[name]["recall_at_10"]]
         lines.append(f"- {label}, slices below zero-shot MiniLM: {', '.join(worse) or 'none'}.")
         for other in ("text_only", "late_fusion"):
             other_label = " · ".join(filter(None, [other, params]))
             if other_label in summary:
-                theirs = {name: summary[other_label]["slices"][name]["recall@10"] for name in recall}
+                theirs = {name: summary[other_label]["slices"][name]["recall_at_10"] for name in recall}
                 behind = [
                     f"{name} ({recall[name]:.4f} vs {theirs[name]['mean']:.4f})"
                     for name in recall

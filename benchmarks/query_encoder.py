@@ -83,7 +83,7 @@ def main() -> None:
             "ms_per_batch": {batch: round(1000 * statistics.median(timings[name][batch]), 2) for batch in args.batches},
             "drift_mean": round(float(1 - cosine.mean()), 6),
             "drift_worst": round(float(1 - cosine.min()), 6),
-            "recall@10": round(retrieval_metrics(rankings, relevant, ks=(10,))["recall@10"], 6),
+            "recall_at_10": round(retrieval_metrics(rankings, relevant, ks=(10,))["recall_at_10"], 6),
         }
     write(results, args)
 
@@ -107,7 +107,7 @@ def write(results: dict, args) -> None:
         lines.append(
             f"| {name} | "
             + " | ".join(cells)
-            + f" | {way['drift_mean']:.2g} / {way['drift_worst']:.2g} | {way['recall@10']:.4f} |"
+            + f" | {way['drift_mean']:.2g} / {way['drift_worst']:.2g} | {way['recall_at_10']:.4f} |"
         )
     (args.results / "query_encoder.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -71,7 +71,7 @@ def analyse(dataset, outputs: Path, split: str) -> dict:
         top = np.argsort(-(vectors @ embeddings[view].T), axis=1)[:, :10]
         recall[view] = np.array(
             [
-                per_query_metrics([item_ids[i] for i in row], relevant[q], (10,))["recall@10"]
+                per_query_metrics([item_ids[i] for i in row], relevant[q], (10,))["recall_at_10"]
                 for q, row in zip(queries["query_id"], top)
             ]
         )

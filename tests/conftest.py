@@ -33,7 +33,7 @@ TINY_PARAMS = {
     "model": {"fusion_width": 32, "image_size": 32},
     "train": {"epochs": 8, "batch_size": 32, "learning_rate": 0.003},
     "evaluate": {"plot_max_k": 50, "random_baseline_draws": 2},
-    "register": {"min_recall_at_10": 0.05},
+    "register": {"threshold": 0.05},
 }
 
 

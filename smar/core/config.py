@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from smar.core.contract import BY_QUERY, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
 from smar.core.errors import ConfigError, describe_invalid
+from smar.core.metrics import Metric
 
 
 class _Section(BaseModel):
@@ -206,18 +207,48 @@ class IndexConfig(_Section):
 
 class EvaluateConfig(_Section):
     split: Literal["valid", "test"] = "test"
-    ks: tuple[int, ...] = (10, 50)
+    ks: tuple[int, ...] = Field(
+        (10, 50), min_length=1, description="Cutoffs: Recall, Precision, F1, MRR and NDCG at each."
+    )
+    primary_metric: str = Field(
+        "recall_at_10",
+        description="The metric the gate decides on, training validates with and the summary leads with (NAME_at_K, "
+        "NAME one of recall, precision, f1, mrr, ndcg); its K must be one of ks.",
+    )
     plot_max_k: int = Field(100, ge=1)
     random_baseline_draws: int = Field(5, ge=1)
     zero_shot_baseline: bool = Field(
         True, description="Score off-the-shelf MiniLM title search (no training) on the same queries, beside the model."
     )
 
+    @model_validator(mode="after")
+    def _primary_is_reported(self) -> EvaluateConfig:
+        if any(k < 1 for k in self.ks) or len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"ks {list(self.ks)}: give distinct cutoffs of at least 1")
+        metric = self.primary  # raises on a malformed name
+        if metric.k not in self.ks:
+            raise ValueError(
+                f"primary_metric {metric.key} needs k {metric.k} in ks {list(self.ks)}: add {metric.k} to ks, "
+                f"or choose a primary metric at one of them (e.g. {metric.name}_at_{self.ks[0]})"
+            )
+        return self
+
+    @property
+    def primary(self) -> Metric:
+        return Metric.parse(self.primary_metric)
+
 
 class RegisterConfig(_Section):
     model_name: str = "smar-retriever"
-    min_recall_at_10: float = Field(0.2, ge=0.0, le=1.0, description="Absolute gate for promotion.")
-    tolerance: float = Field(0.0, ge=0.0, le=1.0, description="How far below the champion a candidate may be.")
+    threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="The gate's floor: a version scoring below it on evaluate.primary_metric is never champion.",
+    )
+    tolerance: float = Field(
+        0.0, ge=0.0, le=1.0, description="How far below the champion's score a candidate's may be."
+    )
     min_gate_queries: int = Field(
         30,
         ge=1,

@@ -1,57 +1,107 @@
 """Retrieval metrics over ranked lists, checked against hand-computed values in the tests.
 
+A metric is a name and a cutoff, `Metric("recall", 10)`. It has one key, `recall_at_10`,
+wherever it is stored (metrics.json, MLflow metrics and tags, registration.json, params.yaml),
+prefixed by what it measures where it is tracked (`test.cold.zero_shot.recall_at_10`), and
+one label people read, `Recall@10`.
+
 - Recall@K    = |relevant in top K| / |relevant|, averaged over queries
 - Precision@K = |relevant in top K| / K, averaged over queries
 - F1@K        = harmonic mean of the averaged Precision@K and Recall@K (as the SMAR paper reports)
-- MRR@10      = 1 / rank of the first relevant item within the top 10, else 0
-- NDCG@10     = DCG with gain = label and discount log2(rank + 1), over the ideal DCG
+- MRR@K       = 1 / rank of the first relevant item within the top K, else 0
+- NDCG@K      = DCG with gain = label and discount log2(rank + 1), over the ideal DCG at K
 
-Training (validation Recall@10, the routing head's targets), evaluation and the promotion gate
-all score rankings here.
+Training (its validation metric, the routing head's targets), evaluation and the promotion
+gate all score rankings here.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
+
+LABELS = {"recall": "Recall", "precision": "Precision", "f1": "F1", "mrr": "MRR", "ndcg": "NDCG"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # one of LABELS
+    k: int
+
+    def __post_init__(self):
+        if self.name not in LABELS or self.k < 1:
+            raise ValueError(f"no metric {self.name}@{self.k}: the names are {', '.join(LABELS)} and k is at least 1")
+
+    @classmethod
+    def parse(cls, key: str) -> Metric:
+        """`recall_at_10` -> Metric("recall", 10)."""
+        match = re.fullmatch(r"([a-z0-9]+)_at_(\d+)", key)
+        if not match or match[1] not in LABELS:
+            raise ValueError(
+                f"{key!r} is not a metric: write NAME_at_K with NAME one of {', '.join(LABELS)} (recall_at_10)"
+            )
+        return cls(match[1], int(match[2]))
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}_at_{self.k}"
+
+    @property
+    def label(self) -> str:
+        return f"{LABELS[self.name]}@{self.k}"
+
+    def tracked(self, *scope: str) -> str:
+        """The key under what it measures: `tracked("test", "cold")` is `test.cold.recall_at_10`."""
+        return ".".join((*scope, self.key))
+
+
+def reported(ks) -> list[Metric]:
+    """Every metric an evaluation at cutoffs `ks` reports, in report order."""
+    return [Metric(name, k) for k in ks for name in LABELS]
 
 
 def per_query_metrics(ranking: list[str], relevant: dict[str, int], ks=(10, 50)) -> dict[str, float]:
+    """One query's Recall, Precision, MRR and NDCG at each k, by key."""
     if not relevant:
         raise ValueError("a query needs at least one relevant item to be evaluated")
+    ideal_gains = sorted(relevant.values(), reverse=True)
     scores = {}
     for k in ks:
-        hits = sum(1 for item in ranking[:k] if item in relevant)
-        scores[f"recall@{k}"] = hits / len(relevant)
-        scores[f"precision@{k}"] = hits / k
-    first_hit = next((rank for rank, item in enumerate(ranking[:10], start=1) if item in relevant), None)
-    scores["mrr@10"] = 1.0 / first_hit if first_hit else 0.0
-    dcg = sum(relevant.get(item, 0) / math.log2(rank + 1) for rank, item in enumerate(ranking[:10], start=1))
-    ideal = sum(
-        label / math.log2(rank + 1) for rank, label in enumerate(sorted(relevant.values(), reverse=True)[:10], start=1)
-    )
-    scores["ndcg@10"] = dcg / ideal if ideal else 0.0
+        top = ranking[:k]
+        hits = sum(1 for item in top if item in relevant)
+        first_hit = next((rank for rank, item in enumerate(top, start=1) if item in relevant), None)
+        dcg = sum(relevant.get(item, 0) / math.log2(rank + 1) for rank, item in enumerate(top, start=1))
+        ideal = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(ideal_gains[:k], start=1))
+        scores[Metric("recall", k).key] = hits / len(relevant)
+        scores[Metric("precision", k).key] = hits / k
+        scores[Metric("mrr", k).key] = 1.0 / first_hit if first_hit else 0.0
+        scores[Metric("ndcg", k).key] = dcg / ideal if ideal else 0.0
     return scores
 
 
 def retrieval_metrics(
     rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]], ks=(10, 50)
 ) -> dict[str, float]:
-    """Average the per-query metrics over every query that has relevant items."""
+    """Every reported metric at each k, averaged over the queries that have relevant items."""
     queries = [q for q in relevant if relevant[q]]
     if not queries:
         raise ValueError("no query with relevant items to evaluate")
     rows = [per_query_metrics(rankings.get(q, []), relevant[q], ks) for q in queries]
-    mean = {name: sum(row[name] for row in rows) / len(rows) for name in rows[0]}
+    mean = {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
     report = {}
-    for k in ks:
-        p, r = mean[f"precision@{k}"], mean[f"recall@{k}"]
-        report |= {f"recall@{k}": r, f"precision@{k}": p, f"f1@{k}": 2 * p * r / (p + r) if p + r else 0.0}
-    return report | {"mrr@10": mean["mrr@10"], "ndcg@10": mean["ndcg@10"]}
+    for metric in reported(ks):
+        if metric.name == "f1":
+            p, r = mean[Metric("precision", metric.k).key], mean[Metric("recall", metric.k).key]
+            report[metric.key] = 2 * p * r / (p + r) if p + r else 0.0
+        else:
+            report[metric.key] = mean[metric.key]
+    return report
 
 
-def recall_at_10(rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]]) -> float:
-    """Recall@10 averaged over the queries with relevant items: what training, evaluation and the gate report."""
-    return retrieval_metrics(rankings, relevant, ks=(10,))["recall@10"]
+def mean_score(rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]], metric: Metric) -> float:
+    """One metric averaged over the queries with relevant items: what training and the gate report."""
+    return retrieval_metrics(rankings, relevant, ks=(metric.k,))[metric.key]
 
 
 def recall_against_exact(found, exact, k: int = 10) -> float:

@@ -16,12 +16,14 @@ from smar.core import metrics
 from smar.core.config import SmarConfig
 from smar.core.contract import QRELS
 from smar.core.errors import DatasetError
+from smar.core.metrics import Metric
 from smar.core.paths import Paths, replace_on_success, require
 from smar.core.progress import Progress
 from smar.core.tracking import Tracker, run_id_of
 from smar.data.dataset import load_dataset
 from smar.evaluation.baselines import random_rankings, zero_shot_rankings
 from smar.evaluation.report import plot_recall_curve, tracked_metrics
+from smar.retrieval.index import EXACTNESS
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +61,21 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
         config, paths, dataset.items, queries
     )
     cold = dataset.cold_queries(settings.split)
-    result = {"split": settings.split, "queries": len(queries), "items": len(dataset.items)} | scores(
-        runs, relevant, cold, settings.ks
-    )
+    result = {
+        "split": settings.split,
+        "queries": len(queries),
+        "items": len(dataset.items),
+        "primary_metric": settings.primary_metric,
+    } | scores(runs, relevant, cold, settings.ks)
     result["served_by_index"] = {view: hits.views.count(view) for view in sorted(set(hits.views))}
     result["index"] = {
         "factory": json.loads((paths.index_dir / "build.json").read_text())["factory"],
-        "recall_at_10_vs_exact": round(index_recall(retriever, paths, queries, hits), 6),
+        EXACTNESS.key: round(index_recall(retriever, paths, queries, hits), 6),  # against exact search
     }
     write_evaluation(paths, result, runs, relevant, cold, queries, hits.views, settings)
     if tracker:
         run_id = run_id_of(paths.model_dir)
-        tracker.log_metrics(
-            run_id,
-            tracked_metrics(result)
-            | {f"{settings.split}_index_recall_at_10_vs_exact": result["index"]["recall_at_10_vs_exact"]},
-        )
+        tracker.log_metrics(run_id, tracked_metrics(result))
         tracker.log_artifacts(run_id, paths.evaluation_dir, "evaluation")
     return result
 
@@ -117,12 +118,12 @@ def scores(runs: dict, relevant: dict, cold: set[str], ks) -> dict:
 
 
 def index_recall(retriever, paths: Paths, queries, hits) -> float:
-    """Recall@10 of the index against exact search over the exported embeddings, on these queries."""
+    """Recall@10 of the index against exact search over the exported embeddings, on these queries (EXACTNESS)."""
     from smar.retrieval.export import read_embeddings
 
     embeddings, _ = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
-    exact = retriever.exact_top_ids(queries["text"].tolist(), embeddings, 10)
-    return metrics.recall_against_exact(hits.item_ids, exact, 10)
+    exact = retriever.exact_top_ids(queries["text"].tolist(), embeddings, EXACTNESS.k)
+    return metrics.recall_against_exact(hits.item_ids, exact, EXACTNESS.k)
 
 
 def write_evaluation(
@@ -135,7 +136,10 @@ def write_evaluation(
     curve_ks = sorted({1, 5, *range(10, settings.plot_max_k + 1, 10), *settings.ks})
     curve = pd.DataFrame(
         {"k": curve_ks}
-        | {name: [mean_metrics(run, relevant, (k,))[f"recall@{k}"] for k in curve_ks] for name, run in runs.items()}
+        | {
+            name: [mean_metrics(run, relevant, (k,))[Metric("recall", k).key] for k in curve_ks]
+            for name, run in runs.items()
+        }
     )
     rankings = runs["model"][0]
     per_query = pd.DataFrame(

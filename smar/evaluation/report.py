@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from smar.core.metrics import Metric
+
 
 def tracked_metrics(result: dict) -> dict[str, float]:
-    """The evaluation as MLflow metrics: test_recall_at_10, test_zero_shot_recall_at_10,
-    test_cold_recall_at_10, test_cold_zero_shot_recall_at_10, ... and test_cold_queries."""
-    split, tracked = result["split"], {f"{result['split']}_cold_queries": result["cold"]["queries"]}
-    for scope, section in (("", result), ("cold_", result["cold"])):
-        for ranker, prefix in (("model", ""), ("zero_shot", "zero_shot_")):
-            for name, value in section.get(ranker, {}).items():
-                tracked[f"{split}_{scope}{prefix}{_metric_key(name)}"] = value
+    """The evaluation as MLflow metrics, each metric's key under what it measures: test.recall_at_10,
+    test.zero_shot.recall_at_10, test.cold.recall_at_10, test.cold.zero_shot.recall_at_10, ...,
+    test.cold.queries and test.index.recall_at_10 (the index against exact search)."""
+    split = result["split"]
+    tracked = {f"{split}.cold.queries": result["cold"]["queries"]}
+    for key, value in result.get("index", {}).items():
+        if key != "factory":
+            tracked[Metric.parse(key).tracked(split, "index")] = value
+    for scope, section in (((split,), result), ((split, "cold"), result["cold"])):
+        for ranker in ("model", "zero_shot"):
+            where = scope if ranker == "model" else (*scope, ranker)
+            for key, value in section.get(ranker, {}).items():
+                tracked[Metric.parse(key).tracked(*where)] = value
     return tracked
-
-
-def _metric_key(name: str) -> str:
-    return name.replace("@", "_at_")
 
 
 def plot_recall_curve(curve, path: Path) -> None:
@@ -63,13 +67,14 @@ def format_table(result: dict) -> str:
 
 
 def _against_zero_shot(result: dict) -> str:
-    """One line: did training help, over every query and over the cold ones?"""
+    """One line on the primary metric: did training help, over every query and over the cold ones?"""
+    primary = Metric.parse(result["primary_metric"])
 
     def compared(section: dict) -> str:
-        model, zero = section["model"]["recall@10"], section["zero_shot"]["recall@10"]
+        model, zero = section["model"][primary.key], section["zero_shot"][primary.key]
         return f"{model:.4f} vs {zero:.4f} ({model / zero:.2f}x)" if zero else f"{model:.4f} vs {zero:.4f}"
 
-    line = f"Recall@10 against zero-shot MiniLM (no training): {compared(result)} over all queries"
+    line = f"{primary.label} against zero-shot MiniLM (no training): {compared(result)} over all queries"
     if result["cold"]["queries"]:
         line += f", {compared(result['cold'])} on the cold ones"
     return line + "."
@@ -78,6 +83,6 @@ def _against_zero_shot(result: dict) -> str:
 def _table(section: dict) -> str:
     shown = [ranker for ranker in RANKERS if ranker in section]
     lines = [f"{'metric':<14}" + "".join(f"{RANKERS[r]:>11}" for r in shown), "-" * (14 + 11 * len(shown))]
-    for name in section["model"]:
-        lines.append(f"{name:<14}" + "".join(f"{section[r][name]:>11.4f}" for r in shown))
+    for key in section["model"]:
+        lines.append(f"{Metric.parse(key).label:<14}" + "".join(f"{section[r][key]:>11.4f}" for r in shown))
     return "\n".join(lines)

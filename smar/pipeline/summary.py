@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from smar.core.metrics import Metric
 from smar.evaluation.report import format_table
+from smar.retrieval.index import EXACTNESS
 
 
 def decision_row(registration: dict) -> dict:
-    def recall(value):
+    """The gate's decision as one table row (the flow's promotion artifact)."""
+    label = Metric.parse(registration["metric"]).label
+
+    def rounded(value):
         return round(value, 4) if value is not None else None
 
     return {
         "model": registration["model_name"],
         "version": registration["version"],
         "decision": "promoted" if registration["promote"] else "rejected",
-        "recall@10": recall(registration["recall_at_10"]),
+        label: rounded(registration["score"]),
         "champion before": registration["champion_version"],
-        "champion recall@10": recall(registration["champion_recall_at_10"]),
+        f"champion {label}": rounded(registration["champion_score"]),
         "reason": registration["reason"],
     }
 
@@ -33,7 +38,7 @@ def format_summary(summary: dict) -> str:
             _towers(summary),
             f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} "
             f"({summary['index']['factory']}, dim {summary['index']['dim']};"
-            f" Recall@10 against exact search {evaluation['index']['recall_at_10_vs_exact']:.4f})",
+            f" {EXACTNESS.label} against exact search {evaluation['index'][EXACTNESS.key]:.4f})",
             "",
             f"Evaluation on {evaluation['queries']} {evaluation['split']} queries over {evaluation['items']} items"
             f" (served by index: "
@@ -53,7 +58,8 @@ def _towers(summary: dict) -> str:
         champion = summary["champion"]
         return f"  towers      {champion['kind']} of champion version {champion['from_version']} (reindex: no training)"
     train = summary["train"]
+    [(key, score)] = train["valid"].items()
     return (
         f"  trained     {train['kind']} in {train['seconds']:.0f} s, final loss {train['final_loss']:.3f}, valid "
-        f"Recall@10 {train['valid_recall_at_10']:.3f}"
+        f"{Metric.parse(key).label} {score:.3f}"
     )

@@ -1,6 +1,7 @@
-"""The promotion gate: a candidate takes `champion` only if its Recall@10 passes the threshold
-and is not worse (beyond `tolerance`) than the champion's, both measured on the same queries:
-the evaluation queries that NEITHER version trained on.
+"""The promotion gate: a candidate takes `champion` only if its score on `evaluate.primary_metric`
+(Recall@10 by default) passes `register.threshold` and is not worse (beyond `tolerance`) than the
+champion's, both measured on the same queries: the evaluation queries that NEITHER version
+trained on.
 
 Each saved model records the ids of the queries it trained on (smar.model.checkpoint), so a
 champion trained on a different split of the same catalog (one whose training queries are
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smar.core import metrics
 from smar.core.errors import SmarError
+from smar.core.metrics import Metric, mean_score
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Measured:
-    """A version's top-10 rankings of the evaluation queries, and the queries it trained on."""
+    """A version's rankings of the evaluation queries (as deep as the metric's k), and the queries it trained on."""
 
     rankings: dict[str, list[str]]
     trained: frozenset[str] | None  # None: the version records no training queries
@@ -34,8 +35,9 @@ class Measured:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Recall@10 of the candidate and the champion (None: no champion) on the same queries."""
+    """The candidate's and the champion's score (None: no champion) on the same queries."""
 
+    metric: Metric  # evaluate.primary_metric
     candidate: float | None  # None: no query is left to measure it on
     champion: float | None
     queries: int  # evaluation queries neither version trained on: what the numbers cover
@@ -44,9 +46,9 @@ class Comparison:
 
 
 def compare_on_unseen(
-    candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]]
+    candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]], metric: Metric
 ) -> Comparison:
-    """Both versions' Recall@10 on the evaluation queries that neither trained on."""
+    """Both versions' `metric` on the evaluation queries that neither trained on."""
     seen = set(candidate.trained or ())
     if champion is not None:
         seen |= set(champion.trained or ())
@@ -57,11 +59,11 @@ def compare_on_unseen(
         else ""
     )
     if not unseen:
-        return Comparison(None, None, 0, len(relevant), note)
-    champion_recall = metrics.recall_at_10(champion.rankings, unseen) if champion else None
+        return Comparison(metric, None, None, 0, len(relevant), note)
     return Comparison(
-        metrics.recall_at_10(candidate.rankings, unseen),
-        champion_recall,
+        metric,
+        mean_score(candidate.rankings, unseen, metric),
+        mean_score(champion.rankings, unseen, metric) if champion else None,
         len(unseen),
         len(relevant) - len(unseen),
         note,
@@ -69,32 +71,31 @@ def compare_on_unseen(
 
 
 def promotion_decision(
-    candidate: float | None,
-    champion: float | None,
-    threshold: float,
-    tolerance: float = 0.0,
-    queries: int | None = None,
-    min_queries: int = 1,
+    comparison: Comparison, threshold: float, tolerance: float = 0.0, min_queries: int = 1
 ) -> Decision:
-    """The gate, on Recall@10: enough unseen queries, above the threshold, and not worse than the champion."""
-    if queries is not None and (queries < min_queries or candidate is None):
+    """The gate: enough unseen queries, the candidate's score above the threshold, and not worse than the champion's."""
+    candidate, champion, queries, label = (
+        comparison.candidate,
+        comparison.champion,
+        comparison.queries,
+        comparison.metric.label,
+    )
+    if queries < min_queries or candidate is None:
         return Decision(
             False,
             f"only {queries} evaluation queries are unseen by both the candidate and the champion; the gate needs "
             f"{min_queries} to decide",
         )
-    on = f" on the {queries} queries neither trained on" if queries is not None else " on the same queries"
     if candidate < threshold:
-        return Decision(False, f"Recall@10 {candidate:.4f} is below the threshold {threshold:.4f}")
+        return Decision(False, f"{label} {candidate:.4f} is below the threshold {threshold:.4f}")
     if champion is None:
-        return Decision(
-            True, f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet"
-        )
+        return Decision(True, f"{label} {candidate:.4f} passes the threshold {threshold:.4f}; there is no champion yet")
+    on = f" on the {queries} queries neither trained on"
     if candidate < champion - tolerance:
-        return Decision(False, f"Recall@10 {candidate:.4f} is worse than the champion's {champion:.4f}{on}")
+        return Decision(False, f"{label} {candidate:.4f} is worse than the champion's {champion:.4f}{on}")
     return Decision(
         True,
-        f"Recall@10 {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's "
+        f"{label} {candidate:.4f} passes the threshold {threshold:.4f} and matches or beats the champion's "
         f"{champion:.4f}{on}",
     )
 
@@ -126,9 +127,7 @@ def gate(
         if champion_version not in compared:
             compared[champion_version] = compare(champion_version)
         comparison = compared[champion_version]
-        decision = promotion_decision(
-            comparison.candidate, comparison.champion, threshold, tolerance, comparison.queries, min_queries
-        )
+        decision = promotion_decision(comparison, threshold, tolerance, min_queries)
         if comparison.note:
             decision = Decision(decision.promote, f"{decision.reason} ({comparison.note})")
         if not decision.promote:
@@ -141,7 +140,7 @@ def gate(
                 expected=champion_version,
                 reason=decision.reason,
                 by="gate",
-                metrics={"recall_at_10": round(comparison.candidate, 6)},
+                metrics={comparison.metric.key: round(comparison.candidate, 6)},
             )
             return decision, champion_version, comparison
         except ChampionMoved:

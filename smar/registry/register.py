@@ -1,12 +1,13 @@
 """Step 6, register: log the retriever as one MLflow pyfunc version, then run the promotion gate.
 
-The new version gets alias `challenger`. It takes `champion` only if its Recall@10 passes
-the configured threshold AND is not worse (beyond `tolerance`) than the current champion,
-both measured here, through their served pyfunc models, on the same evaluation queries: those
-that neither version trained on (smar.registry.gate). The alias moves by compare-and-set
+The new version gets alias `challenger`. It takes `champion` only if its score on
+`evaluate.primary_metric` (Recall@10 by default) passes `register.threshold` AND is not worse
+(beyond `tolerance`) than the current champion's, both measured here, through their served
+pyfunc models, on the same evaluation queries: those that neither version trained on
+(smar.registry.gate). The alias moves by compare-and-set
 (smar.registry.promotion), so a promotion racing this one cannot leave the worse model as
 champion. The decision, its reason and the numbers behind it are tags on the version, and a
-one-line description (kind, Recall@10, data version, decision) shows in the versions list.
+one-line description (kind, score, data version, decision) shows in the versions list.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
 
 def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, tracker: Tracker) -> dict:
     """Alias `challenger`, the gate on the evaluation queries, and its decision as tags, description and run metrics."""
-    settings, split = config.register_, config.evaluate.split
+    settings, split, metric = config.register_, config.evaluate.split, config.evaluate.primary
     dataset = load_dataset(paths.data)
     queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
@@ -86,22 +87,24 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
 
     def measure(number: str) -> Measured:
         if number not in measured:
-            measured[number] = measure_version(f"models:/{settings.model_name}/{number}", queries)
+            measured[number] = measure_version(f"models:/{settings.model_name}/{number}", queries, metric.k)
         return measured[number]
 
     def compare(champion_version: str | None) -> Comparison:
-        return compare_on_unseen(measure(version), measure(champion_version) if champion_version else None, relevant)
+        return compare_on_unseen(
+            measure(version), measure(champion_version) if champion_version else None, relevant, metric
+        )
 
     decision, champion_version, comparison = gate(
         client,
         settings.model_name,
         version,
         compare,
-        threshold=settings.min_recall_at_10,
+        threshold=settings.threshold,
         tolerance=settings.tolerance,
         min_queries=settings.min_gate_queries,
     )
-    tags = gate_tags(decision, comparison, champion_version, settings.min_recall_at_10, split)
+    tags = gate_tags(decision, comparison, champion_version, settings.threshold, split)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     client.update_model_version(
@@ -109,16 +112,15 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
     )
     tracker.set_tags(run_id, {"registered_version": version, "gate.decision": tags["gate.decision"]})
     if comparison.candidate is not None:
-        tracker.log_metrics(
-            run_id, {f"gate_{split}_recall_at_10": comparison.candidate, "gate_queries": comparison.queries}
-        )
+        tracker.log_metrics(run_id, {metric.tracked("gate"): comparison.candidate, "gate.queries": comparison.queries})
     return {
         "model_name": settings.model_name,
         "version": version,
         "run_id": run_id,
-        "recall_at_10": comparison.candidate,
+        "metric": metric.key,
+        "score": comparison.candidate,
         "champion_version": champion_version,
-        "champion_recall_at_10": comparison.champion,
+        "champion_score": comparison.champion,
         "gate_queries": comparison.queries,
         "gate_queries_left_out": comparison.left_out,
     } | asdict(decision)
@@ -158,27 +160,29 @@ def gate_tags(
     return {
         "gate.decision": "promoted" if decision.promote else "rejected",
         "gate.reason": decision.reason,
-        "gate.recall_at_10": number(comparison.candidate),
+        "gate.metric": comparison.metric.key,
+        comparison.metric.tracked("gate"): number(comparison.candidate),
         "gate.threshold": str(threshold),
         "gate.split": split,
         "gate.queries": str(comparison.queries),
         "gate.queries_left_out": str(comparison.left_out),
         "gate.champion_version": champion_version or "none",
-        "gate.champion_recall_at_10": number(comparison.champion),
+        comparison.metric.tracked("gate", "champion"): number(comparison.champion),
     }
 
 
 def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Comparison) -> str:
-    """One line for the registry's versions list: kind, Recall@10, data version, the gate's decision."""
+    """One line for the registry's versions list: kind, the gate's score, data version, the gate's decision."""
     version = data_version(paths.data)
-    recall = (
-        f"Recall@10 {comparison.candidate:.4f} on {comparison.queries} unseen {config.evaluate.split} queries"
+    score = (
+        f"{comparison.metric.label} {comparison.candidate:.4f} on {comparison.queries} unseen "
+        f"{config.evaluate.split} queries"
         if comparison.candidate is not None
         else "no unseen queries"
     )
     data = f"{version.get('dataset', paths.data.name)} ({version['dvc_md5'][:8]})"
     return (
-        f"{saved_config(paths.model_dir).kind} · {recall} · data {data} · gate: "
+        f"{saved_config(paths.model_dir).kind} · {score} · data {data} · gate: "
         f"{'promoted' if decision.promote else 'rejected'}"
     )
 
@@ -201,8 +205,8 @@ def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
     return str(mlflow.register_model(info.model_uri, model_name, tags={STATE_TAG: "registering"}).version)
 
 
-def measure_version(model_uri: str, queries) -> Measured:
-    """A registered version's top-10 rankings of `queries`, searched through its pyfunc model as
+def measure_version(model_uri: str, queries, k: int) -> Measured:
+    """A registered version's top-k rankings of `queries`, searched through its pyfunc model as
     it is served, and the ids of the queries it trained on (from its saved model)."""
     import mlflow.pyfunc
     import pandas as pd
@@ -214,7 +218,7 @@ def measure_version(model_uri: str, queries) -> Measured:
     def search(texts: list[str], k: int) -> list[list[str]]:
         return model.predict(pd.DataFrame({"query": texts}), params={"k": k})["item_ids"].tolist()
 
-    return Measured(rank(search, queries, 10), trained_queries(model.unwrap_python_model().retriever.model_dir))
+    return Measured(rank(search, queries, k), trained_queries(model.unwrap_python_model().retriever.model_dir))
 
 
 def _signature():

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from smar.core.config import SmarConfig
 from smar.core.contract import ITEMS
+from smar.core.metrics import Metric
 from smar.core.paths import Paths, replace_on_success, require
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ SEARCH_PARAMETERS = {  # what an approximate index is tuned by, and the values t
 ADD_CHUNK = 65_536  # vectors normalised and added at a time
 REFINE_K_FACTOR = 8  # a reranking index (Refine) rescores this many times k candidates
 MAX_TUNING_ITEMS = 1000  # item vectors that stand in for queries when the export has none
+EXACTNESS = Metric("recall", 10)  # how an approximate index is measured: its top 10 against exact search's
 
 
 def choose_factory(setting: str, num_items: int, dim: int) -> str:
@@ -153,8 +155,8 @@ def search_parameter(index) -> str | None:
         return None
 
 
-def tune(index, vectors, ids, queries, target: float, k: int = 10) -> dict:
-    """Set the cheapest search parameter whose Recall@k against exact search reaches `target`.
+def tune(index, vectors, ids, queries, target: float) -> dict:
+    """Set the cheapest search parameter whose EXACTNESS (Recall@10 against exact search) reaches `target`.
 
     Returns {} for exact indexes, else the parameter, its value and the recall it reached
     (the most accurate value tried, with a warning, when none reaches the target).
@@ -166,7 +168,7 @@ def tune(index, vectors, ids, queries, target: float, k: int = 10) -> dict:
         return {}
     if queries is None or not len(queries):  # an export without tuning queries: items stand in
         queries = vectors[:: max(1, len(vectors) // MAX_TUNING_ITEMS)][:MAX_TUNING_ITEMS]
-    queries = normalized(queries)
+    queries, k = normalized(queries), EXACTNESS.k
     exact = exact_search(vectors, ids, queries, k)
     space = faiss.ParameterSpace()
     for value in SEARCH_PARAMETERS[name]:
@@ -176,9 +178,14 @@ def tune(index, vectors, ids, queries, target: float, k: int = 10) -> dict:
             break
     else:
         log.warning(
-            "index: %s=%d reaches Recall@%d %.3f of exact search, under the target %.3f", name, value, k, recall, target
+            "index: %s=%d reaches %s %.3f of exact search, under the target %.3f",
+            name,
+            value,
+            EXACTNESS.label,
+            recall,
+            target,
         )
-    return {"parameter": name, "value": value, f"recall_at_{k}_vs_exact": round(recall, 4), "queries": len(queries)}
+    return {"parameter": name, "value": value, EXACTNESS.key: round(recall, 4), "queries": len(queries)}
 
 
 def exact_search(vectors, ids, queries, k: int):

@@ -36,7 +36,7 @@ from smar.model.two_tower import RetrievalModel
 from smar.training.batches import Catalog, PairBatches
 from smar.training.distributed import Cluster, GpuMonitor
 from smar.training.resume import Checkpoint, fingerprint
-from smar.training.router import routed_recall_at_10, train_router
+from smar.training.router import routed_score, train_router
 from smar.training.step import Objective, make_optimizer, make_schedule
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
     training.tracker = tracker if cluster.is_main else None
     training.run_id = _open_run(training, tags, saved, paths) if training.tracker else None
     try:
-        valid_recall = training.run_epochs(started)
+        valid_score = training.run_epochs(started)
         if not cluster.is_main:
             return None
-        valid_recall = _train_router(training, valid_recall)
+        valid_score = _train_router(training, valid_score)
         _save(training, paths, tags)
         checkpoint.remove()
         seconds = time.perf_counter() - started
@@ -97,7 +97,7 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         "run_id": training.run_id,
         "kind": config.model.kind,
         "final_loss": final_loss,
-        "valid_recall_at_10": valid_recall,
+        "valid": {config.evaluate.primary_metric: valid_score},
         "seconds": seconds,
     }
 
@@ -241,8 +241,8 @@ class Training:
             )
 
     def run_epochs(self, started: float) -> float:
-        """Train until the last epoch or `max_steps`; returns the last validation Recall@10."""
-        settings, valid_recall = self.config.train, float("nan")
+        """Train until the last epoch or `max_steps`; returns the last validation score."""
+        settings, valid_score = self.config.train, float("nan")
         if not self.resumed and settings.checkpoint_every_steps:
             self.save_state(1)  # from the start, so a retry always finds its tracked run
         loader, loop_seconds, pairs_seen = self.data.pairs.loader(settings.loader_workers, self.cluster), 0.0, 0
@@ -262,7 +262,7 @@ class Training:
                         progress.advance()
                 loop_seconds += time.perf_counter() - epoch_started
                 if self.cluster.is_main:
-                    valid_recall = self.end_epoch(epoch, started)
+                    valid_score = self.end_epoch(epoch, started)
                 self.losses.extend(self.epoch_losses)
                 self.batches_done, self.epoch_losses = 0, []
                 if self.step >= self.total_steps:
@@ -272,7 +272,7 @@ class Training:
             "train_loop_seconds": loop_seconds,
             "train_pairs_per_second": pairs_seen / loop_seconds if loop_seconds else 0.0,
         } | self.gpu_summary
-        return valid_recall
+        return valid_score
 
     def train_step(self, batch: dict, epoch: int) -> None:
         loss, parts = self.objective(batch)
@@ -286,23 +286,34 @@ class Training:
         if self.config.train.checkpoint_every_steps and self.step % self.config.train.checkpoint_every_steps == 0:
             self.save_state(epoch)
 
-    def end_epoch(self, epoch: int, started: float) -> float:
-        """Validation Recall@10 after an epoch, logged with the epoch's mean loss and the temperatures."""
-        valid_recall = routed_recall_at_10(
-            self.model, self.data.tokenizer, self.data.catalog, self.data.valid_queries, self.data.valid_relevant
+    def valid_score(self) -> float:
+        """evaluate.primary_metric on the valid split, the model as served (NaN without valid queries)."""
+        data = self.data
+        return routed_score(
+            self.model,
+            data.tokenizer,
+            data.catalog,
+            data.valid_queries,
+            data.valid_relevant,
+            self.config.evaluate.primary,
         )
+
+    def end_epoch(self, epoch: int, started: float) -> float:
+        """The validation score after an epoch, logged with the epoch's mean loss and the temperatures."""
+        primary, valid_score = self.config.evaluate.primary, self.valid_score()
         epoch_loss = sum(self.epoch_losses) / len(self.epoch_losses) if self.epoch_losses else float("nan")
         temperatures = {f"temperature_{view}": t for view, t in self.model.temperatures().items()}
-        self.log({"epoch_loss": epoch_loss, "valid_recall_at_10": valid_recall} | temperatures, step=epoch)
+        self.log({"epoch_loss": epoch_loss, primary.tracked("valid"): valid_score} | temperatures, step=epoch)
         log.info(
-            "epoch %d/%d  loss %.3f  valid R@10 %.3f  (%.0f s)",
+            "epoch %d/%d  loss %.3f  valid %s %.3f  (%.0f s)",
             epoch,
             self.config.train.epochs,
             epoch_loss,
-            valid_recall,
+            primary.label,
+            valid_score,
             time.perf_counter() - started,
         )
-        return valid_recall
+        return valid_score
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         if self.tracker:
@@ -364,18 +375,18 @@ def _open_run(training: Training, tags: dict, saved: dict | None, paths: Paths) 
     return run_id
 
 
-def _train_router(training: Training, valid_recall: float) -> float:
-    """Stage 2 (a model with a routing head): train it; returns validation Recall@10 as served."""
-    model, data = training.model, training.data
+def _train_router(training: Training, valid_score: float) -> float:
+    """Stage 2 (a model with a routing head): train it; returns the validation score as served."""
+    model, data, primary = training.model, training.data, training.config.evaluate.primary
     if model.router is None:
-        return valid_recall
+        return valid_score
     stats = train_router(
         model, data.tokenizer, data.catalog, data.query_texts, data.train_relevant, training.config.train
     )
-    valid_recall = routed_recall_at_10(model, data.tokenizer, data.catalog, data.valid_queries, data.valid_relevant)
-    training.log(stats | {"valid_recall_at_10_routed": valid_recall})
-    log.info("routing head: %s; valid R@10 with routing %.3f", stats, valid_recall)
-    return valid_recall
+    valid_score = training.valid_score()
+    training.log(stats | {primary.tracked("valid", "routed"): valid_score})
+    log.info("routing head: %s; valid %s with routing %.3f", stats, primary.label, valid_score)
+    return valid_score
 
 
 def _save(training: Training, paths: Paths, tags: dict[str, str]) -> None:

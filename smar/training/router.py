@@ -1,12 +1,15 @@
-"""Stage 2, the adaptive-routing head, and Recall@10 of the model as served (through the head when it has one)."""
+"""Stage 2, the adaptive-routing head, and the model's score as served (through the head when it has one)."""
 
 from __future__ import annotations
 
+from smar.core.metrics import Metric
 from smar.training.batches import Catalog
 
+ROUTING_TARGET = Metric("ndcg", 10)  # per training query, the view that ranks its relevant items better by this
 
-def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -> float:
-    """Recall@10 of the model as served (through the routing head when it has one)."""
+
+def routed_score(model, tokenizer, catalog: Catalog, queries, relevant, metric: Metric) -> float:
+    """`metric` of the model as served (through the routing head when it has one)."""
     from smar.core import metrics
     from smar.model.inference import encode_texts
     from smar.model.kinds import served_views
@@ -17,9 +20,13 @@ def routed_recall_at_10(model, tokenizer, catalog: Catalog, queries, relevant) -
     views = served_views(model.config)
     item_vectors = catalog.vectors(model, views)
     query_vectors = encode_texts(model, tokenizer, queries["text"].tolist())
-    top = routed_scores(model, query_vectors, item_vectors).topk(min(10, len(catalog.item_ids)), dim=1).indices.numpy()
+    top = (
+        routed_scores(model, query_vectors, item_vectors)
+        .topk(min(metric.k, len(catalog.item_ids)), dim=1)
+        .indices.numpy()
+    )
     rankings = {q: [catalog.item_ids[i] for i in row] for q, row in zip(queries["query_id"], top)}
-    return metrics.recall_at_10(rankings, relevant)
+    return metrics.mean_score(rankings, relevant, metric)
 
 
 def routed_scores(model, query_vectors, item_vectors: dict):
@@ -42,7 +49,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     """Stage 2: teach the head P which item view serves each query better.
 
     Target per training query: 1 when the multimodal index ranks its relevant items better
-    (nDCG@10) than the text index, 0 when the text index does; ties carry no signal and are
+    (ROUTING_TARGET, nDCG@10) than the text index, 0 when the text index does; ties carry no signal and are
     left out. The towers stay frozen: only P learns, on the query vector.
     """
     import torch
@@ -51,16 +58,17 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     from smar.core.metrics import per_query_metrics
     from smar.model.inference import encode_texts
 
+    target = ROUTING_TARGET
     model.eval()
     item_vectors = catalog.vectors(model, ("multimodal", "text"))
     query_vectors = encode_texts(model, tokenizer, query_texts)
     gains = {}
     for view in ("multimodal", "text"):
-        top = (query_vectors @ item_vectors[view].T).topk(min(10, len(catalog.item_ids)), dim=1).indices
+        top = (query_vectors @ item_vectors[view].T).topk(min(target.k, len(catalog.item_ids)), dim=1).indices
         rankings = [[catalog.item_ids[row] for row in rows] for rows in top.tolist()]
         gains[view] = torch.tensor(
             [
-                per_query_metrics(ranking, dict.fromkeys(rel, 1), ks=(10,))["ndcg@10"]
+                per_query_metrics(ranking, dict.fromkeys(rel, 1), ks=(target.k,))[target.key]
                 for ranking, rel in zip(rankings, relevant)
             ]
         )

@@ -29,7 +29,7 @@ def _shipped_with(tmp_path, section: str, key: str, value) -> Path:
 def test_shipped_params_load_with_stated_values():
     config = load_config(PARAMS)
     assert config.register_.model_name == "smar-retriever"
-    assert config.register_.min_recall_at_10 == 0.2
+    assert config.register_.threshold == 0.2 and config.evaluate.primary_metric == "recall_at_10"
     assert config.validate_.max_image_pixels == 4096 * 4096
     assert config.evaluate.ks == (10, 50)
     assert config.index.factory == "auto" and config.index.target_recall == 0.95
@@ -68,6 +68,24 @@ def test_negative_learning_rate_names_file_and_field(tmp_path):
     assert str(path) in message
     assert "train.learning_rate" in message
     assert "-1" in message
+
+
+def test_cutoffs_without_the_primary_metrics_k_are_rejected_before_any_work(tmp_path):
+    """ks [20, 50] with the gate on Recall@10 would register and promote, then fail to report."""
+    with pytest.raises(ConfigError) as error:
+        load_config(_shipped_with(tmp_path, "evaluate", "ks", [20, 50]))
+    assert "evaluate: primary_metric recall_at_10 needs k 10 in ks [20, 50]" in str(error.value)
+    config = load_config(_write(tmp_path, "evaluate:\n  ks: [20, 50]\n  primary_metric: ndcg_at_20\n"))
+    assert (config.evaluate.primary.name, config.evaluate.primary.k, config.evaluate.primary.label) == (
+        "ndcg",
+        20,
+        "NDCG@20",
+    )
+
+
+def test_a_primary_metric_that_is_not_one_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"'recall@10' is not a metric: write NAME_at_K"):
+        load_config(_shipped_with(tmp_path, "evaluate", "primary_metric", "recall@10"))
 
 
 def test_heads_not_dividing_hidden_size_is_rejected(tmp_path):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from smar.cli import app
 from smar.core import tracking
 from smar.core.errors import SmarError
+from smar.core.metrics import Metric
 from smar.registry.gate import Comparison, gate
 from smar.registry.promotion import (
     ChampionMoved,
@@ -18,6 +19,8 @@ from smar.registry.promotion import (
     record_outside_move,
     rollback,
 )
+
+RECALL_AT_10 = Metric("recall", 10)
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
     outcome = {}
 
     def compared(candidate, champion_version):
-        return Comparison(recall[candidate], recall.get(champion_version), queries=100, left_out=0)
+        return Comparison(RECALL_AT_10, recall[candidate], recall.get(champion_version), queries=100, left_out=0)
 
     def slow_comparison(champion_version):  # A measures C, then waits until B has promoted
         a_measured_champion.set()
@@ -104,7 +107,12 @@ def test_gating_the_champion_again_moves_nothing(registry):
     client, name, (version, _, _) = registry
     move_champion(client, name, version, expected=None, reason="first", by="gate")
     decision, champion, _ = gate(
-        client, name, version, lambda champion_version: Comparison(0.5, None, 100, 0), threshold=0.1, tolerance=0.0
+        client,
+        name,
+        version,
+        lambda champion_version: Comparison(RECALL_AT_10, 0.5, None, 100, 0),
+        threshold=0.1,
+        tolerance=0.0,
     )
     assert decision.promote and champion == version and "champion already" in decision.reason
     assert len(history(client, name)) == 1

@@ -42,10 +42,10 @@ def test_dvc_repro_runs_every_stage(tiny_data, tiny_params, tmp_path):
     run("dvc", "repro")
 
     metrics = json.loads((repo / "outputs" / "evaluation" / "metrics.json").read_text())
-    assert metrics["model"]["recall@10"] > metrics["random"]["recall@10"]
+    assert metrics["model"]["recall_at_10"] > metrics["random"]["recall_at_10"]
     registration = json.loads((repo / "outputs" / "registration.json").read_text())
     assert registration["version"] == "1" and registration["promote"] is True
-    assert "recall@10" in run("dvc", "metrics", "show")
+    assert "recall_at_10" in run("dvc", "metrics", "show")
     assert "up to date" in run("dvc", "status")  # nothing left to reproduce
     lock = (repo / "dvc.lock").read_text()
     assert all(f"  {stage}:" in lock for stage in ("validate", "train", "export", "index", "evaluate", "register"))

@@ -36,7 +36,7 @@ def test_features_replace_the_image_backbone(tiny_data, tiny_params, tmp_path):
     steps.export(config, paths)
     steps.build_index(config, paths)
     evaluation = steps.evaluate(config, paths)
-    assert evaluation["model"]["recall@10"] > 3 * evaluation["random"]["recall@10"]
+    assert evaluation["model"]["recall_at_10"] > 3 * evaluation["random"]["recall_at_10"]
 
     retriever = Retriever(paths.model_dir, paths.index_dir)
     assert retriever.model.image_encoder.backbone is None

@@ -28,7 +28,7 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
     registration = summary["register"]
     run = MlflowClient().get_run(registration["run_id"])
     assert run.data.tags["model.kind"] == kind and run.data.params["model.kind"] == kind
-    assert summary["evaluate"]["model"]["recall@10"] > 0
+    assert summary["evaluate"]["model"]["recall_at_10"] > 0
     model = mlflow.pyfunc.load_model(f"models:/{registration['model_name']}/{registration['version']}")
     answer = model.predict(pd.DataFrame({"query": ["red striped mug", "acme lamp"]}), params={"k": 3})
     assert answer["item_ids"].map(len).tolist() == [3, 3]

@@ -95,7 +95,7 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(
     import smar.training.loop
     from smar.pipeline.flow import smar_pipeline
 
-    real, calls = smar.training.loop.routed_recall_at_10, []
+    real, calls = smar.training.loop.routed_score, []
 
     def fails_once(*args, **kwargs):  # the first end of epoch fails, after some checkpoints were written
         calls.append(1)
@@ -103,7 +103,7 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(
             raise RuntimeError("simulated crash in the first epoch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(smar.training.loop, "routed_recall_at_10", fails_once)
+    monkeypatch.setattr(smar.training.loop, "routed_score", fails_once)
     overrides = config.model_dump(mode="json", by_alias=True)
     summary = smar_pipeline(
         params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from smar.core.metrics import Metric
 from smar.registry.gate import Comparison, gate
 from smar.registry.register import gate_tags
 
@@ -31,7 +32,9 @@ def main(model: str, version: str, recalls: dict[str, float]) -> None:
 
     def compare(champion_version):
         time.sleep(1.0)  # measuring takes time: both hosts judge against the same champion
-        return Comparison(recalls[version], recalls.get(champion_version), queries=100, left_out=0)
+        return Comparison(
+            Metric("recall", 10), recalls[version], recalls.get(champion_version), queries=100, left_out=0
+        )
 
     decision, champion, comparison = gate(client, model, version, compare, threshold=0.1, tolerance=0.0)
     for key, value in gate_tags(decision, comparison, champion, 0.1, "test").items():

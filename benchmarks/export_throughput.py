@@ -98,8 +98,8 @@ def model_outputs(config, kind: str, data: Path, texts: list[str], outputs: Path
     tokenizer = train_tokenizer(texts, config.model)
     model = RetrievalModel(config.model, tokenizer.get_vocab_size()).eval()
     paths = Paths(data, outputs)
-    paths.model_dir.mkdir(parents=True)
-    save_model(model, tokenizer, paths.model_dir)
+    paths.model.root.mkdir(parents=True)
+    save_model(model, tokenizer, paths.model.root)
     return {"model": model, "tokenizer": tokenizer, "step": (config, paths)}
 
 

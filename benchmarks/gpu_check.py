@@ -138,8 +138,8 @@ def validated(paths, report: Path | None, config) -> None:
     stored = json.loads(report.read_text())
     if stored.get("data_md5") != dvc_directory_md5(paths.data):
         raise SystemExit(f"{report}: made for other data ({stored.get('data_md5')}); run gpu_check.sh --prepare again.")
-    paths.validation_report.parent.mkdir(parents=True, exist_ok=True)
-    paths.validation_report.write_text(json.dumps(stored["report"]))
+    paths.validation.root.mkdir(parents=True, exist_ok=True)
+    paths.validation.report.write_text(json.dumps(stored["report"]))
 
 
 def run_metrics(run_id: str) -> dict:

@@ -70,12 +70,13 @@ def draw(size: int, queries: int, seed: int, spectrum: dict | None):
 def measured_spectrum(embeddings: Path) -> dict:
     import numpy as np
 
-    from smar.retrieval.export import TUNING_QUERIES_FILE, read_embeddings
+    from smar.core.paths import EmbeddingFiles
+    from smar.retrieval.export import read_embeddings
     from smar.retrieval.index import normalized
 
     vectors, _ = read_embeddings(embeddings)
     items = normalized(vectors.get("multimodal", next(iter(vectors.values()))))
-    queries = normalized(np.load(embeddings / TUNING_QUERIES_FILE))
+    queries = normalized(np.load(EmbeddingFiles(embeddings).tuning_queries))
     return {
         "items_mean": items.mean(0),
         "items_cov": np.cov(items.T),

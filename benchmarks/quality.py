@@ -152,8 +152,8 @@ def shown(path: Path) -> str:
 
 def prepare_outputs(paths, validated, cache: Path) -> None:
     """A run's outputs directory: the validation report copied, the shared cache linked."""
-    paths.validation_report.parent.mkdir(parents=True)
-    paths.validation_report.write_bytes(validated.validation_report.read_bytes())
+    paths.validation.root.mkdir(parents=True)
+    paths.validation.report.write_bytes(validated.validation.report.read_bytes())
     cache.mkdir(exist_ok=True)
     paths.cache_dir.symlink_to(cache, target_is_directory=True)
 
@@ -207,7 +207,7 @@ def zero_shot(config, paths, dataset, split: str, cache: Path) -> dict:
 def model_rankings(paths) -> dict:
     import pandas as pd
 
-    per_query = pd.read_parquet(paths.evaluation_dir / "per_query.parquet")
+    per_query = pd.read_parquet(paths.evaluation.per_query)
     return {q: list(r) for q, r in zip(per_query["query_id"], per_query["ranking"])}
 
 

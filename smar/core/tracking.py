@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 from smar.core.errors import MissingInputError, TrackingUnavailable
+from smar.core.paths import ModelFiles
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EXPERIMENT = "smar"
-RUN_FILE = "run.json"
 
 
 class Tracker(Protocol):
@@ -150,11 +150,11 @@ def flatten(params: dict, prefix: str = "") -> dict[str, object]:
 
 
 def save_run_id(model_dir: Path, run_id: str) -> None:
-    (Path(model_dir) / RUN_FILE).write_text(json.dumps({"run_id": run_id}) + "\n")
+    ModelFiles(Path(model_dir)).run.write_text(json.dumps({"run_id": run_id}) + "\n")
 
 
 def run_id_of(model_dir: Path) -> str:
-    path = Path(model_dir) / RUN_FILE
+    path = ModelFiles(Path(model_dir)).run
     if not path.is_file():
         raise MissingInputError(
             f"{path}: missing; the model was trained without tracking, or not by `smar train`. Run `smar train` first."

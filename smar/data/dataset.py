@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smar.core.contract import COLUMNS, IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES
 from smar.core.errors import DatasetError
+
+if TYPE_CHECKING:  # pandas stays out of import time
+    import pandas as pd
 
 
 @dataclass(frozen=True)
 class Dataset:
     root: Path
-    items: object  # pandas.DataFrame, typed loosely to keep pandas out of import time
-    queries: object
-    qrels: object
+    items: pd.DataFrame
+    queries: pd.DataFrame
+    qrels: pd.DataFrame
 
     @property
     def image_features_file(self) -> Path | None:

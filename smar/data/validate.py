@@ -53,6 +53,7 @@ from smar.core.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, 
 from smar.core.errors import SmarError
 from smar.core.paths import Paths, replace_on_success, require, write_text_atomic
 from smar.core.progress import Progress
+from smar.core.tracking import Tracker
 from smar.data.dataset import Dataset, load_dataset, load_image_features
 
 FEATURE_ROWS_PER_CHUNK = 4096
@@ -87,15 +88,15 @@ class ValidationFailed(SmarError):
 
 def data_docs_dir(paths: Paths) -> Path:
     """Great Expectations' HTML data docs of the latest validation (open index.html)."""
-    return paths.validation_report.parent / "data_docs"
+    return paths.validation.data_docs
 
 
-def validate(config: SmarConfig, paths: Paths, tracker=None) -> dict:
-    """Validate `paths.data`; write the report to `paths.validation_report`, the HTML data docs to
+def validate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
+    """Validate `paths.data`; write the report to `paths.validation.report`, the HTML data docs to
     `data_docs_dir(paths)`, and return the report."""
     docs = data_docs_dir(paths)
     # The report and the data docs only ever describe the data as it is now.
-    paths.validation_report.unlink(missing_ok=True)
+    paths.validation.report.unlink(missing_ok=True)
     shutil.rmtree(docs, ignore_errors=True)
     dataset = load_dataset(paths.data)
     features = load_image_features(paths.data) if dataset.image_features_file else None
@@ -112,7 +113,7 @@ def validate(config: SmarConfig, paths: Paths, tracker=None) -> dict:
         "data_docs": str(docs / "index.html"),
         "checks": [asdict(r) for r in results],
     }
-    write_text_atomic(paths.validation_report, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(paths.validation.report, json.dumps(report, indent=2) + "\n")
     if failures:
         raise ValidationFailed(paths.data, failures)
     return report
@@ -120,7 +121,7 @@ def validate(config: SmarConfig, paths: Paths, tracker=None) -> dict:
 
 def require_passed(paths: Paths) -> None:
     """Training starts only from a dataset whose latest validation passed."""
-    report = json.loads(require(paths.validation_report, "validate").read_text())
+    report = json.loads(require(paths.validation.report, "validate").read_text())
     if not report.get("success"):
         raise ValidationFailed(paths.data, [CheckResult(**check) for check in report["checks"] if not check["success"]])
 

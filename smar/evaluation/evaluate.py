@@ -17,7 +17,7 @@ from smar.core.config import SmarConfig
 from smar.core.contract import QRELS
 from smar.core.errors import DatasetError
 from smar.core.metrics import Metric
-from smar.core.paths import Paths, replace_on_success, require
+from smar.core.paths import EvaluationFiles, Paths, replace_on_success, require
 from smar.core.progress import Progress
 from smar.core.tracking import Tracker, run_id_of
 from smar.data.dataset import load_dataset
@@ -55,7 +55,7 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     queries, relevant = dataset.split_queries(settings.split), dataset.relevant_items(settings.split)
     if queries.empty:
         raise DatasetError(f"{paths.data / QRELS}: the '{settings.split}' split has no queries to evaluate.")
-    retriever = Retriever(require(paths.model_dir, "train"), require(paths.index_dir, "index"))
+    retriever = Retriever(require(paths.model.root, "train"), require(paths.index.root, "index"))
     hits = search_all(retriever, queries["text"].tolist(), max(*settings.ks, settings.plot_max_k))
     runs = {"model": [dict(zip(queries["query_id"], hits.item_ids))]} | baseline_runs(
         config, paths, dataset.items, queries
@@ -69,14 +69,14 @@ def evaluate(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     } | scores(runs, relevant, cold, settings.ks)
     result["served_by_index"] = {view: hits.views.count(view) for view in sorted(set(hits.views))}
     result["index"] = {
-        "factory": json.loads((paths.index_dir / "build.json").read_text())["factory"],
+        "factory": json.loads(paths.index.build.read_text())["factory"],
         EXACTNESS.key: round(index_recall(retriever, paths, queries, hits), 6),  # against exact search
     }
     write_evaluation(paths, result, runs, relevant, cold, queries, hits.views, settings)
     if tracker:
-        run_id = run_id_of(paths.model_dir)
+        run_id = run_id_of(paths.model.root)
         tracker.log_metrics(run_id, tracked_metrics(result))
-        tracker.log_artifacts(run_id, paths.evaluation_dir, "evaluation")
+        tracker.log_artifacts(run_id, paths.evaluation.root, "evaluation")
     return result
 
 
@@ -121,7 +121,7 @@ def index_recall(retriever, paths: Paths, queries, hits) -> float:
     """Recall@10 of the index against exact search over the exported embeddings, on these queries (EXACTNESS)."""
     from smar.retrieval.export import read_embeddings
 
-    embeddings, _ = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
+    embeddings, _ = read_embeddings(require(paths.embeddings.root, "export"), mmap=True)
     exact = retriever.exact_top_ids(queries["text"].tolist(), embeddings, EXACTNESS.k)
     return metrics.recall_against_exact(hits.item_ids, exact, EXACTNESS.k)
 
@@ -156,11 +156,12 @@ def write_evaluation(
             for q, t, view in zip(queries["query_id"], queries["text"], views)
         ]
     )
-    with replace_on_success(paths.evaluation_dir) as scratch:
-        (scratch / paths.metrics_file.name).write_text(json.dumps(result, indent=2) + "\n")
-        curve.to_csv(scratch / paths.recall_curve_file.name, index=False)
-        per_query.to_parquet(scratch / paths.per_query_file.name, index=False)
-        plot_recall_curve(curve, scratch / paths.recall_plot_file.name)
+    with replace_on_success(paths.evaluation.root) as scratch:
+        files = EvaluationFiles(scratch)
+        files.metrics.write_text(json.dumps(result, indent=2) + "\n")
+        curve.to_csv(files.recall_curve, index=False)
+        per_query.to_parquet(files.per_query, index=False)
+        plot_recall_curve(curve, files.recall_plot)
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:

@@ -9,11 +9,9 @@ from pathlib import Path
 import torch
 
 from smar.core.config import ModelConfig
+from smar.core.paths import ModelFiles
 from smar.model.tokenizer import with_padding
 from smar.model.two_tower import RetrievalModel
-
-WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "weights.pt", "model_config.json", "tokenizer.json"
-TRAINED_QUERIES_FILE = "trained_queries.json"
 
 
 def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
@@ -30,44 +28,44 @@ def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
 
 
 def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
-    directory = Path(directory)
-    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
-    tokenizer.save(str(directory / TOKENIZER_FILE))
+    files = ModelFiles(Path(directory))
+    torch.save(model.state_dict(), files.weights)
+    tokenizer.save(str(files.tokenizer))
     meta = {
         "model": model.config.model_dump(mode="json"),
         "vocab_size": model.vocab_size,
         "image_feature_shape": model.image_feature_shape,
     }
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    files.config.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def saved_config(directory: str | Path) -> ModelConfig:
     """The model settings a saved model was trained with (its kind, towers, sizes)."""
-    return ModelConfig.model_validate(json.loads((Path(directory) / CONFIG_FILE).read_text())["model"])
+    return ModelConfig.model_validate(json.loads(ModelFiles(Path(directory)).config.read_text())["model"])
 
 
 def load_model(directory: str | Path, device: str = "cpu"):
     """Load (model, tokenizer) from a checkpoint directory written by `save_model`."""
     from tokenizers import Tokenizer
 
-    directory = Path(directory)
-    meta = json.loads((directory / CONFIG_FILE).read_text())
+    files = ModelFiles(Path(directory))
+    meta = json.loads(files.config.read_text())
     config = saved_config(directory)
     model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
-    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
-    tokenizer = with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), config)
+    model.load_state_dict(torch.load(files.weights, map_location=device, weights_only=True))
+    tokenizer = with_padding(Tokenizer.from_file(str(files.tokenizer)), config)
     return model.to(device).eval(), tokenizer
 
 
 def save_trained_queries(directory: Path, query_ids, data_version: dict[str, str]) -> None:
     """Record which queries the model trained on (their ids), and the data they came from."""
     record = {"data": data_version, "query_ids": sorted(map(str, query_ids))}
-    (Path(directory) / TRAINED_QUERIES_FILE).write_text(json.dumps(record) + "\n")
+    ModelFiles(Path(directory)).trained_queries.write_text(json.dumps(record) + "\n")
 
 
 def trained_queries(directory: str | Path) -> frozenset[str] | None:
     """The ids of the queries a saved model trained on; None for a model saved without the record."""
-    path = Path(directory) / TRAINED_QUERIES_FILE
+    path = ModelFiles(Path(directory)).trained_queries
     if not path.is_file():
         return None
     return frozenset(json.loads(path.read_text())["query_ids"])

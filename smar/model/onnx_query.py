@@ -17,21 +17,22 @@ from pathlib import Path
 
 import torch
 
+from smar.core.paths import ModelFiles
+
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "query_encoder.onnx"
 TOLERANCE = 1e-4  # largest difference allowed in any vector component
 
 
 def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) -> bool:
-    """Export `model`'s query tower to `directory/query_encoder.onnx`; False (and no file) when
+    """Export `model`'s query tower to `directory`'s query_onnx; False (and no file) when
     it cannot be exported or ONNX Runtime's vectors differ from PyTorch's on `sample_texts`."""
     import numpy as np
 
     from smar.model.inference import encode_texts
     from smar.model.tokenizer import tokenize
 
-    path = Path(directory) / ONNX_FILE
+    path = ModelFiles(Path(directory)).query_onnx
     sample = tokenize(tokenizer, sample_texts[:2] or ["a query"])
     lengths = torch.export.Dim("length", max=model.config.max_text_length)
     dims = {0: torch.export.Dim("batch"), 1: lengths}
@@ -73,7 +74,7 @@ def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) 
 
 def load_query_onnx(directory: Path) -> OnnxQueryEncoder | None:
     """The checkpoint's ONNX query tower, or None when it has none (or ONNX Runtime is missing)."""
-    path = Path(directory) / ONNX_FILE
+    path = ModelFiles(Path(directory)).query_onnx
     if not path.is_file():
         return None
     try:

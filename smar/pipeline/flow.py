@@ -103,7 +103,7 @@ def _start(params_file: str, data_dir: str, outputs_dir: str, overrides, data_re
     config = load_config(params_file, overrides=overrides)
     shard_runner(config.export)  # a missing integration fails here, before any work
     if data_rev:
-        data_dir = str(materialise_task(data_rev, Path(data_dir), Path(outputs_dir) / "datasets"))
+        data_dir = str(materialise_task(data_rev, Path(data_dir), Paths(outputs=Path(outputs_dir)).datasets_dir))
     paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
     summary = {"data": data_dir, "outputs": outputs_dir, "validate": validate_task(config, paths)["counts"]}
     return config, paths, summary

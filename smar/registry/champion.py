@@ -24,7 +24,7 @@ from smar.registry.promotion import CHAMPION, current_champion
 
 
 def fetch_champion(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
-    """The champion's saved model into `paths.model_dir`, with a new tracked run for the reindex."""
+    """The champion's saved model into `paths.model.root`, with a new tracked run for the reindex."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
@@ -45,10 +45,10 @@ def fetch_champion(config: SmarConfig, paths: Paths, tracker: Tracker | None = N
             / "model"
         )
         kind = saved_config(fetched).kind
-        with replace_on_success(paths.model_dir) as scratch:
+        with replace_on_success(paths.model.root) as scratch:
             shutil.copytree(fetched, scratch, dirs_exist_ok=True)
             tags = lineage_tags(data_version(paths.data)) | {"reindex.from_version": version, "model.kind": kind}
             run_id = tracker.start_run(f"reindex-{kind}-{time.strftime('%Y%m%d-%H%M%S')}", tags)
             save_run_id(scratch, run_id)  # evaluate and register log into the reindex's run
     tracker.end_run(run_id)
-    return {"model_dir": str(paths.model_dir), "run_id": run_id, "from_version": version, "kind": kind}
+    return {"model_dir": str(paths.model.root), "run_id": run_id, "from_version": version, "kind": kind}

@@ -59,20 +59,20 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
             "pass one)."
         )
     settings = config.register_
-    require(paths.index_dir, "index")
-    require(paths.metrics_file, "evaluate")
-    run_id = run_id_of(require(paths.model_dir, "train"))
+    require(paths.index.root, "index")
+    require(paths.evaluation.metrics, "evaluate")
+    run_id = run_id_of(require(paths.model.root, "train"))
     client = MlflowClient()
     withdraw_unfinished(client, settings.model_name, run_id)  # left by an earlier attempt that lost the server
     with mlflow.start_run(run_id=run_id):  # the version's model is logged in the training's run
-        version = log_version(settings.model_name, paths.model_dir, paths.index_dir)
+        version = log_version(settings.model_name, paths.model.root, paths.index.root)
     try:
         result = judge(config, paths, client, version, run_id, tracker)
     except BaseException:
         withdraw(client, settings.model_name, version)
         raise
     client.set_model_version_tag(settings.model_name, version, STATE_TAG, "registered")
-    write_text_atomic(paths.registration_file, json.dumps(result, indent=2) + "\n")
+    write_text_atomic(paths.registration, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -182,7 +182,7 @@ def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Com
     )
     data = f"{version.get('dataset', paths.data.name)} ({version['dvc_md5'][:8]})"
     return (
-        f"{saved_config(paths.model_dir).kind} · {score} · data {data} · gate: "
+        f"{saved_config(paths.model.root).kind} · {score} · data {data} · gate: "
         f"{'promoted' if decision.promote else 'rejected'}"
     )
 

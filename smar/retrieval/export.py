@@ -1,8 +1,9 @@
 """Step 3, export: checkpoint + catalog -> item embeddings, one file per served view.
 
-`outputs/embeddings` holds `item_embeddings.<view>.npy` (float32 [N, D], rows in items.parquet
-order), `item_ids.parquet`, `tuning_queries.npy` (vectors of up to 1000 train and valid
-queries, which the index step tunes its search against) and `export.json`.
+`outputs/embeddings` (`smar.core.paths.EmbeddingFiles`) holds `item_embeddings.<view>.npy`
+(float32 [N, D], rows in items.parquet order), `item_ids.parquet`, `tuning_queries.npy` (vectors
+of up to 1000 train and valid queries, which the index step tunes its search against) and
+`export.json`.
 
 A catalog exports in shards of `export.shard_items` rows, in bounded memory: `start_export`
 lays out a staging directory whose embedding files are memory-mapped at full size,
@@ -23,25 +24,22 @@ from pathlib import Path
 from smar.core.config import SmarConfig
 from smar.core.contract import ITEMS
 from smar.core.errors import MissingInputError
-from smar.core.paths import Paths, publish, require
+from smar.core.paths import EmbeddingFiles, Paths, publish, require
 from smar.core.progress import Progress
+from smar.core.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-IDS_FILE = "item_ids.parquet"
-TUNING_QUERIES_FILE = "tuning_queries.npy"
 MAX_TUNING_QUERIES = 1000
 
 
-def embeddings_file(view: str) -> str:
-    return f"item_embeddings.{view}.npy"
+def staging(paths: Paths) -> EmbeddingFiles:
+    """Where the shards write, laid out as the export it becomes when every shard is done."""
+    published = paths.embeddings.root
+    return EmbeddingFiles(published.with_name(f".{published.name}-staging"))
 
 
-def staging_dir(paths: Paths) -> Path:
-    return paths.embeddings_dir.with_name(f".{paths.embeddings_dir.name}-staging")
-
-
-def export(config: SmarConfig, paths: Paths, tracker=None) -> dict:
+def export(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
     shards = start_export(config, paths)
     return finish_export(config, paths, [export_shard(config, paths, shard) for shard in shards])
 
@@ -57,25 +55,23 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     from smar.model.inference import encode_texts
     from smar.model.kinds import served_views
 
-    model, tokenizer = load_model(require(paths.model_dir, "train"))
+    model, tokenizer = load_model(require(paths.model.root, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    item_images(
-        model, paths.data, paths.cache_dir
-    )  # decoded (and through a frozen backbone) once, before the shards read it
+    # Decoded (and through a frozen backbone) once, before the shards read it; likewise a frozen text encoder's states.
+    item_images(model, paths.data, paths.cache_dir)
     if model.item_text_encoder.frozen:
-        _item_text(model, tokenizer, paths, 0, len(items))  # likewise a frozen text encoder's states
-    staging = staging_dir(paths)
-    shutil.rmtree(staging, ignore_errors=True)  # a failed export's leftovers
-    staging.mkdir(parents=True)
+        _item_text(model, tokenizer, paths, 0, len(items))
+    files = staging(paths)
+    shutil.rmtree(files.root, ignore_errors=True)  # a failed export's leftovers
+    files.root.mkdir(parents=True)
     for view in served_views(model.config):
-        np.lib.format.open_memmap(
-            staging / embeddings_file(view), mode="w+", dtype=np.float32, shape=(len(items), model.config.embedding_dim)
-        ).flush()
-    pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(staging / IDS_FILE, index=False)
+        shape = (len(items), model.config.embedding_dim)
+        np.lib.format.open_memmap(files.vectors(view), mode="w+", dtype=np.float32, shape=shape).flush()
+    pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(files.item_ids, index=False)
     queries = pd.concat([dataset.split_queries("train"), dataset.split_queries("valid")]).drop_duplicates("query_id")
     sample = queries.sample(min(MAX_TUNING_QUERIES, len(queries)), random_state=0)["text"].tolist()
-    np.save(staging / TUNING_QUERIES_FILE, encode_texts(model, tokenizer, sample).numpy())
+    np.save(files.tuning_queries, encode_texts(model, tokenizer, sample).numpy())
     size = config.export.shard_items
     return [(start, min(start + size, len(items))) for start in range(0, len(items), size)]
 
@@ -92,15 +88,15 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
 
     started = time.perf_counter()
     start, end = shard
-    staging = staging_dir(paths)
-    if not staging.is_dir():
-        raise MissingInputError(f"{staging}: missing. An export shard runs after start_export; run `smar export`.")
-    model, tokenizer = load_model(paths.model_dir, device=resolve_device(config.export.device))
+    files = staging(paths)
+    if not files.root.is_dir():
+        raise MissingInputError(f"{files.root}: missing. An export shard runs after start_export; run `smar export`.")
+    model, tokenizer = load_model(paths.model.root, device=resolve_device(config.export.device))
     views = served_views(model.config)
     text = _item_text(model, tokenizer, paths, start, end)
     lengths = np.asarray(text["attention_mask"]).sum(1)
     images = item_images(model, paths.data, paths.cache_dir)
-    outputs = {view: np.load(staging / embeddings_file(view), mmap_mode="r+") for view in views}
+    outputs = {view: np.load(files.vectors(view), mmap_mode="r+") for view in views}
     order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
     with Progress(f"export items {start}-{end}", end - start, "item") as progress:
         for first in range(0, len(order), config.export.batch_size):
@@ -139,28 +135,29 @@ def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:
     """Publish the staging directory once every row has been written by a shard."""
     import numpy as np
 
-    staging = staging_dir(paths)
-    files = sorted(staging.glob(embeddings_file("*")))
-    rows = len(np.load(files[0], mmap_mode="r")) if files else 0
+    files = staging(paths)
+    views = files.views()
+    arrays = [np.load(files.vectors(view), mmap_mode="r") for view in views]
+    rows = len(arrays[0]) if arrays else 0
     covered = sorted(tuple(result["shard"]) for result in shards)
     expected = [
         (start, min(start + config.export.shard_items, rows)) for start in range(0, rows, config.export.shard_items)
     ]
     if covered != expected:
         raise RuntimeError(
-            f"{staging}: export shards {covered} do not cover the catalog's {rows} rows as {expected}; run `smar "
+            f"{files.root}: export shards {covered} do not cover the catalog's {rows} rows as {expected}; run `smar "
             f"export` again."
         )
     summary = {
         "items": rows,
-        "views": [f.name.split(".")[1] for f in files],
-        "dim": int(np.load(files[0], mmap_mode="r").shape[1]),
+        "views": views,
+        "dim": int(arrays[0].shape[1]),
         "shards": len(shards),
         "seconds": round(sum(result["seconds"] for result in shards), 3),
     }
-    (staging / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
-    publish(staging, paths.embeddings_dir)
-    return summary | {"embeddings_dir": str(paths.embeddings_dir)}
+    files.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    publish(files.root, paths.embeddings.root)
+    return summary | {"embeddings_dir": str(paths.embeddings.root)}
 
 
 def read_embeddings(directory: Path, mmap: bool = False):
@@ -169,9 +166,6 @@ def read_embeddings(directory: Path, mmap: bool = False):
     import numpy as np
     import pandas as pd
 
-    directory = Path(directory)
-    views = sorted(p.name.split(".")[1] for p in directory.glob(embeddings_file("*")))
-    mode = "r" if mmap else None
-    return {view: np.load(directory / embeddings_file(view), mmap_mode=mode) for view in views}, pd.read_parquet(
-        directory / IDS_FILE
-    )["item_id"].tolist()
+    files, mode = EmbeddingFiles(Path(directory)), "r" if mmap else None
+    embeddings = {view: np.load(files.vectors(view), mmap_mode=mode) for view in files.views()}
+    return embeddings, pd.read_parquet(files.item_ids)["item_id"].tolist()

@@ -1,5 +1,5 @@
 """Step 4, index: item embeddings -> one FAISS index per served view (`items.<view>.faiss`),
-inner product on L2-normalised vectors.
+inner product on L2-normalised vectors (file names: `smar.core.paths.IndexFiles`).
 
 The index type is a `faiss.index_factory` string (`index.factory`), or `auto`: exact search
 (Flat) up to 100k items, HNSW up to 5M, IVF-PQ beyond (its candidates reranked on 8-bit
@@ -26,15 +26,10 @@ from pathlib import Path
 from smar.core.config import SmarConfig
 from smar.core.contract import ITEMS
 from smar.core.metrics import Metric
-from smar.core.paths import Paths, replace_on_success, require
+from smar.core.paths import IndexFiles, Paths, replace_on_success, require
+from smar.core.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-ID_MAP_FILE = "id_map.parquet"
-
-
-def index_file(view: str) -> str:
-    return f"items.{view}.faiss"
 
 
 def faiss_id(item_id: str) -> int:
@@ -66,21 +61,21 @@ def choose_factory(setting: str, num_items: int, dim: int) -> str:
     return f"IVF{lists},PQ{dim // 2 if dim % 2 == 0 else dim}x8,Refine(SQ8)"
 
 
-def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
+def build_index(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
     import faiss
     import numpy as np
     import pandas as pd
 
-    from smar.retrieval.export import TUNING_QUERIES_FILE, read_embeddings
+    from smar.retrieval.export import read_embeddings
 
     started = time.perf_counter()
-    embeddings, item_ids = read_embeddings(require(paths.embeddings_dir, "export"), mmap=True)
+    embeddings, item_ids = read_embeddings(require(paths.embeddings.root, "export"), mmap=True)
     ids = np.array([faiss_id(i) for i in item_ids], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
-        raise ValueError(f"{paths.embeddings_dir}: two item ids hash to the same 64-bit id (or an item id repeats).")
+        raise ValueError(f"{paths.embeddings.root}: two item ids hash to the same 64-bit id (or an item id repeats).")
     dim = int(next(iter(embeddings.values())).shape[1])
     factory = choose_factory(config.index.factory, len(ids), dim)
-    tuning_file = paths.embeddings_dir / TUNING_QUERIES_FILE
+    tuning_file = paths.embeddings.tuning_queries
     queries = np.load(tuning_file) if tuning_file.is_file() else None
     indexes, tuned = {}, {}
     for view, array in embeddings.items():
@@ -95,9 +90,10 @@ def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
         "tuning": tuned,
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    with replace_on_success(paths.index_dir) as scratch:
+    with replace_on_success(paths.index.root) as scratch:
+        files = IndexFiles(scratch)
         for view, index in indexes.items():
-            faiss.write_index(index, str(scratch / index_file(view)))
+            faiss.write_index(index, str(files.faiss(view)))
         items = pd.read_parquet(require(paths.data / ITEMS, "data synth"), columns=["item_id", "title", "image"])
         shown = items.set_index("item_id").reindex(item_ids)
         id_map = pd.DataFrame(
@@ -108,10 +104,10 @@ def build_index(config: SmarConfig, paths: Paths, tracker=None) -> dict:
                 "image": shown["image"].to_numpy(),
             }
         )
-        id_map.to_parquet(scratch / ID_MAP_FILE, index=False)
-        stats["index_bytes"] = sum((scratch / index_file(view)).stat().st_size for view in indexes)
-        (scratch / "build.json").write_text(json.dumps(stats, indent=2) + "\n")
-    return stats | {"index_dir": str(paths.index_dir)}
+        id_map.to_parquet(files.id_map, index=False)
+        stats["index_bytes"] = sum(files.faiss(view).stat().st_size for view in indexes)
+        files.build.write_text(json.dumps(stats, indent=2) + "\n")
+    return stats | {"index_dir": str(paths.index.root)}
 
 
 def make_index(factory: str, vectors, ids):
@@ -217,10 +213,9 @@ def load_index(directory: Path):
     import faiss
     import pandas as pd
 
-    directory = Path(directory)
-    id_map = pd.read_parquet(directory / ID_MAP_FILE)
-    views = sorted(p.name.split(".")[1] for p in directory.glob(index_file("*")))
-    indexes = {view: faiss.read_index(str(directory / index_file(view))) for view in views}
+    files = IndexFiles(Path(directory))
+    id_map = pd.read_parquet(files.id_map)
+    indexes = {view: faiss.read_index(str(files.faiss(view))) for view in files.views()}
     ids = id_map["item_id"].tolist()
     titles, images = (
         id_map[column] if column in id_map else [None] * len(ids) for column in ("title", "image")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from smar.training.distributed import Cluster
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -46,8 +50,8 @@ class Catalog:
 class PairBatches:
     """Training pairs, read a whole batch at a time: `dataset[list of pair indices]` -> batch dict."""
 
-    pair_queries: object  # long tensor [P]: row in the query tokens
-    pair_items: object  # long tensor [P]: row in the catalog
+    pair_queries: torch.Tensor  # long [P]: row in the query tokens
+    pair_items: torch.Tensor  # long [P]: row in the catalog
     query_tokens: dict
     catalog: Catalog
 

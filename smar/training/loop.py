@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smar.core.config import SmarConfig
 from smar.core.contract import item_texts
@@ -39,6 +40,11 @@ from smar.training.resume import Checkpoint, fingerprint
 from smar.training.router import routed_score, train_router
 from smar.training.step import Objective, make_optimizer, make_schedule
 
+if TYPE_CHECKING:  # the heavy libraries are imported where they run
+    import pandas as pd
+    import torch
+    from tokenizers import Tokenizer
+
 log = logging.getLogger(__name__)
 
 
@@ -46,13 +52,13 @@ log = logging.getLogger(__name__)
 class TrainingData:
     """What one training reads, prepared once."""
 
-    tokenizer: object  # tokenizers.Tokenizer
+    tokenizer: Tokenizer
     pairs: PairBatches  # (training query, relevant item) pairs, with the catalog's inputs
-    known_pairs: object  # sorted query_row * num_items + item_row of every training pair
+    known_pairs: torch.Tensor  # sorted query_row * num_items + item_row of every training pair
     query_ids: list[str]  # the training queries, in query-row order
     query_texts: list[str]
     train_relevant: list[dict]  # per training query: {item_id: label}
-    valid_queries: object  # frame of the valid split's queries
+    valid_queries: pd.DataFrame  # the valid split's queries
     valid_relevant: dict
 
     @property
@@ -93,7 +99,7 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
     log.info("training loop: %.0f pairs/s %s", training.speed["train_pairs_per_second"], training.gpu_summary or "")
     final_loss = training.losses[-1] if training.losses else float("nan")
     return {
-        "model_dir": str(paths.model_dir),
+        "model_dir": str(paths.model.root),
         "run_id": training.run_id,
         "kind": config.model.kind,
         "final_loss": final_loss,
@@ -158,8 +164,8 @@ class Training:
     data: TrainingData
     cluster: Cluster
     checkpoint: Checkpoint
-    optimizer: object
-    schedule: object
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
     objective: Objective
     total_steps: int
     step: int = 0
@@ -362,7 +368,7 @@ def _open_run(training: Training, tags: dict, saved: dict | None, paths: Paths) 
             "train.total_steps": training.total_steps,
         },
     )
-    tracker.log_artifacts(run_id, paths.validation_report.parent, "validation")  # report + HTML data docs
+    tracker.log_artifacts(run_id, paths.validation.root, "validation")  # report + HTML data docs
     log.info(
         "training %s on %s x %d: %d pairs, %d items, %d steps",
         config.model.kind,
@@ -392,7 +398,7 @@ def _train_router(training: Training, valid_score: float) -> float:
 def _save(training: Training, paths: Paths, tags: dict[str, str]) -> None:
     """The model, its tokenizer, its query tower as ONNX and the ids of the queries it trained on,
     replacing the last good model only when all are written."""
-    with replace_on_success(paths.model_dir) as scratch:
+    with replace_on_success(paths.model.root) as scratch:
         save_model(training.model.cpu().eval(), training.data.tokenizer, scratch)
         save_query_onnx(
             training.model, training.data.tokenizer, scratch, training.data.query_texts[:64]

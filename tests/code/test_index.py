@@ -11,15 +11,12 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import MissingInputError
 from smar.core.paths import Paths
-from smar.retrieval.export import IDS_FILE, TUNING_QUERIES_FILE, embeddings_file
 from smar.retrieval.index import (
-    ID_MAP_FILE,
     SEARCH_PARAMETERS,
     build_index,
     choose_factory,
     exact_search,
     faiss_id,
-    index_file,
     load_index,
     normalized,
     overlap,
@@ -27,7 +24,6 @@ from smar.retrieval.index import (
 
 N, DIM = 50, 16
 VIEW = "multimodal"
-INDEX_FILE = index_file(VIEW)
 ITEM_IDS = [f"sku-{n}" for n in range(N)]
 
 
@@ -38,9 +34,9 @@ def _write_embeddings(paths: Paths, vectors: np.ndarray, item_ids: list[str]) ->
     pd.DataFrame({"item_id": ITEM_IDS, "title": [f"title {n}" for n in range(N)], "image": images}).to_parquet(
         paths.data / "items.parquet"
     )
-    paths.embeddings_dir.mkdir(parents=True)
-    np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors.astype(np.float32))
-    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
+    paths.embeddings.root.mkdir(parents=True)
+    np.save(paths.embeddings.vectors(VIEW), vectors.astype(np.float32))
+    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings.item_ids, index=False)
 
 
 @pytest.fixture
@@ -71,18 +67,19 @@ def test_build_reports_stats_and_writes_files(built):
     assert stats["items"] == N
     assert stats["dim"] == DIM
     assert stats["factory"] == "Flat"
-    assert stats["index_dir"] == str(paths.index_dir)
-    assert sorted(p.name for p in paths.index_dir.iterdir()) == sorted([INDEX_FILE, ID_MAP_FILE, "build.json"])
-    assert json.loads((paths.index_dir / "build.json").read_text())["items"] == N
+    assert stats["index_dir"] == str(paths.index.root)
+    files = paths.index
+    assert sorted(paths.index.root.iterdir()) == sorted([files.faiss(VIEW), files.id_map, files.build])
+    assert json.loads(files.build.read_text())["items"] == N
 
 
 def test_id_map_has_one_row_per_item_with_hashed_ids(built):
     paths, _ = built
-    id_map = pd.read_parquet(paths.index_dir / ID_MAP_FILE)
+    id_map = pd.read_parquet(paths.index.id_map)
     assert len(id_map) == N
     assert id_map["item_id"].tolist() == ITEM_IDS
     assert id_map["faiss_id"].tolist() == [faiss_id(i) for i in ITEM_IDS]
-    indexes, mapping, shown = load_index(paths.index_dir)
+    indexes, mapping, shown = load_index(paths.index.root)
     index = indexes[VIEW]
     assert index.ntotal == N
     assert mapping == {faiss_id(i): i for i in ITEM_IDS}
@@ -92,7 +89,7 @@ def test_id_map_has_one_row_per_item_with_hashed_ids(built):
 @pytest.mark.parametrize("row", [0, 17, N - 1])
 def test_stored_vector_finds_itself(built, vectors, row):
     paths, _ = built
-    indexes, mapping, _ = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index.root)
     index = indexes[VIEW]
     scores, ids = index.search(vectors[row : row + 1], 3)
     assert mapping[int(ids[0, 0])] == f"sku-{row}"
@@ -104,7 +101,7 @@ def test_unnormalised_vectors_are_normalised_before_indexing(tmp_path, vectors):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     _write_embeddings(paths, vectors * 7.0, ITEM_IDS)
     build_index(SmarConfig(), paths)
-    indexes, mapping, _ = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index.root)
     index = indexes[VIEW]
     scores, ids = index.search(vectors[5:6], 1)
     assert mapping[int(ids[0, 0])] == "sku-5"
@@ -113,42 +110,42 @@ def test_unnormalised_vectors_are_normalised_before_indexing(tmp_path, vectors):
 
 def test_missing_embeddings_leaves_existing_index_untouched(tmp_path):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
-    paths.index_dir.mkdir(parents=True)
-    (paths.index_dir / "marker.txt").write_text("previous good index")
+    paths.index.root.mkdir(parents=True)
+    (paths.index.root / "marker.txt").write_text("previous good index")
     with pytest.raises(MissingInputError) as error:
         build_index(SmarConfig(), paths)
-    assert str(paths.embeddings_dir) in str(error.value)
+    assert str(paths.embeddings.root) in str(error.value)
     assert "smar export" in str(error.value)
-    assert [p.name for p in paths.index_dir.iterdir()] == ["marker.txt"]
-    assert (paths.index_dir / "marker.txt").read_text() == "previous good index"
+    assert [p.name for p in paths.index.root.iterdir()] == ["marker.txt"]
+    assert (paths.index.root / "marker.txt").read_text() == "previous good index"
     assert sorted(p.name for p in paths.outputs.iterdir()) == ["index"]  # no scratch dirs left behind
 
 
 def test_repeated_item_id_is_rejected_and_existing_index_kept(tmp_path, vectors):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     _write_embeddings(paths, vectors, ITEM_IDS[:-1] + [ITEM_IDS[0]])
-    paths.index_dir.mkdir(parents=True)
-    (paths.index_dir / "marker.txt").write_text("previous good index")
+    paths.index.root.mkdir(parents=True)
+    (paths.index.root / "marker.txt").write_text("previous good index")
     with pytest.raises(ValueError, match="repeats"):
         build_index(SmarConfig(), paths)
-    assert [p.name for p in paths.index_dir.iterdir()] == ["marker.txt"]
+    assert [p.name for p in paths.index.root.iterdir()] == ["marker.txt"]
 
 
 def test_rebuild_replaces_previous_index(built, vectors):
     paths, _ = built
-    (paths.index_dir / "marker.txt").write_text("stale")
+    (paths.index.root / "marker.txt").write_text("stale")
     build_index(SmarConfig(), paths)
-    assert not (paths.index_dir / "marker.txt").exists()
-    assert (paths.index_dir / INDEX_FILE).is_file()
+    assert not (paths.index.root / "marker.txt").exists()
+    assert paths.index.faiss(VIEW).is_file()
     assert sorted(p.name for p in paths.outputs.iterdir()) == ["embeddings", "index"]
 
 
 def test_every_exported_view_gets_its_own_index(tmp_path, vectors):
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     _write_embeddings(paths, vectors, ITEM_IDS)
-    np.save(paths.embeddings_dir / embeddings_file("text"), -vectors)
+    np.save(paths.embeddings.vectors("text"), -vectors)
     stats = build_index(SmarConfig(), paths)
-    indexes, mapping, _ = load_index(paths.index_dir)
+    indexes, mapping, _ = load_index(paths.index.root)
     assert stats["views"] == ["multimodal", "text"] and sorted(indexes) == ["multimodal", "text"]
     scores, ids = indexes["text"].search(-vectors[:1], 1)
     assert mapping[int(ids[0, 0])] == ITEM_IDS[0] and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
@@ -193,10 +190,10 @@ def test_approximate_index_is_tuned_to_the_target_recall_and_keeps_it(tmp_path, 
     paths = Paths(tmp_path / "data", tmp_path / "outputs")
     paths.data.mkdir(parents=True)
     pd.DataFrame({"item_id": item_ids, "title": item_ids, "image": None}).to_parquet(paths.data / "items.parquet")
-    paths.embeddings_dir.mkdir(parents=True)
-    np.save(paths.embeddings_dir / embeddings_file(VIEW), vectors)
-    np.save(paths.embeddings_dir / TUNING_QUERIES_FILE, queries)
-    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings_dir / IDS_FILE, index=False)
+    paths.embeddings.root.mkdir(parents=True)
+    np.save(paths.embeddings.vectors(VIEW), vectors)
+    np.save(paths.embeddings.tuning_queries, queries)
+    pd.DataFrame({"item_id": item_ids}).to_parquet(paths.embeddings.item_ids, index=False)
     config = SmarConfig(index={"factory": factory, "target_recall": 0.9})
 
     tuning = build_index(config, paths)["tuning"][VIEW]
@@ -207,11 +204,11 @@ def test_approximate_index_is_tuned_to_the_target_recall_and_keeps_it(tmp_path, 
         if tuning["value"] > SEARCH_PARAMETERS[parameter][0]
         else None
     )
-    index = load_index(paths.index_dir)[0][VIEW]
+    index = load_index(paths.index.root)[0][VIEW]
     ids = np.array([faiss_id(i) for i in item_ids])
     exact = exact_search(vectors, ids, normalized(queries), 10)
     assert overlap(index.search(normalized(queries), 10)[1], exact) == pytest.approx(tuning["recall_at_10"], abs=1e-4)
     if cheaper is not None:  # the value below it misses the target
         faiss.ParameterSpace().set_index_parameter(index, parameter, cheaper)
         assert overlap(index.search(normalized(queries), 10)[1], exact) < 0.9
-    assert json.loads((paths.index_dir / "build.json").read_text())["tuning"][VIEW] == tuning
+    assert json.loads(paths.index.build.read_text())["tuning"][VIEW] == tuning

@@ -38,7 +38,7 @@ def _fails(paths: Paths, *needles: str) -> ValidationFailed:
     message = str(error.value)
     for needle in needles:
         assert needle in message, f"{needle!r} not in:\n{message}"
-    report = json.loads(paths.validation_report.read_text())
+    report = json.loads(paths.validation.report.read_text())
     assert report["success"] is False and any(not check["success"] for check in report["checks"])
     with pytest.raises(ValidationFailed):  # training refuses to start from this dataset
         require_passed(paths)
@@ -52,7 +52,7 @@ def test_tiny_dataset_passes_and_writes_report(tiny_data, tmp_path):
     assert report["counts"]["items"] == len(pd.read_parquet(tiny_data / "items.parquet")) > 0
     assert report["counts"]["queries"] == len(pd.read_parquet(tiny_data / "queries.parquet")) > 0
     assert all(check["success"] for check in report["checks"])
-    assert json.loads(paths.validation_report.read_text()) == report
+    assert json.loads(paths.validation.report.read_text()) == report
 
 
 def test_duplicate_item_id(broken):
@@ -148,7 +148,7 @@ def test_missing_column_raises_dataset_error(broken):
     message = str(error.value)
     assert "items.parquet" in message
     assert "missing column(s) title" in message
-    assert not paths.validation_report.exists()
+    assert not paths.validation.report.exists()
 
 
 def test_missing_dataset_directory_raises_dataset_error(tmp_path):
@@ -156,7 +156,7 @@ def test_missing_dataset_directory_raises_dataset_error(tmp_path):
     with pytest.raises(DatasetError, match="no such dataset directory") as error:
         validate(SmarConfig(), paths)
     assert "no-such-data" in str(error.value)
-    assert not paths.validation_report.exists()
+    assert not paths.validation.report.exists()
 
 
 def test_a_failed_run_replaces_the_last_good_report(broken):
@@ -168,4 +168,4 @@ def test_a_failed_run_replaces_the_last_good_report(broken):
     _edit(data / "items.parquet", lambda f: f.drop(columns="title"))
     with pytest.raises(DatasetError):
         validate(SmarConfig(), paths)
-    assert not paths.validation_report.exists()
+    assert not paths.validation.report.exists()

@@ -379,12 +379,12 @@ def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path
     print(message)  # the corpus' messages, for `pytest -s`
     if error is DatasetError:
         assert all(needle in message for needle in needles), f"{needles} not all in:\n{message}"
-        assert not paths.validation_report.exists() and not data_docs_dir(paths).exists()
+        assert not paths.validation.report.exists() and not data_docs_dir(paths).exists()
         return
     lines = [line for line in message.splitlines() if all(needle in line for needle in needles)]
     assert lines, f"no line has all of {needles}:\n{message}"
     assert all("fix: " in line for line in lines)
-    report = json.loads(paths.validation_report.read_text())
+    report = json.loads(paths.validation.report.read_text())
     assert report["success"] is False
     failed = [check for check in report["checks"] if not check["success"]]
     assert len(failed) == FAILED_CHECKS.get(request.node.callspec.id, 1), message
@@ -447,11 +447,11 @@ def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, m
     monkeypatch.setattr("smar.data.validate._run_suites", crash)
     with pytest.raises(RuntimeError):
         validate(SmarConfig(), paths)
-    assert not docs.exists() and not paths.validation_report.exists()
+    assert not docs.exists() and not paths.validation.report.exists()
     assert not [p.name for p in docs.parent.iterdir() if p.name.startswith(".")]  # no scratch left behind
     monkeypatch.undo()
 
     (data / "qrels.parquet").unlink()  # a structural error: no report, no docs
     with pytest.raises(DatasetError):
         validate(SmarConfig(), paths)
-    assert not docs.exists() and not paths.validation_report.exists()
+    assert not docs.exists() and not paths.validation.report.exists()

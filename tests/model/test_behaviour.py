@@ -65,10 +65,10 @@ def trained(kind: str, seed: int, data, tmp_path) -> float:
         {"model": CONFIG["model"] | {"kind": kind}, "train": CONFIG["train"] | {"seed": seed}}
     )
     paths = Paths(data, tmp_path / f"{kind}-{seed}")
-    paths.validation_report.parent.mkdir(parents=True)
+    paths.validation.root.mkdir(parents=True)
     (data.parent / "cache").mkdir(exist_ok=True)
     paths.cache_dir.symlink_to(data.parent / "cache")  # the frozen encoders' outputs, computed once for every run
-    paths.validation_report.write_bytes((data.parent / "validated" / "validation" / "report.json").read_bytes())
+    paths.validation.report.write_bytes((data.parent / "validated" / "validation" / "report.json").read_bytes())
     steps.train(config, paths)
     steps.export(config, paths)
     steps.build_index(config, paths)

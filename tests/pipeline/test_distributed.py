@@ -65,10 +65,10 @@ def train(launcher: list[str], params: str, data, outputs) -> tuple[dict[str, np
         command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    history = MlflowClient().get_metric_history(run_id_of(paths.model_dir), "train_loss")
+    history = MlflowClient().get_metric_history(run_id_of(paths.model.root), "train_loss")
     steps.export(config, paths)
-    vectors, _ = read_embeddings(paths.embeddings_dir)
-    model, tokenizer = load_model(paths.model_dir)
+    vectors, _ = read_embeddings(paths.embeddings.root)
+    model, tokenizer = load_model(paths.model.root)
     queries = pd.read_parquet(data / "queries.parquet")["text"].head(50).tolist()
     vectors["queries"] = encode_texts(model, tokenizer, queries).numpy()
     return vectors, [metric.value for metric in sorted(history, key=lambda m: m.step)]

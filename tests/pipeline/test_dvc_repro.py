@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smar.core.paths import Paths
 from smar.data.dataset import dvc_directory_md5
 from tests.conftest import PROJECT
 
@@ -41,9 +42,9 @@ def test_dvc_repro_runs_every_stage(tiny_data, tiny_params, tmp_path):
     assert dvc_directory_md5(repo / "data") == recorded  # the hash runs are tagged with is DVC's own
     run("dvc", "repro")
 
-    metrics = json.loads((repo / "outputs" / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads(Paths(outputs=repo / "outputs").evaluation.metrics.read_text())
     assert metrics["model"]["recall_at_10"] > metrics["random"]["recall_at_10"]
-    registration = json.loads((repo / "outputs" / "registration.json").read_text())
+    registration = json.loads(Paths(outputs=repo / "outputs").registration.read_text())
     assert registration["version"] == "1" and registration["promote"] is True
     assert "recall_at_10" in run("dvc", "metrics", "show")
     assert "up to date" in run("dvc", "status")  # nothing left to reproduce

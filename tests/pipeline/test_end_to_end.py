@@ -34,20 +34,21 @@ def test_every_step_writes_its_artifacts(first_run):
     import faiss
 
     summary, paths, _ = first_run
-    assert json.loads(paths.validation_report.read_text())["success"] is True
-    assert {"weights.pt", "tokenizer.json", "model_config.json", "query_encoder.onnx", "run.json"} <= {
-        p.name for p in paths.model_dir.iterdir()
-    }
+    assert json.loads(paths.validation.report.read_text())["success"] is True
+    model = paths.model
+    assert {model.weights, model.tokenizer, model.config, model.query_onnx, model.run, model.trained_queries} <= set(
+        model.root.iterdir()
+    )
 
     items = pd.read_parquet(paths.data / "items.parquet")
     assert summary["index"]["views"] == ["multimodal"]  # SMAR serves its fused item vectors
     for view in summary["index"]["views"]:
-        embeddings = np.load(paths.embeddings_dir / f"item_embeddings.{view}.npy")
+        embeddings = np.load(paths.embeddings.vectors(view))
         assert embeddings.shape == (len(items), 384)
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
-        assert faiss.read_index(str(paths.index_dir / f"items.{view}.faiss")).ntotal == len(items)
+        assert faiss.read_index(str(paths.index.faiss(view))).ntotal == len(items)
 
-    metrics = json.loads(paths.metrics_file.read_text())
+    metrics = json.loads(paths.evaluation.metrics.read_text())
     for ranker in ("model", "zero_shot", "random"):
         assert list(metrics[ranker]) == [metric.key for metric in reported((10, 50))]
         assert all(0.0 <= score <= 1.0 for score in metrics[ranker].values())
@@ -55,11 +56,11 @@ def test_every_step_writes_its_artifacts(first_run):
     assert metrics["zero_shot"]["recall_at_10"] > 2 * metrics["random"]["recall_at_10"]  # MiniLM reads titles
     # the tiny catalog is split by category: every test query asks for a kind of product training never saw
     assert metrics["cold"]["queries"] == metrics["queries"] and metrics["cold"]["model"] == metrics["model"]
-    curve = pd.read_csv(paths.recall_curve_file)
+    curve = pd.read_csv(paths.evaluation.recall_curve)
     assert list(curve.columns) == ["k", "model", "zero_shot", "random"] and curve["model"].is_monotonic_increasing
-    assert (paths.evaluation_dir / "recall_at_k.png").stat().st_size > 1000
-    assert pd.read_parquet(paths.evaluation_dir / "per_query.parquet")["cold"].all()
-    assert summary["register"]["version"] == json.loads(paths.registration_file.read_text())["version"]
+    assert paths.evaluation.recall_plot.stat().st_size > 1000
+    assert pd.read_parquet(paths.evaluation.per_query)["cold"].all()
+    assert summary["register"]["version"] == json.loads(paths.registration.read_text())["version"]
 
 
 def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
@@ -67,7 +68,7 @@ def test_queries_are_encoded_by_onnx_runtime_as_pytorch_would(first_run):
     from smar.retrieval.retriever import Retriever
 
     _, paths, _ = first_run
-    retriever = Retriever(paths.model_dir, paths.index_dir)
+    retriever = Retriever(paths.model.root, paths.index.root)
     assert retriever.onnx is not None
     queries = pd.read_parquet(paths.data / "queries.parquet")["text"].tolist()
     served, _ = retriever.encode(queries)

@@ -33,7 +33,7 @@ def trained(tiny_data, tiny_params, tmp_path_factory):
         update={"export": config.export.model_copy(update={"shard_items": 10_000, "batch_size": 256})}
     )
     steps.export(one_pass, paths)
-    expected, _ = read_embeddings(paths.embeddings_dir)
+    expected, _ = read_embeddings(paths.embeddings.root)
     return config, paths, expected
 
 
@@ -55,8 +55,8 @@ def test_shards_mapped_over_a_task_runner_match_one_pass(prefect_harness, traine
     summary = export_flow.with_options(task_runner=shard_runner(config.export))(config, paths)
 
     assert summary["shards"] == 4 and summary["items"] == 200
-    assert json.loads((paths.embeddings_dir / "export.json").read_text())["shards"] == 4
-    vectors, item_ids = read_embeddings(paths.embeddings_dir)
+    assert json.loads(paths.embeddings.summary.read_text())["shards"] == 4
+    vectors, item_ids = read_embeddings(paths.embeddings.root)
     assert len(item_ids) == 200 and vectors.keys() == expected.keys()
     for view in expected:
         np.testing.assert_allclose(vectors[view], expected[view], atol=1e-5)
@@ -65,14 +65,14 @@ def test_shards_mapped_over_a_task_runner_match_one_pass(prefect_harness, traine
 
 def test_an_export_missing_a_shard_is_not_published(trained):
     config, paths, expected = trained
-    before = {p.name: p.stat().st_mtime_ns for p in paths.embeddings_dir.iterdir()}
+    before = {p.name: p.stat().st_mtime_ns for p in paths.embeddings.root.iterdir()}
     shards = start_export(config, paths)
     results = [export_shard(config, paths, shard) for shard in shards[:-1]]  # the last shard's worker died
     with pytest.raises(RuntimeError, match="do not cover the catalog's 200 rows"):
         finish_export(config, paths, results)
-    assert {p.name: p.stat().st_mtime_ns for p in paths.embeddings_dir.iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in paths.embeddings.root.iterdir()} == before
     np.testing.assert_allclose(
-        read_embeddings(paths.embeddings_dir)[0]["multimodal"], expected["multimodal"], atol=1e-5
+        read_embeddings(paths.embeddings.root)[0]["multimodal"], expected["multimodal"], atol=1e-5
     )
 
 

@@ -65,6 +65,6 @@ def test_gate_compares_only_on_queries_neither_version_trained_on(tiny_data, tin
         version.description.startswith("smar · Recall@10 ")
         and f"on {len(unseen)} unseen test queries" in version.description
     )
-    assert json.loads((second_paths.model_dir / "trained_queries.json").read_text())["query_ids"] == sorted(
+    assert json.loads((second_paths.model.root / "trained_queries.json").read_text())["query_ids"] == sorted(
         set(new.split_qrels("train")["query_id"])
     )

@@ -38,7 +38,7 @@ def test_features_replace_the_image_backbone(tiny_data, tiny_params, tmp_path):
     evaluation = steps.evaluate(config, paths)
     assert evaluation["model"]["recall_at_10"] > 3 * evaluation["random"]["recall_at_10"]
 
-    retriever = Retriever(paths.model_dir, paths.index_dir)
+    retriever = Retriever(paths.model.root, paths.index.root)
     assert retriever.model.image_encoder.backbone is None
     assert retriever.model.image_feature_shape == [4, len(COLOURS)]
     assert len(retriever.search(["red mug"], 5).item_ids[0]) == 5

@@ -13,7 +13,6 @@ import yaml
 from smar.core.config import load_config
 from smar.core.paths import Paths
 from smar.core.tracking import run_id_of
-from smar.model.checkpoint import WEIGHTS_FILE
 from smar.pipeline import steps
 
 pytestmark = pytest.mark.slow
@@ -67,13 +66,13 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     saved = torch.load(state_file, weights_only=False)
-    assert not paths.model_dir.exists()  # nothing half-written where the model goes
+    assert not paths.model.root.exists()  # nothing half-written where the model goes
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"step {saved['step']} of" in second.stderr and "resuming" in second.stderr
     assert not paths.checkpoint_dir.exists()
-    run_id = run_id_of(paths.model_dir)
+    run_id = run_id_of(paths.model.root)
     assert run_id == saved["run_id"]
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_step"] == str(saved["step"])
@@ -82,7 +81,7 @@ def test_training_killed_with_sigkill_resumes_and_matches_an_uninterrupted_one(c
 
     whole = validated(config, tiny_data, tmp_path / "whole")
     steps.train(config, whole)
-    resumed, uninterrupted = (torch.load(p.model_dir / WEIGHTS_FILE) for p in (paths, whole))
+    resumed, uninterrupted = (torch.load(p.model.weights) for p in (paths, whole))
     for name, tensor in uninterrupted.items():
         assert torch.allclose(resumed[name], tensor, atol=1e-5), name
 

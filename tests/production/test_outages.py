@@ -82,8 +82,8 @@ def test_a_run_without_the_tracking_server_fails_at_training_after_its_retries(w
         )
     assert done.returncode == 1
     assert f"the MLflow tracking server at {topology.mlflow.url} did not answer" in done.stderr
-    assert json.loads((outputs / "validation" / "report.json").read_text())["success"]  # validation needs no server
-    assert not (outputs / "model").exists() and not (outputs / "registration.json").exists()
+    assert json.loads(Paths(outputs=outputs).validation.report.read_text())["success"]  # validation needs no server
+    assert not Paths(outputs=outputs).model.root.exists() and not Paths(outputs=outputs).registration.exists()
     with topology.prefect_api() as api:
         [run] = api.post("/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 1}).json()
         tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
@@ -114,7 +114,7 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(
     config, paths = load_config(directory / "params.yaml"), Paths(directory / "data", directory / "outputs")
     client = topology.client()
     before = {v.version for v in client.search_model_versions(f"name='{WORKER_MODEL}'")}
-    registration = paths.registration_file.read_bytes()
+    registration = paths.registration.read_bytes()
     measure = register_step.measure_version
 
     def outage_while_measuring(uri, queries):
@@ -127,7 +127,7 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(
             run_step("register", config, paths)
     finally:
         topology.restart_tracking()
-    assert paths.registration_file.read_bytes() == registration  # the last good registration stands
+    assert paths.registration.read_bytes() == registration  # the last good registration stands
     [cut_off] = [v for v in client.search_model_versions(f"name='{WORKER_MODEL}'") if v.version not in before]
     assert cut_off.tags["smar.state"] == "registering" and "gate.decision" not in cut_off.tags
 

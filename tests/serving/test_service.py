@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 
 from smar.core import tracking
 from smar.core.config import SmarConfig, load_config
-from smar.core.paths import Paths
+from smar.core.paths import ModelFiles, Paths
 from smar.data.dataset import dvc_directory_md5
-from smar.model.checkpoint import WEIGHTS_FILE
 from smar.pipeline import steps
 from smar.registry.register import log_version
 from tests.browser import chromium
@@ -42,8 +41,8 @@ def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths
 
 def register_version(paths: Paths, model_dir: Path | None = None) -> str:
     mlflow = tracking.configure()
-    with mlflow.start_run(run_id=tracking.run_id_of(paths.model_dir)):
-        return log_version(MODEL_NAME, model_dir or paths.model_dir, paths.index_dir)
+    with mlflow.start_run(run_id=tracking.run_id_of(paths.model.root)):
+        return log_version(MODEL_NAME, model_dir or paths.model.root, paths.index.root)
 
 
 def point_alias(version: str) -> None:
@@ -63,8 +62,8 @@ def service(trained):
     config, paths = trained
     versions = {"first": register_version(paths), "second": register_version(paths)}
     broken = paths.outputs / "broken-model"
-    shutil.copytree(paths.model_dir, broken)
-    (broken / WEIGHTS_FILE).write_bytes(b"not a checkpoint")
+    shutil.copytree(paths.model.root, broken)
+    ModelFiles(broken).weights.write_bytes(b"not a checkpoint")
     versions["broken"] = register_version(paths, broken)
     point_alias(versions["first"])
 
@@ -110,7 +109,7 @@ def test_health_readiness_and_version(service, trained):
         info["model_name"] == MODEL_NAME and info["model_version"] == versions["first"] and info["alias"] == "champion"
     )
     assert info["data_hash"] == dvc_directory_md5(paths.data)
-    assert info["git_commit"] and info["run_id"] == tracking.run_id_of(paths.model_dir)
+    assert info["git_commit"] and info["run_id"] == tracking.run_id_of(paths.model.root)
 
 
 def test_search_returns_titled_items_with_fetchable_images(service, trained):

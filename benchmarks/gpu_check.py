@@ -130,7 +130,7 @@ def use_random_weights(minilm_dir: Path) -> None:
 def validated(paths, report: Path | None, config) -> None:
     """The catalog's validation: run here, or a report made elsewhere for the same bytes (its data hash must match)."""
     from smar.data.dataset import dvc_directory_md5
-    from smar.data.validate import validate
+    from smar.data.validation import validate
 
     if report is None:
         validate(config, paths)

@@ -11,7 +11,7 @@ of train. The CLI (and so dvc.yaml) and the Prefect flows call these, through `r
 
 from __future__ import annotations
 
-from smar.data.validate import validate
+from smar.data.validation import validate
 from smar.evaluation.evaluate import evaluate
 from smar.registry.champion import fetch_champion
 from smar.registry.register import register

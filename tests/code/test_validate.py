@@ -10,7 +10,7 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import DatasetError
 from smar.core.paths import Paths
-from smar.data.validate import ValidationFailed, require_passed, validate
+from smar.data.validation import ValidationFailed, require_passed, validate
 
 
 @pytest.fixture

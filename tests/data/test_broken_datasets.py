@@ -20,7 +20,7 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import DatasetError
 from smar.core.paths import Paths
-from smar.data.validate import ValidationFailed, data_docs_dir, require_passed, validate
+from smar.data.validation import ValidationFailed, data_docs_dir, require_passed, validate
 
 
 @pytest.fixture
@@ -444,7 +444,7 @@ def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, m
         (scratch / "index.html").write_text("<html>half")
         raise RuntimeError("killed")
 
-    monkeypatch.setattr("smar.data.validate._run_suites", crash)
+    monkeypatch.setattr("smar.data.validation.runner.run_suites", crash)
     with pytest.raises(RuntimeError):
         validate(SmarConfig(), paths)
     assert not docs.exists() and not paths.validation_report.exists()

@@ -1,6 +1,7 @@
 """Dataset validation: a good dataset passes and gets a report; each kind of breakage is named."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import DatasetError
 from smar.core.paths import Paths
-from smar.data.validation import ValidationFailed, require_passed, validate
+from smar.data.validation import ValidationFailed, data_docs_dir, require_passed, validate
 
 
 @pytest.fixture
@@ -169,3 +170,15 @@ def test_a_failed_run_replaces_the_last_good_report(broken):
     with pytest.raises(DatasetError):
         validate(SmarConfig(), paths)
     assert not paths.validation_report.exists()
+
+
+def test_manifest_that_is_not_json_fails_quietly_and_renders_in_the_data_docs(broken, caplog):
+    """GX's data docs renderer of a failed distinct-values check logged a KeyError traceback
+    (`unexpected_percent`) before smar's own message."""
+    data, paths = broken
+    (data / "dataset.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        _fails(paths, "dataset.json [content] is_json_object", "not valid JSON", "fix: ")
+    assert not caplog.records, "\n".join(f"{r.name}: {r.getMessage()[:300]}" for r in caplog.records)
+    [page] = (data_docs_dir(paths) / "validations" / "dataset").rglob("*.html")
+    assert "is_json_object" in page.read_text() and "not valid JSON" in page.read_text()

@@ -6,6 +6,7 @@ message names the file, the column, example rows and the fix.
 """
 
 import json
+import logging
 import shutil
 import struct
 import zlib
@@ -370,13 +371,15 @@ CORPUS = [
 
 
 @pytest.mark.parametrize("breakage, error", CORPUS)
-def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path, breakage, error, request):
+def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path, breakage, error, request, caplog):
     needles = breakage(data)
     paths = Paths(data, tmp_path / "outputs")
-    with pytest.raises(error) as raised:
+    with caplog.at_level(logging.WARNING), pytest.raises(error) as raised:
         validate(SmarConfig(), paths)
     message = str(raised.value)
     print(message)  # the corpus' messages, for `pytest -s`
+    # smar's message is all the user reads: no library warnings or tracebacks before it
+    assert not caplog.records, "\n".join(f"{r.name}: {r.getMessage()[:300]}" for r in caplog.records)
     if error is DatasetError:
         assert all(needle in message for needle in needles), f"{needles} not all in:\n{message}"
         assert not paths.validation_report.exists() and not data_docs_dir(paths).exists()

@@ -43,6 +43,16 @@ class Suite:
         check = check or re.sub(r"(?<!^)(?=[A-Z])", "_", expectation_type.__name__).lower()
         self.expectations.append(expectation_type(meta=meta, description=_description(name, check, fix), **kwargs))
 
+    def add_file_value(self, column: str, check: str, fix: str, value_set: list[str], example: str | None):
+        """One value for the whole file (dataset.json's state, the features' dtype), held in `column` on
+        every row, must be in value_set. ExpectColumnMostCommonValueToBeInSet, as GX's data docs cannot
+        render a failed ExpectColumnDistinctValuesToBeInSet: it logs a KeyError ('unexpected_percent')
+        traceback that reads as a crash."""
+        import great_expectations as gx
+
+        expectation = gx.expectations.ExpectColumnMostCommonValueToBeInSet
+        self.add(expectation, column, fix, check=check, examples=[example], column=column, value_set=value_set)
+
     @property
     def index_columns(self) -> list[str]:
         """Columns GX quotes for each failing row: ids, checked values and problem details."""
@@ -282,15 +292,14 @@ def _features_suite(dataset: Dataset, features) -> Suite:
         value=len(items),
     )
     suite.frame["dtype"] = str(features.dtype)
-    suite.add(
-        e.ExpectColumnDistinctValuesToBeInSet,
-        "dtype",
-        "save the features as float32: numpy.save(path, features.astype(numpy.float32))",
-        check="dtype_is_float32",
-        examples=[f"dtype is {features.dtype}"],
-        column="dtype",
-        value_set=["float32"],
-    )
+    if rows:  # an empty column has no most common value (nor features of a wrong type)
+        suite.add_file_value(
+            "dtype",
+            "dtype_is_float32",
+            "save the features as float32: numpy.save(path, features.astype(numpy.float32))",
+            ["float32"],
+            f"dtype is {features.dtype}",
+        )
     finite = np.ones(rows, dtype=bool)
     for start in range(0, rows, FEATURE_ROWS_PER_CHUNK):
         chunk = np.asarray(features[start : start + FEATURE_ROWS_PER_CHUNK])
@@ -306,20 +315,16 @@ def _features_suite(dataset: Dataset, features) -> Suite:
 
 def _manifest_suite(path: Path) -> Suite:
     """dataset.json (only when present): one JSON object, as `data_version` reads it when training starts."""
-    import great_expectations as gx
-
     problem = _manifest_problem(path)
     suite = Suite(MANIFEST, {})
     suite.frame["content"] = [problem or "a JSON object"]
-    suite.add(
-        gx.expectations.ExpectColumnDistinctValuesToBeInSet,
+    suite.add_file_value(
         "content",
+        "is_json_object",
         f"make {MANIFEST} one UTF-8 JSON object with name, version, source and counts: correct it where the "
         "error points (line, column), or re-run the importer or `smar data synth` to rewrite it",
-        check="is_json_object",
-        examples=[problem],
-        column="content",
-        value_set=["a JSON object"],
+        ["a JSON object"],
+        problem,
     )
     return suite
 

@@ -126,7 +126,7 @@ def _blank_titles(data: Path) -> list[str]:
     blank = _set(data, "items.parquet", 4, "title", " \t\u3000")
     return [
         "items.parquet [title]",
-        "match_regex",
+        "not_blank",
         "2 row(s) fail",
         f"item_id={empty['item_id']} title=''",
         f"item_id={blank['item_id']} title=' \\t\\u3000'",
@@ -246,6 +246,63 @@ CORPUS = [
     ),
     pytest.param(_duplicate_item, ValidationFailed, id="duplicate-item-id"),
     pytest.param(_blank_titles, ValidationFailed, id="empty-and-whitespace-titles"),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            6,
+            "title",
+            "\u200b\u200c\u200d\u2060\ufeff",
+            "not_blank",
+            "title='\\u200b\\u200c\\u200d\\u2060\\ufeff': only invisible characters (U+200B, U+200C",
+        ),
+        ValidationFailed,
+        id="zero-width-title",
+    ),
+    pytest.param(
+        _cell(
+            "queries.parquet",
+            2,
+            "text",
+            "\u00a0\u202f\u2007",
+            "not_blank",
+            "text='\\xa0\\u202f\\u2007'",
+            "fix: give every query a non-blank text",
+            ids=("query_id",),
+        ),
+        ValidationFailed,
+        id="no-break-space-query",
+    ),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            8,
+            "title",
+            "Ceramic\x00 mug",
+            "no_control_characters",
+            "title='Ceramic\\x00 mug'",
+            "U+0000 at character 8",
+        ),
+        ValidationFailed,
+        id="nul-in-title",
+    ),
+    pytest.param(
+        _cell("items.parquet", 3, "brand", "Acme\x1b[0m", "no_control_characters", "brand='Acme\\x1b[0m'", "U+001B"),
+        ValidationFailed,
+        id="control-character-in-brand",
+    ),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            5,
+            "category",
+            "\x93kitchen\x94",
+            "no_control_characters",
+            "U+0093",
+            "decode it as cp1252",
+        ),
+        ValidationFailed,
+        id="c1-controls-in-category",
+    ),
     pytest.param(
         _cell("qrels.parquet", 0, "query_id", "Q999999", "is_in_queries", "Q999999", ids=("item_id",)),
         ValidationFailed,
@@ -398,6 +455,13 @@ def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path
         require_passed(paths)
 
 
+def _tabs_newlines_and_invisible_marks(data: Path) -> None:
+    """Whitespace controls and format characters next to visible text are fine (exports carry them)."""
+    _set(data, "items.parquet", 1, "title", "Ceramic mug\twhite\r\nsoft\u00adtouch\u200b")
+    _set(data, "items.parquet", 2, "brand", "\ufeffAcme")
+    _set(data, "queries.parquet", 0, "text", "\u00a0red\u00a0mug\n")
+
+
 def _empty_valid_and_float_labels(data: Path) -> None:
     _relabel_split("valid", "train")(data)
     _edit(data / "qrels.parquet", lambda f: f.assign(label=f["label"].astype(float)))
@@ -409,6 +473,7 @@ def _empty_valid_and_float_labels(data: Path) -> None:
         pytest.param(_empty_valid_and_float_labels, id="empty-valid-split-and-integral-float-labels"),
         pytest.param(_features(lambda n: np.ones((n, 8), np.float32)), id="2d-features-instead-of-images"),
         pytest.param(_unlink("dataset.json"), id="no-dataset-json"),  # optional: only a present one must be JSON
+        pytest.param(_tabs_newlines_and_invisible_marks, id="text-with-tabs-newlines-and-invisible-marks"),
     ],
 )
 def test_accepted_variants_pass(data, tmp_path, change):

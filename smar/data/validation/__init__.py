@@ -1,7 +1,7 @@
 """Step 1, validate: the dataset against Great Expectations suites.
 
-Plain Python computes what GX cannot see in a column (image files, UTF-8, value types, the
-features array); each such per-row result becomes a derived column that a GX expectation
+Plain Python computes what GX cannot see in a column (image files, UTF-8, invisible and control
+characters, value types, the features array); each such per-row result becomes a derived column that a GX expectation
 asserts, so every check runs through GX, lands in the report and in the HTML data docs.
 
 A failure raises `ValidationFailed` listing every failed check, one line each: the file, the
@@ -17,6 +17,16 @@ What is accepted (see also docs/data.md, "Data contract"):
   valid UTF-8 without U+FFFD replacement characters or lone surrogates; a binary Parquet column
   of valid UTF-8 (as Spark writes) is read as text by `load_dataset`, its undecodable values
   stay bytes and fail here.
+- `title` and query `text` must show something: not null, not empty, not only whitespace
+  (no-break spaces U+00A0, U+202F, U+2007 included) and invisible characters: format characters
+  (Unicode category Cf: zero-width spaces and joiners U+200B-U+200D, word joiner U+2060, BOM
+  U+FEFF, soft hyphen, ...), controls, Unicode's other default-ignorable code points (Hangul
+  fillers, variation selectors, ...) and the braille blank U+2800. Next to visible text they are
+  accepted.
+- text (`title`, `category`, `brand`, `text`) holds no control characters (category Cc): NUL
+  and the other C0 controls, DEL and the C1 controls U+0080-U+009F (what cp1252 punctuation read
+  as latin-1 becomes) are rejected; tab, newline and carriage return are accepted: they are
+  whitespace, which the tokenizer splits on like a space, and exports of multi-line text carry them.
 - `label` must be a whole number >= 1: integer columns, or floats with integral values (a float
   column is what pandas makes of integers next to a missing value); strings, booleans, NaN,
   infinities and fractions are rejected.

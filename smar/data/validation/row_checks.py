@@ -1,17 +1,39 @@
 """Checks computed in Python, one result per row, for what GX cannot see in a column: value types,
-UTF-8 and image files. Each returns [(ok, detail)] that `Suite.derived` hands to GX; a failing
-row's detail says what is wrong with it. Null passes: a not-null check reports it."""
+UTF-8, invisible and control characters, and image files. Each returns [(ok, detail)] that
+`Suite.derived` hands to GX; a failing row's detail says what is wrong with it. Null passes: a
+not-null check reports it."""
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
+import sys
+import unicodedata
 import warnings
 from pathlib import Path
 
 from smar.core.progress import Progress
 from smar.data.dataset import Dataset
+
+# Never legitimate in text: C0 controls but tab, newline and carriage return (whitespace, which the
+# tokenizer splits on like a space), DEL, and the C1 controls (what cp1252 text decoded as latin-1 leaves).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Shown as nothing, besides whitespace and categories Cc and Cf: Unicode's other default-ignorable
+# code points (combining grapheme joiner, Hangul fillers, variation selectors, ...) and the blank U+2800.
+_INVISIBLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0000, 0xE0FFF),
+)
+_LISTED = 6  # characters a problem names before "..."
 
 
 def is_missing(value) -> bool:
@@ -51,6 +73,58 @@ def utf8_strings(values) -> list[tuple[bool, str | None]]:
                     problem = "holds a lone surrogate"
         rows.append((problem is None, problem))
     return rows
+
+
+def not_blank(values) -> list[tuple[bool, str | None]]:
+    """Text must show something: not empty, nor only whitespace and invisible characters (zero-width
+    spaces, joiners, BOMs, no-break spaces, controls). Anything but a str passes (reported elsewhere)."""
+    visible = _visible_character()
+    rows = []
+    for value in values:
+        problem = None
+        if isinstance(value, str) and not visible.search(value):
+            problem = f"only invisible characters ({_code_points(dict.fromkeys(value))})" if value else "empty"
+        rows.append((problem is None, problem))
+    return rows
+
+
+def no_control_characters(values) -> list[tuple[bool, str | None]]:
+    """Text must hold no control characters (`_CONTROL`); a problem names each one and where it first is."""
+    rows = []
+    for value in values:
+        if not isinstance(value, str) or not _CONTROL.search(value):
+            rows.append((True, None))
+            continue
+        first: dict[str, int] = {}
+        for match in _CONTROL.finditer(value):
+            first.setdefault(match.group(), match.start() + 1)
+        found = [f"U+{ord(char):04X} at character {position}" for char, position in first.items()]
+        listed = ", ".join(found[:_LISTED]) + (", ..." if len(found) > _LISTED else "")
+        rows.append((False, f"control character{'s' if len(found) > 1 else ''} {listed}"))
+    return rows
+
+
+@functools.cache
+def _visible_character() -> re.Pattern:
+    """A regex matching one character that is not invisible (built once, from a scan of every code point)."""
+    invisible = {code for low, high in _INVISIBLE_RANGES for code in range(low, high + 1)} | {
+        code
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) in ("Cc", "Cf") or chr(code).isspace()
+    }
+    ranges, start = [], None
+    for code in range(sys.maxunicode + 2):
+        if code in invisible and start is None:
+            start = code
+        elif code not in invisible and start is not None:
+            ranges.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+            start = None
+    return re.compile(f"[^{''.join(ranges)}]")
+
+
+def _code_points(chars) -> str:
+    chars = list(chars)
+    return ", ".join(f"U+{ord(char):04X}" for char in chars[:_LISTED]) + (", ..." if len(chars) > _LISTED else "")
 
 
 def integers(values) -> list[tuple[bool, str]]:

@@ -21,6 +21,11 @@ FEATURE_ROWS_PER_CHUNK = 4096
 TEXT_FIX = (
     "store text as UTF-8 str: decode the source with its real encoding (e.g. cp1252), not as bytes, numbers or U+FFFD"
 )
+CONTROL_FIX = (
+    "remove the control characters (tab, newline and carriage return may stay); U+0080-U+009F usually are cp1252 "
+    "punctuation read as latin-1: decode it as cp1252"
+)
+BLANK = "whitespace and invisible characters such as U+200B or U+FEFF alone are blank"
 
 
 class Suite:
@@ -110,16 +115,17 @@ def _items_suite(dataset: Dataset, features, config: SmarConfig) -> Suite:
     )
     suite.derived("title", "is_utf8_string", TEXT_FIX, row_checks.utf8_strings(items["title"]))
     suite.add(e.ExpectColumnValuesToNotBeNull, "title", "give every item a title (or remove the item)", column="title")
-    suite.add(
-        e.ExpectColumnValuesToMatchRegex,
+    suite.derived(
         "title",
-        "give every item a non-blank title (or remove the item)",
-        column="title",
-        regex=r"\S",
+        "not_blank",
+        f"give every item a non-blank title ({BLANK}), or remove the item",
+        row_checks.not_blank(items["title"]),
     )
     suite.derived("category", "is_utf8_string", TEXT_FIX, row_checks.utf8_strings(items["category"]))
     suite.add(e.ExpectColumnValuesToNotBeNull, "category", "give every item a category", column="category")
     suite.derived("brand", "is_utf8_string", TEXT_FIX + " (or null: no brand)", row_checks.utf8_strings(items["brand"]))
+    for column in ("title", "category", "brand"):
+        suite.derived(column, "no_control_characters", CONTROL_FIX, row_checks.no_control_characters(items[column]))
     if features is None:
         suite.add(
             e.ExpectColumnValuesToNotBeNull,
@@ -159,13 +165,13 @@ def _queries_suite(dataset: Dataset) -> Suite:
         "give every query a text (or remove the query and its qrels)",
         column="text",
     )
-    suite.add(
-        e.ExpectColumnValuesToMatchRegex,
+    suite.derived(
         "text",
-        "give every query a non-blank text (or remove the query and its qrels)",
-        column="text",
-        regex=r"\S",
+        "not_blank",
+        f"give every query a non-blank text ({BLANK}), or remove the query and its qrels",
+        row_checks.not_blank(queries["text"]),
     )
+    suite.derived("text", "no_control_characters", CONTROL_FIX, row_checks.no_control_characters(queries["text"]))
     return suite
 
 

@@ -85,7 +85,7 @@ def main() -> None:
     runs = {}
     for device, steps in (("cuda", args.cuda_steps), ("cpu", args.cpu_steps)) if cuda else (("cpu", args.cpu_steps),):
         paths = Paths(data, scratch / device)
-        validated(paths, args.validation_report, config)
+        validated(paths, args.validation.report, config)
         settings = config.train.model_copy(
             update={
                 "device": device,
@@ -130,7 +130,7 @@ def use_random_weights(minilm_dir: Path) -> None:
 def validated(paths, report: Path | None, config) -> None:
     """The catalog's validation: run here, or a report made elsewhere for the same bytes (its data hash must match)."""
     from smar.data.dataset import dvc_directory_md5
-    from smar.data.validate import validate
+    from smar.data.validation import validate
 
     if report is None:
         validate(config, paths)

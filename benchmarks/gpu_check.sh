@@ -33,7 +33,7 @@ from pathlib import Path
 from smar.core.config import load_config
 from smar.data.dataset import dvc_directory_md5
 from smar.data.synth import synthesize
-from smar.data.validate import validate
+from smar.data.validation import validate
 from smar.model.pretrained import minilm_dir
 from smar.core.paths import Paths
 

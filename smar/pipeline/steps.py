@@ -16,7 +16,7 @@ from typing import Protocol
 from smar.core.config import SmarConfig
 from smar.core.paths import Paths
 from smar.core.tracking import Tracker
-from smar.data.validate import validate
+from smar.data.validation import validate
 from smar.evaluation.evaluate import evaluate
 from smar.registry.champion import fetch_champion
 from smar.registry.register import register

@@ -28,7 +28,7 @@ from smar.core.paths import Paths, replace_on_success
 from smar.core.progress import Progress
 from smar.core.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.data.dataset import data_version, load_dataset
-from smar.data.validate import require_passed
+from smar.data.validation import require_passed
 from smar.model.checkpoint import image_feature_shape, save_model, save_trained_queries
 from smar.model.feature_cache import item_images, text_inputs
 from smar.model.onnx_query import save_query_onnx

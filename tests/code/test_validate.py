@@ -1,6 +1,7 @@
 """Dataset validation: a good dataset passes and gets a report; each kind of breakage is named."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import DatasetError
 from smar.core.paths import Paths
-from smar.data.validate import ValidationFailed, require_passed, validate
+from smar.data.validation import ValidationFailed, require_passed, validate
+from smar.data.validation.row_checks import no_control_characters, not_blank
 
 
 @pytest.fixture
@@ -169,3 +171,35 @@ def test_a_failed_run_replaces_the_last_good_report(broken):
     with pytest.raises(DatasetError):
         validate(SmarConfig(), paths)
     assert not paths.validation.report.exists()
+
+
+BLANK = ["", " \t\r\n", "\u200b\u200c\u200d\u2060\ufeff", "\u00a0\u202f\u2007\u3000", "\u00ad\u180e", "\u3164\u2800"]
+VISIBLE = ["Mug", "\u200bMug\u200b", "\u00a0mug", "soft\u00adtouch", "\u0301", "\U0001f375"]
+
+
+def test_text_a_reader_sees_as_blank_fails_not_blank():
+    assert [ok for ok, _ in not_blank(BLANK)] == [False] * len(BLANK)
+    assert [ok for ok, _ in not_blank(VISIBLE + [None, b" ", 3])] == [True] * (len(VISIBLE) + 3)  # reported elsewhere
+    assert not_blank(["\u200b\ufeff"])[0][1] == "only invisible characters (U+200B, U+FEFF)"
+
+
+def test_control_characters_fail_except_tab_newline_and_carriage_return():
+    controls = ["\x00", "a\x07b", "\x0b", "\x0c", "\x1b[0m", "\x7f", "\x85", "\x93quoted\x94"]
+    assert [ok for ok, _ in no_control_characters(controls)] == [False] * len(controls)
+    assert [ok for ok, _ in no_control_characters(["a\tb\r\nc", "\u200b\u00a0", None])] == [True] * 3
+    assert (
+        no_control_characters(["Mug\x00\x00\x1f"])[0][1]
+        == "control characters U+0000 at character 4, U+001F at character 6"
+    )
+
+
+def test_manifest_that_is_not_json_fails_quietly_and_renders_in_the_data_docs(broken, caplog):
+    """GX's data docs renderer of a failed distinct-values check logged a KeyError traceback
+    (`unexpected_percent`) before smar's own message."""
+    data, paths = broken
+    (data / "dataset.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        _fails(paths, "dataset.json [content] is_json_object", "not valid JSON", "fix: ")
+    assert not caplog.records, "\n".join(f"{r.name}: {r.getMessage()[:300]}" for r in caplog.records)
+    [page] = (paths.validation.data_docs / "validations" / "dataset").rglob("*.html")
+    assert "is_json_object" in page.read_text() and "not valid JSON" in page.read_text()

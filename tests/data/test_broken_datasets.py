@@ -6,6 +6,7 @@ message names the file, the column, example rows and the fix.
 """
 
 import json
+import logging
 import shutil
 import struct
 import zlib
@@ -20,7 +21,7 @@ import pytest
 from smar.core.config import SmarConfig
 from smar.core.errors import DatasetError
 from smar.core.paths import Paths
-from smar.data.validate import ValidationFailed, data_docs_dir, require_passed, validate
+from smar.data.validation import ValidationFailed, require_passed, validate
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def _blank_titles(data: Path) -> list[str]:
     blank = _set(data, "items.parquet", 4, "title", " \t\u3000")
     return [
         "items.parquet [title]",
-        "match_regex",
+        "not_blank",
         "2 row(s) fail",
         f"item_id={empty['item_id']} title=''",
         f"item_id={blank['item_id']} title=' \\t\\u3000'",
@@ -245,6 +246,63 @@ CORPUS = [
     ),
     pytest.param(_duplicate_item, ValidationFailed, id="duplicate-item-id"),
     pytest.param(_blank_titles, ValidationFailed, id="empty-and-whitespace-titles"),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            6,
+            "title",
+            "\u200b\u200c\u200d\u2060\ufeff",
+            "not_blank",
+            "title='\\u200b\\u200c\\u200d\\u2060\\ufeff': only invisible characters (U+200B, U+200C",
+        ),
+        ValidationFailed,
+        id="zero-width-title",
+    ),
+    pytest.param(
+        _cell(
+            "queries.parquet",
+            2,
+            "text",
+            "\u00a0\u202f\u2007",
+            "not_blank",
+            "text='\\xa0\\u202f\\u2007'",
+            "fix: give every query a non-blank text",
+            ids=("query_id",),
+        ),
+        ValidationFailed,
+        id="no-break-space-query",
+    ),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            8,
+            "title",
+            "Ceramic\x00 mug",
+            "no_control_characters",
+            "title='Ceramic\\x00 mug'",
+            "U+0000 at character 8",
+        ),
+        ValidationFailed,
+        id="nul-in-title",
+    ),
+    pytest.param(
+        _cell("items.parquet", 3, "brand", "Acme\x1b[0m", "no_control_characters", "brand='Acme\\x1b[0m'", "U+001B"),
+        ValidationFailed,
+        id="control-character-in-brand",
+    ),
+    pytest.param(
+        _cell(
+            "items.parquet",
+            5,
+            "category",
+            "\x93kitchen\x94",
+            "no_control_characters",
+            "U+0093",
+            "decode it as cp1252",
+        ),
+        ValidationFailed,
+        id="c1-controls-in-category",
+    ),
     pytest.param(
         _cell("qrels.parquet", 0, "query_id", "Q999999", "is_in_queries", "Q999999", ids=("item_id",)),
         ValidationFailed,
@@ -370,16 +428,18 @@ CORPUS = [
 
 
 @pytest.mark.parametrize("breakage, error", CORPUS)
-def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path, breakage, error, request):
+def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path, breakage, error, request, caplog):
     needles = breakage(data)
     paths = Paths(data, tmp_path / "outputs")
-    with pytest.raises(error) as raised:
+    with caplog.at_level(logging.WARNING), pytest.raises(error) as raised:
         validate(SmarConfig(), paths)
     message = str(raised.value)
     print(message)  # the corpus' messages, for `pytest -s`
+    # smar's message is all the user reads: no library warnings or tracebacks before it
+    assert not caplog.records, "\n".join(f"{r.name}: {r.getMessage()[:300]}" for r in caplog.records)
     if error is DatasetError:
         assert all(needle in message for needle in needles), f"{needles} not all in:\n{message}"
-        assert not paths.validation.report.exists() and not data_docs_dir(paths).exists()
+        assert not paths.validation.report.exists() and not paths.validation.data_docs.exists()
         return
     lines = [line for line in message.splitlines() if all(needle in line for needle in needles)]
     assert lines, f"no line has all of {needles}:\n{message}"
@@ -389,10 +449,17 @@ def test_broken_dataset_is_rejected_with_file_column_rows_and_fix(data, tmp_path
     failed = [check for check in report["checks"] if not check["success"]]
     assert len(failed) == FAILED_CHECKS.get(request.node.callspec.id, 1), message
     assert all(check["fix"] and check["examples"] for check in failed)
-    assert (data_docs_dir(paths) / "index.html").is_file()
-    assert list((data_docs_dir(paths) / "validations").rglob("*.html"))
+    assert (paths.validation.data_docs / "index.html").is_file()
+    assert list((paths.validation.data_docs / "validations").rglob("*.html"))
     with pytest.raises(ValidationFailed):  # training refuses to start from this dataset
         require_passed(paths)
+
+
+def _tabs_newlines_and_invisible_marks(data: Path) -> None:
+    """Whitespace controls and format characters next to visible text are fine (exports carry them)."""
+    _set(data, "items.parquet", 1, "title", "Ceramic mug\twhite\r\nsoft\u00adtouch\u200b")
+    _set(data, "items.parquet", 2, "brand", "\ufeffAcme")
+    _set(data, "queries.parquet", 0, "text", "\u00a0red\u00a0mug\n")
 
 
 def _empty_valid_and_float_labels(data: Path) -> None:
@@ -406,6 +473,7 @@ def _empty_valid_and_float_labels(data: Path) -> None:
         pytest.param(_empty_valid_and_float_labels, id="empty-valid-split-and-integral-float-labels"),
         pytest.param(_features(lambda n: np.ones((n, 8), np.float32)), id="2d-features-instead-of-images"),
         pytest.param(_unlink("dataset.json"), id="no-dataset-json"),  # optional: only a present one must be JSON
+        pytest.param(_tabs_newlines_and_invisible_marks, id="text-with-tabs-newlines-and-invisible-marks"),
     ],
 )
 def test_accepted_variants_pass(data, tmp_path, change):
@@ -425,7 +493,7 @@ def test_empty_valid_split_fails_when_evaluation_uses_it(data, tmp_path):
 
 def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, monkeypatch):
     paths = Paths(data, tmp_path / "outputs")
-    docs = data_docs_dir(paths)
+    docs = paths.validation.data_docs
 
     report = validate(SmarConfig(), paths)  # a good dataset: an index and one result page per file
     assert report["success"] is True and report["data_docs"] == str(docs / "index.html")
@@ -444,7 +512,7 @@ def test_data_docs_follow_every_run_and_are_never_half_written(data, tmp_path, m
         (scratch / "index.html").write_text("<html>half")
         raise RuntimeError("killed")
 
-    monkeypatch.setattr("smar.data.validate._run_suites", crash)
+    monkeypatch.setattr("smar.data.validation.runner.run_suites", crash)
     with pytest.raises(RuntimeError):
         validate(SmarConfig(), paths)
     assert not docs.exists() and not paths.validation.report.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from smar.data.validate import ValidationFailed
+from smar.data.validation import ValidationFailed
 from tests.conftest import own_model_name
 
 pytestmark = pytest.mark.slow

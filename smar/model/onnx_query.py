@@ -51,6 +51,7 @@ def save_query_onnx(model, tokenizer, directory: Path, sample_texts: list[str]) 
                 output_names=["vectors"],
                 dynamic_shapes=(dims, dims),
                 dynamo=True,
+                optimize=False,  # ONNX Runtime optimises the graph as a session starts: same latency, 1 s less
                 external_data=False,
                 verbose=False,
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def main() -> None:
             )
     finally:
         server.stop()
+        shutil.rmtree(state, ignore_errors=True)  # the server's database and the browser profiles
     write_results(args.results, args.label, measured)
 
 

@@ -58,7 +58,7 @@ repro: install data
 	dvc repro
 
 prefect-server: install
-	prefect server start --host 127.0.0.1
+	PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start --host 127.0.0.1
 
 deploy: install data
 	PREFECT_API_URL=http://127.0.0.1:4200/api smar pipeline --serve

@@ -353,16 +353,17 @@ def registry_rollback(
 @registry_app.command("history")
 def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
     """Every move of the champion, oldest first."""
-    from smar.registry.promotion import current_champion, history, record_outside_move
+    from smar.registry.promotion import OUTSIDE, current_champion, history, record_outside_move, when
 
     client, name = _registry(params)
     record_outside_move(client, name)  # a move made in the MLflow UI shows up, and is recorded, here
     for event in history(client, name):
         metrics = " ".join(f"{key}={value}" for key, value in event["metrics"].items())
-        typer.echo(
-            f"{event['promoted_at']}  v{event['version'] or '-':<4} <- v{event['previous_champion'] or '-':<4} "
-            f"{event['by']:<8} {event['reason']} {metrics}".rstrip()
-        )
+        moved = f"{event['version'] or '-':<4} <- v{event['previous_champion'] or '-':<4} {event['by']:<8}"
+        if event["by"] == OUTSIDE:  # no time of its own: the bounds, then the move
+            typer.echo(f"{event.get('detected_at', event['promoted_at'])}  v{moved} {when(event)}; {event['reason']}")
+            continue
+        typer.echo(f"{event['promoted_at']}  v{moved} {event['reason']} {metrics}".rstrip())
     typer.echo(f"champion: version {current_champion(client, name) or 'none'}")
 
 

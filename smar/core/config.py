@@ -371,9 +371,9 @@ class SmarConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def load_config(path: str | Path = "params.yaml", overrides: BaseModel | dict | None = None) -> SmarConfig:
-    """The parameters file, with `overrides` (a partial config: only the values set, nested by
-    section, as the Prefect UI's run form sends them) laid over it, validated as one."""
+def load_config(path: str | Path = "params.yaml", overrides: dict | None = None) -> SmarConfig:
+    """The parameters file, with `overrides` (only the values a run sets, nested by section, e.g.
+    {"train": {"epochs": 4}}; a None keeps the file's value) laid over it, validated as one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such parameters file. Pass --params FILE or run from the project root.")
@@ -383,9 +383,7 @@ def load_config(path: str | Path = "params.yaml", overrides: BaseModel | dict | 
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of step names to settings, got {type(raw).__name__}.")
-    given = _values_set(
-        overrides.model_dump(mode="json", by_alias=True) if isinstance(overrides, BaseModel) else overrides or {}
-    )
+    given = _values_set(overrides or {})
     try:
         return SmarConfig.model_validate(_merged(raw, given))
     except ValidationError as error:
@@ -410,28 +408,3 @@ def _merged(base: dict, overrides: dict) -> dict:
             _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
         )
     return merged
-
-
-def _partial(model: type[BaseModel]) -> type[BaseModel]:
-    """`model` with every field optional and empty by default, its sections partial too: a set of
-    overrides. Types (and so the UI form's inputs) are kept; ranges are checked after merging."""
-    from typing import Optional
-
-    from pydantic import create_model
-
-    fields = {}
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            annotation = _partial(annotation)
-        fields[name] = (
-            Optional[annotation],  # noqa: UP045 (a runtime type)
-            Field(None, alias=field.alias, description=field.description),
-        )
-    return create_model(
-        f"{model.__name__}Overrides", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields
-    )
-
-
-# The Prefect run form: the params file's values, changed where the user changes them.
-SmarOverrides = _partial(SmarConfig)

@@ -2,7 +2,7 @@
 `smar-pipeline` (train and ship) and `smar-reindex` (a changed catalog with the champion's towers).
 
 Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
-trigger runs with a parameter form from the Prefect UI.
+trigger runs with a parameter form from the Prefect UI (its fields: smar.pipeline.form).
 """
 
 from pathlib import Path
@@ -11,10 +11,11 @@ from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from smar.core.config import ExportConfig, SmarConfig, SmarOverrides, load_config
+from smar.core.config import ExportConfig, SmarConfig, load_config
 from smar.core.errors import ConfigError
 from smar.core.paths import Paths
 from smar.data.revision import materialise
+from smar.pipeline import form
 from smar.pipeline.steps import run_step
 from smar.pipeline.summary import decision_row, format_summary
 from smar.retrieval.export import export_shard, finish_export, start_export
@@ -62,21 +63,38 @@ register_task = _step_task("register")
 
 @flow(name="smar-pipeline", log_prints=True)
 def smar_pipeline(
+    model_kind: form.ModelKindParameter = None,
+    epochs: form.EpochsParameter = None,
+    learning_rate: form.LearningRateParameter = None,
+    batch_size: form.BatchSizeParameter = None,
+    data_rev: form.DataRevParameter = None,
+    overrides: form.OverridesParameter = None,
     params_file: str = "params.yaml",
     data_dir: str = "data",
     outputs_dir: str = "outputs",
-    config: SmarOverrides | None = None,
-    data_rev: str | None = None,
 ) -> dict:
     """validate -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
 
-    `config` holds overrides laid over `params_file`: the values set, nested by section (the
-    Prefect UI renders it as a typed form that starts from the file's values); a field left
-    empty keeps the file's value. `data_rev` (a git commit, branch or tag) picks the version of
-    `data_dir` that its `.dvc` pointer records at that revision; the run materialises it with DVC
-    under `outputs_dir/datasets/` and the training run is tagged with it (`data.rev`).
+    Every value a run does not set comes from `params_file`.
+
+    Args:
+        model_kind: The model to train (model.kind): smar (the paper), text_only, image_only, late_fusion,
+            smar_fused_only or smar_no_xattn.
+        epochs: Passes over the training queries (train.epochs).
+        learning_rate: The optimiser's learning rate (train.learning_rate).
+        batch_size: Queries per batch, and so in-batch negatives (train.batch_size).
+        data_rev: A git commit, branch or tag: the dataset version its data.dvc records, materialised with DVC
+            under outputs_dir/datasets/ (the training run is tagged data.rev). Empty: data_dir as it is.
+        overrides: Any other values of the params file, by section, e.g. {"train": {"weight_decay": 0.02}};
+            a wrong name fails the run before any work.
+        params_file: The params file, in the directory the run executes in.
+        data_dir: The dataset.
+        outputs_dir: Where the steps write.
     """
-    config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
+    per_run = {"model_kind": model_kind, "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size}
+    config, paths, summary = _start(
+        params_file, data_dir, outputs_dir, form.run_overrides(overrides, **per_run), data_rev
+    )
     summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(
         config, paths
     )
@@ -85,20 +103,32 @@ def smar_pipeline(
 
 @flow(name="smar-reindex", log_prints=True)
 def smar_reindex(
+    data_rev: form.DataRevParameter = None,
+    overrides: form.OverridesParameter = None,
     params_file: str = "params.yaml",
     data_dir: str = "data",
     outputs_dir: str = "outputs",
-    config: SmarOverrides | None = None,
-    data_rev: str | None = None,
 ) -> dict:
     """A changed catalog without retraining: validate -> the champion's towers -> export -> index
-    -> evaluate -> register, through the same gate on the same queries as a training run."""
-    config, paths, summary = _start(params_file, data_dir, outputs_dir, config, data_rev)
+    -> evaluate -> register, through the same gate on the same queries as a training run.
+
+    Every value a run does not set comes from `params_file`.
+
+    Args:
+        data_rev: A git commit, branch or tag: the catalog version its data.dvc records, materialised with DVC
+            under outputs_dir/datasets/. Empty: data_dir as it is.
+        overrides: Any other values of the params file, by section, e.g. {"register": {"tolerance": 0.02}};
+            a wrong name fails the run before any work.
+        params_file: The params file, in the directory the run executes in.
+        data_dir: The catalog: where the day's items land.
+        outputs_dir: Where the steps write.
+    """
+    config, paths, summary = _start(params_file, data_dir, outputs_dir, form.run_overrides(overrides), data_rev)
     summary["champion"] = fetch_champion_task.with_options(**tracking_retries(config))(config, paths)
     return _index_and_register(config, paths, summary)
 
 
-def _start(params_file: str, data_dir: str, outputs_dir: str, overrides, data_rev: str | None):
+def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, data_rev: str | None):
     """The run's config, its dataset (materialised when `data_rev` names one), validated."""
     config = load_config(params_file, overrides=overrides)
     shard_runner(config.export)  # a missing integration fails here, before any work
@@ -160,20 +190,13 @@ def shard_runner(settings: ExportConfig):
     )
 
 
-def deployment_parameters(params_file: str, data_dir: str, outputs_dir: str) -> dict:
-    """The deployment's default parameters: the run form's `config` starts from the params file's values now."""
-    shown = load_config(params_file).model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"params_file": params_file, "data_dir": data_dir, "outputs_dir": outputs_dir, "config": shown}
-
-
 def serve_deployment(params_file: str = "params.yaml", data_dir: str = "data", outputs_dir: str = "outputs") -> None:
     """Serve the flow as deployment `smar-pipeline/default`; runs triggered in the UI execute here."""
     smar_pipeline.serve(
         name=DEPLOYMENT_NAME,
-        parameters=deployment_parameters(params_file, data_dir, outputs_dir),
-        description="The whole smar pipeline. `config` starts from the params file's values: what you change "
-        "overrides them; "
-        "a field you empty keeps the file's value.",
+        parameters=form.deployment_parameters(params_file, data_dir, outputs_dir),
+        description="The whole smar pipeline. The form starts from the params file's values; `overrides` takes "
+        'any other value of the file, by section: {"train": {"weight_decay": 0.02}}.',
     )
 
 

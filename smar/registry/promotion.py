@@ -14,8 +14,9 @@ Each move is recorded twice:
 
 Users also move `champion` by hand, in the MLflow UI. Such a move is detected wherever the
 history is read or written (`smar registry history`, rollback, every promotion) and recorded
-as an event `by: outside`: when (the registered model's last change, and when it was
-noticed), from which version to which; MLflow records no user for alias moves, so not by whom.
+as an event `by: outside`, from which version to which. MLflow records neither the time nor the
+user of an alias move, so the event says what is known: it happened after the last move on
+record (`moved_after`) and no later than when smar noticed it (`promoted_at`).
 
 The lock (smar.registry.lock) is a global concurrency limit on the Prefect server every
 host shares, or a file lock on a machine without one.
@@ -83,26 +84,33 @@ def record_outside_move(client, model_name: str) -> dict | None:
 
 
 def _record_outside_move(client, model_name: str) -> dict | None:
-    current, on_record = current_champion(client, model_name), champion_on_record(history(client, model_name))
+    events = history(client, model_name)
+    current, on_record = current_champion(client, model_name), champion_on_record(events)
     if current == on_record:
         return None
-    model = client.get_registered_model(model_name)
-    moved = (
-        datetime.fromtimestamp(model.last_updated_timestamp / 1000, UTC)
-        if model.last_updated_timestamp
-        else datetime.now(UTC)
-    )
+    # MLflow records no time for an alias move: it came after the last move on record, and no later than now
     event = {
         "version": current,
         "previous_champion": on_record,
-        "promoted_at": moved.isoformat(timespec="seconds"),  # the registered model's last change: when, or soon after
-        "detected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "moved_after": events[-1]["promoted_at"] if events else None,
         "by": OUTSIDE,
-        "reason": "champion moved outside smar (the MLflow UI or API); MLflow records no user for alias moves",
+        "reason": "champion moved outside smar (the MLflow UI or API); MLflow records no time and no user for "
+        "alias moves",
         "metrics": {},
     }
     _record(client, model_name, event)
     return event
+
+
+def when(event: dict) -> str:
+    """When the move was made, as far as it is known: a move made outside smar only within bounds."""
+    if event["by"] != OUTSIDE:
+        return event["promoted_at"]
+    noticed = event.get("detected_at", event["promoted_at"])  # events recorded before moved_after existed
+    if event.get("moved_after"):
+        return f"moved after {event['moved_after']}, by {noticed} (when noticed)"
+    return f"moved by {noticed} (when noticed)"
 
 
 def _record(client, model_name: str, event: dict) -> None:

@@ -6,8 +6,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from smar.core.config import SmarConfig, SmarOverrides, load_config
+from smar.core.config import ModelKind, SmarConfig, load_config
 from smar.core.errors import ConfigError
+from smar.pipeline.form import PER_RUN, deployment_parameters, run_overrides
 
 PARAMS = Path(__file__).parents[2] / "params.yaml"
 SECTION_ATTRIBUTES = {"validate": "validate_", "register": "register_"}
@@ -166,13 +167,9 @@ def test_batch_that_micro_batches_do_not_divide_is_rejected(tmp_path):
 
 def test_overrides_are_laid_over_the_file_and_empty_fields_keep_its_values(tmp_path):
     path = _write(tmp_path, "train:\n  epochs: 3\n  batch_size: 64\nmodel:\n  kind: late_fusion\n")
-    overrides = SmarOverrides.model_validate(
-        {"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}}
-    )
-    config = load_config(path, overrides)
+    config = load_config(path, {"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}})
     assert (config.train.epochs, config.train.batch_size) == (7, 64)  # set: overridden; empty: the file's value
     assert config.model.kind == "late_fusion" and config.register_.model_name == "ui-run"
-    assert load_config(path, {"model": {"kind": "text_only"}}).train.epochs == 3  # a plain dict works too
 
 
 def test_an_invalid_override_names_the_field_after_merging(tmp_path):
@@ -181,16 +178,61 @@ def test_an_invalid_override_names_the_field_after_merging(tmp_path):
         match=r"with the run's overrides: invalid parameters:\n  - train.epochs: .*greater than or equal to 1",
     ):
         load_config(_write(tmp_path, "train:\n  epochs: 3\n"), {"train": {"epochs": 0}})
-    with pytest.raises(ValidationError, match="kind"):
-        SmarOverrides.model_validate({"model": {"kind": "nonsense"}})  # the form offers only the kinds there are
+
+
+def test_a_run_lays_its_parameters_and_overrides_over_the_file(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: 3\n  weight_decay: 0.01\nmodel:\n  kind: late_fusion\n")
+    given = run_overrides({"train": {"weight_decay": 0.02}}, model_kind="text_only", epochs=5, batch_size=None)
+    config = load_config(path, given)
+    assert (config.model.kind, config.train.epochs, config.train.weight_decay) == ("text_only", 5, 0.02)
+    assert config.train.batch_size == SmarConfig().train.batch_size  # not set anywhere: the file's (default) value
+    assert load_config(path, run_overrides(None)) == load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train": {"weight_decayy": 0.02}}, r"overrides: train.weight_decayy is not a setting .*'weight_decay'"),
+        ({"trian": {"epochs": 2}}, r"overrides: 'trian' is not a section of params.yaml; did you mean 'train'"),
+        ({"train": 2}, r"overrides.train: expected an object of train settings"),
+        ([1, 2], r"overrides: expected a JSON object of params.yaml sections"),
+        ({"train": {"epochs": 4}}, r"overrides: train.epochs is 4 there and 2 in the parameter epochs"),
+    ],
+)
+def test_a_wrong_override_fails_naming_the_field_and_the_fix(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_overrides(overrides, epochs=2)
 
 
 def test_the_run_form_starts_from_the_files_values():
-    """What `smar pipeline --serve` puts in the deployment's form: the params file, typed, every section."""
-    from smar.pipeline.flow import deployment_parameters
+    """What prefect.yaml's build step and `smar pipeline --serve` put in the deployment's form."""
+    shown = deployment_parameters(str(PARAMS), "data", "outputs")
+    config = load_config(PARAMS)
+    assert (shown["model_kind"], shown["epochs"], shown["learning_rate"], shown["batch_size"]) == (
+        config.model.kind,
+        config.train.epochs,
+        config.train.learning_rate,
+        config.train.batch_size,
+    )
+    assert shown["overrides"] == {} and shown["data_rev"] == ""
+    per_run = {name: shown[name] for name in PER_RUN}
+    assert load_config(PARAMS, run_overrides(shown["overrides"], **per_run)) == config
 
-    shown = deployment_parameters(str(PARAMS), "data", "outputs")["config"]
-    assert shown["train"]["epochs"] == load_config(PARAMS).train.epochs
-    assert load_config(PARAMS, SmarOverrides.model_validate(shown)) == load_config(PARAMS)
-    schema = SmarOverrides.model_json_schema()
-    assert {"data", "validate", "model", "train", "register"} <= set(schema["properties"])
+
+def test_the_run_form_is_a_handful_of_plain_fields():
+    """Each flow parameter renders as one input of its own type: no nested sections, no type tabs
+    (a field that may be None renders as a choice between its type and None)."""
+    import typing
+
+    from prefect.utilities.callables import parameter_schema
+
+    from smar.pipeline.flow import smar_pipeline, smar_reindex
+
+    pipeline = parameter_schema(smar_pipeline).model_dump_for_openapi()["properties"]
+    assert list(pipeline) == [*PER_RUN, "data_rev", "overrides", "params_file", "data_dir", "outputs_dir"]
+    assert all("anyOf" not in field and "$ref" not in field and "type" in field for field in pipeline.values())
+    assert pipeline["model_kind"]["enum"] == list(typing.get_args(ModelKind))  # the form offers the kinds there are
+    assert pipeline["epochs"]["minimum"] == 1 and pipeline["overrides"]["type"] == "object"
+    reindex = parameter_schema(smar_reindex).model_dump_for_openapi()["properties"]
+    assert list(reindex) == list(pipeline)[len(PER_RUN) :]  # the same shape where it applies
+    assert all(reindex[name]["type"] == pipeline[name]["type"] for name in reindex)

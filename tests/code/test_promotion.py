@@ -1,7 +1,9 @@
 """The champion alias on a real MLflow registry: compare-and-set, history, promote and rollback."""
 
 import threading
+import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from typer.testing import CliRunner
@@ -139,12 +141,49 @@ def test_a_move_made_in_the_mlflow_ui_is_recorded_and_rollback_walks_back_over_i
     client.set_registered_model_alias(name, "champion", third)  # by hand, as the MLflow UI's alias editor does
     event = record_outside_move(client, name)
     assert (event["version"], event["previous_champion"], event["by"]) == (third, second, "outside")
-    assert event["promoted_at"] and event["detected_at"] and "MLflow records no user" in event["reason"]
+    assert event["promoted_at"] and event["moved_after"] and "MLflow records no time and no user" in event["reason"]
     assert record_outside_move(client, name) is None  # recorded once
     assert client.get_model_version(name, third).tags["promotion.by"] == "outside"
     assert rollback(client, name, "undo the hand-made move")["version"] == second
     assert rollback(client, name, "and the one before")["version"] == first
     assert [e["by"] for e in history(client, name)] == ["gate", "gate", "outside", "rollback", "rollback"]
+
+
+def test_a_hand_made_move_is_dated_between_the_last_move_on_record_and_when_it_was_noticed(registry, tmp_path):
+    """MLflow records no time for an alias move (nor does it change the registered model's
+    last_updated_timestamp): what is known is that the move came after the last recorded event
+    and no later than when smar noticed it."""
+    client, name, (first, second, _) = registry
+    time.sleep(1.1)  # the versions' registration, a second before any move (the times are to the second)
+    gated = move_champion(client, name, first, expected=None, reason="first", by="gate")
+    client.set_registered_model_alias(name, "champion", second)  # by hand, as the MLflow UI's alias editor does
+    moved = datetime.now(UTC).replace(microsecond=0)
+    event = record_outside_move(client, name)
+    noticed = datetime.fromisoformat(event["promoted_at"])
+    assert moved <= noticed <= datetime.now(UTC)  # not the version's registration time
+    assert event["moved_after"] == gated["promoted_at"]  # the bound: the last move on record
+    assert client.get_model_version(name, second).tags["promotion.moved_after"] == gated["promoted_at"]
+
+    listed = CliRunner().invoke(app, ["registry", "history", "--params", str(_params(tmp_path, name))])
+    assert listed.exit_code == 0, listed.output
+    line = next(line for line in listed.output.splitlines() if " outside " in line)
+    assert f"moved after {gated['promoted_at']}, by {event['promoted_at']} (when noticed)" in line, line
+
+
+def test_the_first_champion_set_by_hand_has_no_lower_bound(registry, tmp_path):
+    client, name, (first, _, _) = registry
+    client.set_registered_model_alias(name, "champion", first)
+    event = record_outside_move(client, name)
+    assert event["moved_after"] is None and event["promoted_at"]
+    listed = CliRunner().invoke(app, ["registry", "history", "--params", str(_params(tmp_path, name))])
+    assert f"moved by {event['promoted_at']} (when noticed)" in listed.output, listed.output
+
+
+def _params(directory, name: str):
+    """A params file that names the registered model `name`."""
+    params = directory / "params.yaml"
+    params.write_text(f"register:\n  model_name: {name}\n")
+    return params
 
 
 def test_a_promotion_after_a_hand_made_move_records_both(registry):

@@ -59,9 +59,7 @@ def test_a_run_trains_on_the_dataset_version_data_rev_names(repo, tiny_params, p
         subprocess.run(["git", "show", f"{first}:data.dvc"], capture_output=True, text=True, check=True).stdout
     )
     params = own_model_name(tiny_params, tmp_path, "data-rev")
-    summary = smar_pipeline(
-        params_file=str(params), data_dir="data", outputs_dir="outputs", config={"train": {"epochs": 1}}, data_rev=first
-    )
+    summary = smar_pipeline(params_file=str(params), data_dir="data", outputs_dir="outputs", epochs=1, data_rev=first)
 
     used = Path(summary["data"])
     assert used == Path("outputs/datasets") / f"data-{first[:12]}"

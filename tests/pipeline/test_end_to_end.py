@@ -206,7 +206,7 @@ def test_worse_model_is_registered_but_never_promoted(first_run, tiny_data, tmp_
         params_file=str(params),
         data_dir=str(tiny_data),
         outputs_dir=str(tmp_path / "outputs"),
-        config={"train": {"max_steps": 1}},
+        overrides={"train": {"max_steps": 1}},
     )
     registration = second["register"]
     client = MlflowClient()

@@ -17,12 +17,16 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
     from smar.pipeline.flow import smar_pipeline
 
     overrides = {  # laid over the params file, as the Prefect UI's run form sends them
-        "model": {"kind": kind, "adaptive_routing": routing},
-        "train": {"epochs": 2},
+        "model": {"adaptive_routing": routing},
         "register": {"model_name": f"kinds-{kind}{'-routed' if routing else ''}"},  # its own registry entry
     }
     summary = smar_pipeline(
-        params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides
+        model_kind=kind,
+        epochs=2,
+        overrides=overrides,
+        params_file=str(tiny_params),
+        data_dir=str(tiny_data),
+        outputs_dir=str(tmp_path / "outputs"),
     )
 
     registration = summary["register"]

@@ -37,7 +37,7 @@ def test_an_added_item_is_searchable_after_a_reindex_with_no_training(
         params_file=str(params),
         data_dir=str(tiny_data),
         outputs_dir=str(tmp_path / "first"),
-        config={"train": {"epochs": 2}},
+        epochs=2,
     )
     assert first["register"]["promote"]
 
@@ -48,7 +48,7 @@ def test_an_added_item_is_searchable_after_a_reindex_with_no_training(
         params_file=str(params),
         data_dir=str(changed),
         outputs_dir=str(tmp_path / "second"),
-        config={"register": {"tolerance": 0.02}},
+        overrides={"register": {"tolerance": 0.02}},
     )
     assert "train" not in second and second["champion"]["from_version"] == first["register"]["version"]
     assert second["validate"]["items"] == first["validate"]["items"] + 1

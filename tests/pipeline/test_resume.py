@@ -105,7 +105,10 @@ def test_prefect_retry_of_a_failed_training_reuses_its_mlflow_run(
     monkeypatch.setattr(smar.training.loop, "routed_score", fails_once)
     overrides = config.model_dump(mode="json", by_alias=True)
     summary = smar_pipeline(
-        params_file=str(tiny_params), data_dir=str(tiny_data), outputs_dir=str(tmp_path / "outputs"), config=overrides
+        params_file=str(tiny_params),
+        data_dir=str(tiny_data),
+        outputs_dir=str(tmp_path / "outputs"),
+        overrides=overrides,
     )
 
     run_id = summary["train"]["run_id"]

@@ -3,6 +3,7 @@ tracking server on it, a Prefect server on it, and a process work pool (tests/se
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -125,11 +126,11 @@ def worker_host(topology, tiny_data, tiny_params, tmp_path_factory):
     worker.stop()
 
 
-def trigger(api: httpx.Client, deployment: str, parameters: dict) -> str:
-    """What the UI's Run button does: create a flow run of the deployment with the form's values."""
-    deployment_id = api.get(f"/deployments/name/{deployment}").raise_for_status().json()["id"]
-    response = api.post(f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
-    return response.raise_for_status().json()["id"]
+def run_deployment(env: dict, deployment: str, *params: str) -> str:
+    """`prefect deployment run DEPLOYMENT --param NAME=VALUE ...`, as docs/production.md says; the flow run's id."""
+    command = [str(BIN / "prefect"), "deployment", "run", deployment, *(f"--param={param}" for param in params)]
+    printed = run_cli(command, env)
+    return re.search(r"UUID: ([0-9a-f-]{36})", printed).group(1)
 
 
 def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
@@ -144,6 +145,7 @@ def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
 
 @pytest.fixture(scope="session")
 def worker_run(topology, worker_host):
+    _, env = worker_host
+    run_id = run_deployment(env, "smar-pipeline/default", "epochs=4", 'overrides={"train": {"weight_decay": 0.03}}')
     with topology.prefect_api() as api:
-        run_id = trigger(api, "smar-pipeline/default", {"config": {"train": {"epochs": 4}}})
         return wait_for_run(api, run_id)

@@ -1,5 +1,5 @@
-"""A run triggered through the Prefect API, as the UI does, executed by a worker from a
-process work pool, tracked on the MLflow server (PostgreSQL behind it), served by `smar serve`."""
+"""A run triggered with `prefect deployment run --param`, executed by a worker from a process
+work pool, tracked on the MLflow server (PostgreSQL behind it), served by `smar serve`."""
 
 import httpx
 import pytest
@@ -36,7 +36,7 @@ def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology
     [run] = client.search_runs(
         [client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{worker_run['id']}'"
     )
-    assert run.data.params["train.epochs"] == "4"  # the form's override
+    assert (run.data.params["train.epochs"], run.data.params["train.weight_decay"]) == ("4", "0.03")  # --param
     file_lr = yaml.safe_load(tiny_params.read_text())["train"]["learning_rate"]
     assert float(run.data.params["train.learning_rate"]) == file_lr  # the file's value where the form was silent
     made = client.search_model_versions(

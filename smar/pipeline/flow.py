@@ -5,6 +5,7 @@ Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve
 trigger runs with a parameter form from the Prefect UI (its fields: smar.pipeline.form).
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -132,10 +133,10 @@ def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, d
     """The run's config, its dataset (materialised when `data_rev` names one), validated."""
     config = load_config(params_file, overrides=overrides)
     shard_runner(config.export)  # a missing integration fails here, before any work
-    if data_rev:
-        data_dir = str(materialise_task(data_rev, Path(data_dir), Paths(outputs=Path(outputs_dir)).datasets_dir))
     paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
-    summary = {"data": data_dir, "outputs": outputs_dir, "validate": validate_task(config, paths)["counts"]}
+    if data_rev:
+        paths = replace(paths, data=materialise_task(data_rev, paths.data, paths.datasets_dir))
+    summary = {"data": str(paths.data), "outputs": outputs_dir, "validate": validate_task(config, paths)["counts"]}
     return config, paths, summary
 
 

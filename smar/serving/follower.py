@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
+_libraries_frozen = False  # gc.freeze() once per process, after the first model is in
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,12 @@ class AliasFollower:
             self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")
             return
         previous, self.current = self.current, loaded  # the swap: one reference
-        # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
-        gc.freeze()
+        was = previous.version if previous else "none"
+        del previous, loaded  # requests still answering with the old model hold their own reference
+        settle_memory()
         self._failed_version = None
         self.problems.pop("load", None)
-        log.info(
-            "now serving %s@%s = version %s (was %s)",
-            self.model_name,
-            self.alias,
-            version,
-            previous.version if previous else "none",
-        )
+        log.info("now serving %s@%s = version %s (was %s)", self.model_name, self.alias, version, was)
 
     def run(self) -> None:
         self.check_once()
@@ -119,6 +115,23 @@ class AliasFollower:
         if self.problems.get(kind) != message:
             log.warning(message)
         self.problems[kind] = message
+
+
+def settle_memory() -> None:
+    """After a swap: collect the load's cyclic garbage and the swapped-out model's; after the first
+    load, freeze what is left, once.
+
+    The libraries the first load imports are hundreds of thousands of long-lived objects that
+    full collections would otherwise rescan every few seconds (a stall of every request). A
+    model is a few thousand objects: later ones stay collectable, since a frozen object in a
+    reference cycle is never freed, and freezing on every swap would keep each load's garbage
+    and each swapped-out model's cycles for good.
+    """
+    global _libraries_frozen
+    gc.collect()
+    if not _libraries_frozen:
+        gc.freeze()
+        _libraries_frozen = True
 
 
 def _short(error: Exception) -> str:

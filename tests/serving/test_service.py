@@ -5,11 +5,14 @@ model (so the pipeline tests' `smar-retriever` is never touched). The service ru
 uvicorn thread on a free port and polls the registry every 0.2 s.
 """
 
+import gc
 import json
+import logging
 import shutil
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import httpx
@@ -199,6 +202,32 @@ def test_alias_moves_are_followed_without_a_failed_request(service):
         v == versions["second"] for v in seen[swap + 20 :]
     )  # a few answers computed before the swap may land after it
     assert httpx.get(f"{url}/readyz").json()["model_version"] == versions["second"]
+
+
+def swap_to(follower, version: str, caplog) -> None:
+    """Move the alias and wait until the follower has swapped and settled (its log line comes last)."""
+    caplog.clear()
+    point_alias(version)
+    wait_for(
+        lambda: any(f"= version {version} (was" in record.getMessage() for record in caplog.records),
+        f"the swap to version {version}",
+    )
+    assert follower.current.version == version
+
+
+def test_swaps_free_the_old_model_and_freeze_nothing_more(service, caplog):
+    """gc.freeze() runs once, after the first load: a frozen object is never collected, so freezing
+    on every swap kept each load's garbage (and any cycle of the swapped-out model) for good."""
+    url, follower, versions = service
+    caplog.set_level(logging.INFO, logger="smar.serving.follower")
+    swap_to(follower, versions["second"], caplog)
+    frozen = gc.get_freeze_count()
+    outgoing = weakref.ref(follower.current.retriever)
+    swap_to(follower, versions["first"], caplog)
+    assert httpx.post(f"{url}/search", json={"query": "mug"}).json()["model_version"] == versions["first"]
+    assert outgoing() is None, "the swapped-out retriever is still alive"  # the search batcher let go of it too
+    swap_to(follower, versions["second"], caplog)
+    assert gc.get_freeze_count() <= frozen, f"{gc.get_freeze_count() - frozen} more objects frozen after two swaps"
 
 
 def test_broken_version_keeps_the_last_good_model_serving(service, caplog):

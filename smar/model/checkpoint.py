@@ -48,15 +48,20 @@ def saved_config(directory: str | Path) -> ModelConfig:
 
 def load_model(directory: str | Path, device: str = "cpu"):
     """Load (model, tokenizer) from a checkpoint directory written by `save_model`."""
-    from tokenizers import Tokenizer
-
     directory = Path(directory)
     meta = json.loads((directory / CONFIG_FILE).read_text())
     config = saved_config(directory)
     model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True))
-    tokenizer = with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), config)
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), load_tokenizer(directory)
+
+
+def load_tokenizer(directory: str | Path):
+    """The checkpoint's tokenizer alone, padded and truncated as the model reads its texts."""
+    from tokenizers import Tokenizer
+
+    directory = Path(directory)
+    return with_padding(Tokenizer.from_file(str(directory / TOKENIZER_FILE)), saved_config(directory))
 
 
 def save_trained_queries(directory: Path, query_ids, data_version: dict[str, str]) -> None:

@@ -26,15 +26,16 @@ class LoadedModel:
     info: dict  # model name, version, run id, data hash, git commit, loaded_at
 
 
-def load_version(model_name: str, version: str) -> LoadedModel:
-    """Load one registered version through its pyfunc model and warm it up."""
+def load_version(model_name: str, version: str, client=None) -> LoadedModel:
+    """Load one registered version through its pyfunc model and warm it up (`client`: the
+    registry's MlflowClient; None: a new one on MLflow's configured store)."""
     import mlflow
     from mlflow import MlflowClient
 
     started = time.perf_counter()
     retriever = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().retriever
     retriever.search(["warm up"], 1)  # a broken model fails here, not on a user's request
-    client = MlflowClient()
+    client = client or MlflowClient()
     run_id = client.get_model_version(model_name, version).run_id
     tags = client.get_run(run_id).data.tags if run_id else {}
     info = {
@@ -84,7 +85,7 @@ class AliasFollower:
         if version == self._failed_version:
             return
         try:
-            loaded = load_version(self.model_name, version)
+            loaded = load_version(self.model_name, version, self._client)
         except Exception as error:
             self._failed_version = version
             keeping = f"; still serving version {self.current.version}" if self.current else ""

@@ -26,6 +26,7 @@ from smar.core.config import SmarConfig, load_config
 from smar.core.paths import Paths
 from smar.data.dataset import dvc_directory_md5
 from smar.model.checkpoint import WEIGHTS_FILE
+from smar.model.onnx_query import ONNX_FILE
 from smar.pipeline import steps
 from smar.registry.register import log_version
 from tests.browser import chromium
@@ -67,7 +68,8 @@ def service(trained):
     versions = {"first": register_version(paths), "second": register_version(paths)}
     broken = paths.outputs / "broken-model"
     shutil.copytree(paths.model_dir, broken)
-    (broken / WEIGHTS_FILE).write_bytes(b"not a checkpoint")
+    for served in (WEIGHTS_FILE, ONNX_FILE):  # the ONNX query tower is what encodes the queries when present
+        (broken / served).write_bytes(b"not a model")
     versions["broken"] = register_version(paths, broken)
     point_alias(versions["first"])
 
@@ -215,12 +217,15 @@ def swap_to(follower, version: str, caplog) -> None:
     assert follower.current.version == version
 
 
-def test_swaps_free_the_old_model_and_freeze_nothing_more(service, caplog):
-    """gc.freeze() runs once, after the first load: a frozen object is never collected, so freezing
-    on every swap kept each load's garbage (and any cycle of the swapped-out model) for good."""
+def test_swaps_load_little_free_the_old_model_and_freeze_nothing_more(service, caplog):
+    """A swap builds no PyTorch model (most of a load's CPU time, beside the requests being answered).
+    gc.freeze() runs once, after the first load: a frozen object is never collected, so freezing on
+    every swap kept each load's garbage (and any cycle of the swapped-out model) for good."""
     url, follower, versions = service
     caplog.set_level(logging.INFO, logger="smar.serving.follower")
     swap_to(follower, versions["second"], caplog)
+    # a load reads what serving runs (tokenizer, ONNX query tower, indexes), not the PyTorch towers
+    assert "model" not in vars(follower.current.retriever) and follower.current.retriever.onnx is not None
     frozen = gc.get_freeze_count()
     outgoing = weakref.ref(follower.current.retriever)
     swap_to(follower, versions["first"], caplog)

@@ -95,8 +95,6 @@ def main() -> None:
         "serve",
         "--params",
         str(args.params),
-        "--data",
-        str(args.data),
         "--port",
     ]
     twin = register_twin(client, name, champion)

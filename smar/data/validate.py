@@ -28,6 +28,7 @@ What is accepted (see also docs/data.md, "Data contract"):
   [num_items, F] or [num_items, T, F], rows in items.parquet order, all finite); a non-null
   path must name a non-empty file inside the dataset that decodes, with at most
   `validate.max_image_pixels` pixels (and below PIL's decompression-bomb limit).
+- `image_url` (optional) is null or an absolute http(s) URL: the search page links to it.
 - `dataset.json` may be missing; when present it must be one UTF-8 JSON object (training reads
   its name and version when it starts).
 
@@ -49,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from smar.core.config import SmarConfig
-from smar.core.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
+from smar.core.contract import IMAGE_FEATURES, IMAGE_URL, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
 from smar.core.errors import SmarError
 from smar.core.paths import Paths, replace_on_success, require, write_text_atomic
 from smar.core.progress import Progress
@@ -224,6 +225,14 @@ def _items_suite(dataset: Dataset, features, config: SmarConfig) -> _Suite:
         )
     for check, (fix, rows) in _image_rows(dataset, config.validate_.max_image_pixels).items():
         suite.derived("image", check, fix, rows)
+    if IMAGE_URL in items:
+        suite.frame[IMAGE_URL] = [_json_safe(v) for v in items[IMAGE_URL]]
+        suite.derived(
+            IMAGE_URL,
+            "is_http_url",
+            "give image_url as an absolute http:// or https:// URL, or null (the item then shows its thumbnail)",
+            _http_urls(items[IMAGE_URL]),
+        )
     return suite
 
 
@@ -463,6 +472,12 @@ def _missing(value) -> bool:
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return True
     return isinstance(value, numbers.Number) and value != value  # NaN of any float type
+
+
+def _http_urls(values) -> list[tuple[bool, str]]:
+    """Null passes; anything else must be an absolute http(s) URL (what a page's <img> may load)."""
+    url = re.compile(r"https?://[^\s/]+\S*")
+    return [(_missing(v) or (isinstance(v, str) and bool(url.fullmatch(v))), "not an http(s) URL") for v in values]
 
 
 def _strings(values) -> list[tuple[bool, str]]:

@@ -30,18 +30,32 @@ class Retriever:
         from smar.model.kinds import served_views
         from smar.model.onnx_query import load_query_onnx
         from smar.retrieval.index import load_index
+        from smar.retrieval.thumbnails import Thumbnails
 
         self.model_dir = Path(model_dir)
         self.config = saved_config(model_dir)
         self.tokenizer = load_tokenizer(model_dir)
         self.onnx = load_query_onnx(model_dir)  # None: PyTorch encodes the queries
-        self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}
+        self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, URL, row)}
+        self.thumbnails = Thumbnails.open(index_dir)  # None: the index carries none
         expected = set(served_views(self.config))
         if set(self.indexes) != expected:
             raise ValueError(
                 f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; "
                 f"rebuild the index."
             )
+
+    def image_url(self, item_id: str) -> str | None:
+        """Where the search page finds the item's picture: the catalog's image_url, else its thumbnail."""
+        _, url, row = self.items.get(item_id, (None, None, None))
+        if url is None and row is not None and self.thumbnails is not None and self.thumbnails.has(row):
+            return f"/images/{item_id}"
+        return url
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        """The item's JPEG thumbnail, or None when the index carries none for it."""
+        _, _, row = self.items.get(item_id, (None, None, None))
+        return self.thumbnails.read(row) if row is not None and self.thumbnails is not None else None
 
     @cached_property
     def model(self):

@@ -27,7 +27,7 @@ from smar.core.config import ServeConfig
 from smar.serving.app import create_app
 from smar.serving.follower import AliasFollower
 settings = ServeConfig()
-app = create_app(AliasFollower("no-such-model", settings.alias, settings.poll_seconds), settings, ".")
+app = create_app(AliasFollower("no-such-model", settings.alias, settings.poll_seconds), settings)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 

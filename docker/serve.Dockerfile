@@ -21,7 +21,10 @@ COPY constraints.txt .
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --index-url https://download.pytorch.org/whl/cpu "$(grep -oE '^torch==[^ ;#]+' constraints.txt)"
 
-COPY . .
+# What the install needs, and nothing else: a serving host needs the tracking server, not the repository.
+COPY pyproject.toml README.md ./
+COPY smar smar
+COPY flows flows
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c constraints.txt ".[postgres]"
 

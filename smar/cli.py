@@ -24,6 +24,7 @@ app.add_typer(registry_app, name="registry")
 ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file (params.yaml layout).")]
 DataOption = Annotated[Path, typer.Option("--data", help="Dataset directory.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Directory for the steps' outputs.")]
+PROJECT_PARAMS = Path("params.yaml")
 
 log = logging.getLogger("smar")
 
@@ -274,22 +275,38 @@ def _run_flow(name: str, params: Path, data: Path, out: Path, data_rev: str | No
 
 @app.command()
 def serve(
-    params: ParamsOption = Path("params.yaml"),
-    data: DataOption = Path("data"),
+    params: Annotated[
+        Path | None,
+        typer.Option(
+            "--params",
+            help="Parameters file: its `serve` section and register.model_name (default: ./params.yaml when there "
+            "is one, else the defaults).",
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="Registered model to follow (default: register.model_name, smar-retriever)."),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default: serve.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: serve.port).")] = None,
 ) -> None:
-    """Serve the registry's champion: POST /search, /healthz, /readyz, /version and a search page at /."""
+    """Serve the registry's champion: POST /search, /healthz, /readyz, /version and a search page at /.
+
+    Needs only the tracking server ($MLFLOW_TRACKING_URI): the registered version carries the
+    model, the indexes, the titles and the thumbnails."""
     from smar.core import tracking
-    from smar.core.config import load_config
+    from smar.core.config import SmarConfig, load_config
 
     with _user_errors():
-        config = load_config(params)
+        if params is None:  # a serving host has no project checkout: the defaults then
+            config = load_config(PROJECT_PARAMS) if PROJECT_PARAMS.is_file() else SmarConfig()
+        else:
+            config = load_config(params)  # named, so it must exist
     settings = config.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     tracking.configure()
     from smar.serving.app import serve as run_service
 
-    run_service(settings, config.register_.model_name, data)
+    run_service(settings, model_name or config.register_.model_name)
 
 
 def _registry(params: Path):

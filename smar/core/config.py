@@ -203,6 +203,13 @@ class IndexConfig(_Section):
         description="Approximate indexes: smallest efSearch / nprobe whose Recall@10 against exact search reaches "
         "this.",
     )
+    thumbnail_size: int = Field(
+        96,
+        ge=0,
+        le=1024,
+        description="Items with an image file and no image_url get a JPEG thumbnail of at most this many pixels a "
+        "side inside the index, served by `smar serve` at /images/{item_id}; 0: none.",
+    )
 
 
 class EvaluateConfig(_Section):

@@ -1,7 +1,8 @@
 """The data contract: what a dataset directory holds. Every reader and writer imports these names.
 
 items.parquet     item_id, title, category, brand (nullable), image (path relative to the
-                  dataset, or null when the dataset ships image_features.npy), any attributes
+                  dataset, or null when the dataset ships image_features.npy), any attributes;
+                  optional: image_url (an http(s) URL of the item's picture, for the search page)
 queries.parquet   query_id, text
 qrels.parquet     query_id, item_id, label (relevance grade >= 1), split (train/valid/test)
 dataset.json      name, version, source and counts (valid JSON)
@@ -21,6 +22,7 @@ COLUMNS = {
     QUERIES: ("query_id", "text"),
     QRELS: ("query_id", "item_id", "label", "split"),
 }
+IMAGE_URL = "image_url"  # optional items column: the search page links to it instead of a thumbnail
 ITEM_TEXT_COLUMNS = ("title", "category", "brand")
 SPLITS = ("train", "valid", "test")
 

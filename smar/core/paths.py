@@ -116,6 +116,11 @@ class IndexFiles:
         """The index type, its tuning and build time."""
         return self.root / "build.json"
 
+    @property
+    def thumbnails(self) -> Path:
+        """Small JPEGs of the items' images, served by the search page (smar.retrieval.thumbnails)."""
+        return self.root / "thumbnails.bin"
+
 
 @dataclass(frozen=True)
 class EvaluationFiles:

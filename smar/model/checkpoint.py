@@ -46,15 +46,19 @@ def saved_config(directory: str | Path) -> ModelConfig:
 
 def load_model(directory: str | Path, device: str = "cpu"):
     """Load (model, tokenizer) from a checkpoint directory written by `save_model`."""
-    from tokenizers import Tokenizer
-
     files = ModelFiles(Path(directory))
     meta = json.loads(files.config.read_text())
     config = saved_config(directory)
     model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
     model.load_state_dict(torch.load(files.weights, map_location=device, weights_only=True))
-    tokenizer = with_padding(Tokenizer.from_file(str(files.tokenizer)), config)
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), load_tokenizer(directory)
+
+
+def load_tokenizer(directory: str | Path):
+    """The checkpoint's tokenizer alone, padded and truncated as the model reads its texts."""
+    from tokenizers import Tokenizer
+
+    return with_padding(Tokenizer.from_file(str(ModelFiles(Path(directory)).tokenizer)), saved_config(directory))
 
 
 def save_trained_queries(directory: Path, query_ids, data_version: dict[str, str]) -> None:

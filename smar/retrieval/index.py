@@ -9,9 +9,12 @@ exact search, over the export's tuning queries, reaches `index.target_recall`. T
 saved inside the index file, and `build.json` records it with the recall it reached.
 
 The index stores 64-bit ids (a stable hash of each item id) through `IndexIDMap2`, and
-`id_map.parquet` maps them back to the catalog's string ids, with each item's title and
-image path for the search service. A hash rather than a row number keeps an item's id the
-same when the catalog is reordered or grows.
+`id_map.parquet` maps them back to the catalog's string ids, with what the search page shows of
+each item: its title, its image path, and its `image_url` when the catalog has one. A hash
+rather than a row number keeps an item's id the same when the catalog is reordered or grows.
+Items with an image file and no URL also get a small JPEG thumbnail (`index.thumbnail_size`)
+in `thumbnails.bin` (smar.retrieval.thumbnails), so the registered version carries what the
+page shows and a serving host needs no dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from pathlib import Path
 
 from smar.core.config import SmarConfig
-from smar.core.contract import ITEMS
+from smar.core.contract import IMAGE_URL, ITEMS
 from smar.core.metrics import Metric
 from smar.core.paths import IndexFiles, Paths, replace_on_success, require
 from smar.core.tracking import Tracker
@@ -64,7 +67,6 @@ def choose_factory(setting: str, num_items: int, dim: int) -> str:
 def build_index(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> dict:
     import faiss
     import numpy as np
-    import pandas as pd
 
     from smar.retrieval.export import read_embeddings
 
@@ -94,20 +96,46 @@ def build_index(config: SmarConfig, paths: Paths, tracker: Tracker | None = None
         files = IndexFiles(scratch)
         for view, index in indexes.items():
             faiss.write_index(index, str(files.faiss(view)))
-        items = pd.read_parquet(require(paths.data / ITEMS, "data synth"), columns=["item_id", "title", "image"])
-        shown = items.set_index("item_id").reindex(item_ids)
-        id_map = pd.DataFrame(
-            {
-                "faiss_id": ids,
-                "item_id": item_ids,
-                "title": shown["title"].to_numpy(),
-                "image": shown["image"].to_numpy(),
-            }
-        )
+        id_map = shown_items(paths.data, ids, item_ids)
         id_map.to_parquet(files.id_map, index=False)
         stats["index_bytes"] = sum(files.faiss(view).stat().st_size for view in indexes)
+        stats["thumbnails"] = build_thumbnails(id_map, paths.data, config.index.thumbnail_size, files)
         files.build.write_text(json.dumps(stats, indent=2) + "\n")
     return stats | {"index_dir": str(paths.index.root)}
+
+
+def shown_items(data_dir: Path, ids, item_ids):
+    """The id map: faiss id, item id, and what the search page shows (title, image path, image URL)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    items_file = require(data_dir / ITEMS, "data synth")
+    columns = ["item_id", "title", "image"] + ([IMAGE_URL] if IMAGE_URL in pq.read_schema(items_file).names else [])
+    shown = pd.read_parquet(items_file, columns=columns).set_index("item_id").reindex(item_ids)
+    return pd.DataFrame({"faiss_id": ids, "item_id": item_ids} | {c: shown[c].to_numpy() for c in columns[1:]})
+
+
+def build_thumbnails(id_map, data_dir: Path, size: int, files: IndexFiles) -> dict | None:
+    """Thumbnails of the items that have an image file and no image URL (None when there are none or size is 0)."""
+    from smar.retrieval.thumbnails import write_thumbnails
+
+    urls = id_map[IMAGE_URL] if IMAGE_URL in id_map else [None] * len(id_map)
+    paths = id_map["image"]
+    images = [path if isinstance(path, str) and not isinstance(url, str) else None for path, url in zip(paths, urls)]
+    if size <= 0 or not any(images):
+        return None
+    made = write_thumbnails(data_dir, images, size, files.thumbnails)
+    if not made["items"]:  # every image failed to read (and a warning said so)
+        files.thumbnails.unlink()
+        return None
+    log.info(
+        "index: %d thumbnails of at most %d px, %.0f bytes each, in %.1f s",
+        made["items"],
+        size,
+        made["bytes_per_thumbnail"] or 0,
+        made["seconds"],
+    )
+    return made
 
 
 def make_index(factory: str, vectors, ids):
@@ -209,18 +237,22 @@ def overlap(found, exact) -> float:
 
 
 def load_index(directory: Path):
-    """({view: faiss index}, {faiss_id: item_id}, {item_id: (title, image path or None)})."""
+    """({view: faiss index}, {faiss_id: item_id}, {item_id: (title, image URL or None, id-map row)});
+    the row finds the item's thumbnail (smar.retrieval.thumbnails)."""
     import faiss
     import pandas as pd
+    import pyarrow.parquet as pq
 
     files = IndexFiles(Path(directory))
-    id_map = pd.read_parquet(files.id_map)
+    present = pq.read_schema(files.id_map).names
+    id_map = pd.read_parquet(files.id_map, columns=[c for c in present if c != "image"])
     indexes = {view: faiss.read_index(str(files.faiss(view))) for view in files.views()}
     ids = id_map["item_id"].tolist()
-    titles, images = (
-        id_map[column] if column in id_map else [None] * len(ids) for column in ("title", "image")
+    titles, urls = (
+        id_map[column].tolist() if column in id_map else [None] * len(ids) for column in ("title", IMAGE_URL)
     )  # older indexes lack them
     shown = {
-        item: (title, image if isinstance(image, str) else None) for item, title, image in zip(ids, titles, images)
+        item: (title, url if isinstance(url, str) else None, row)
+        for row, (item, title, url) in enumerate(zip(ids, titles, urls))
     }
     return indexes, dict(zip(id_map["faiss_id"].tolist(), ids)), shown

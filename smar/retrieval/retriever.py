@@ -3,11 +3,17 @@
 Evaluation, the promotion gate and serving all search through this one class; the MLflow
 pyfunc model is a thin wrapper around it. A SMAR model with adaptive routing carries two
 indexes (multimodal and text item embeddings); its routing head picks one per query.
+
+Queries are encoded by the checkpoint's ONNX query tower when it has one, so a retriever loads
+the tokenizer, that tower and the indexes, and builds the PyTorch model only when something
+needs it (no ONNX tower, the routing head, a caller asking for `model`): building it is most
+of a load's CPU time, which a serving host spends beside the requests it is answering.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 
@@ -20,21 +26,43 @@ class Hits:
 
 class Retriever:
     def __init__(self, model_dir: str | Path, index_dir: str | Path):
-        from smar.model.checkpoint import load_model
+        from smar.model.checkpoint import load_tokenizer, saved_config
         from smar.model.kinds import served_views
         from smar.model.onnx_query import load_query_onnx
         from smar.retrieval.index import load_index
+        from smar.retrieval.thumbnails import Thumbnails
 
         self.model_dir = Path(model_dir)
-        self.model, self.tokenizer = load_model(model_dir)
+        self.config = saved_config(model_dir)
+        self.tokenizer = load_tokenizer(model_dir)
         self.onnx = load_query_onnx(model_dir)  # None: PyTorch encodes the queries
-        self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, image path)}
-        expected = set(served_views(self.model.config))
+        self.indexes, self.item_ids, self.items = load_index(index_dir)  # items: {item_id: (title, URL, row)}
+        self.thumbnails = Thumbnails.open(index_dir)  # None: the index carries none
+        expected = set(served_views(self.config))
         if set(self.indexes) != expected:
             raise ValueError(
                 f"{index_dir}: has indexes for {sorted(self.indexes)} but the model serves {sorted(expected)}; "
                 f"rebuild the index."
             )
+
+    def image_url(self, item_id: str) -> str | None:
+        """Where the search page finds the item's picture: the catalog's image_url, else its thumbnail."""
+        _, url, row = self.items.get(item_id, (None, None, None))
+        if url is None and row is not None and self.thumbnails is not None and self.thumbnails.has(row):
+            return f"/images/{item_id}"
+        return url
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        """The item's JPEG thumbnail, or None when the index carries none for it."""
+        _, _, row = self.items.get(item_id, (None, None, None))
+        return self.thumbnails.read(row) if row is not None and self.thumbnails is not None else None
+
+    @cached_property
+    def model(self):
+        """The PyTorch model (towers and routing head), loaded on first use."""
+        from smar.model.checkpoint import load_model
+
+        return load_model(self.model_dir)[0]
 
     def encode(self, queries: list[str]):
         """(query vectors float32 [Q, D], the index that serves each query)."""

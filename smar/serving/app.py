@@ -3,11 +3,13 @@
     POST /search   {"query": "red striped mug", "k": 10} -> items with id, title, score, image URL
     GET  /healthz  the process is up          GET /readyz   a model is loaded (503 until then)
     GET  /version  model version, data hash, git commit
-    GET  /images/{item_id}                    GET /         the search page
+    GET  /images/{item_id}  the item's thumbnail  GET /         the search page
 
 The model answering is the one an `AliasFollower` (smar.serving.follower) keeps current on
 the registry alias `serve.alias`; /readyz and /version report on it. Searches go through a
 `Batcher` (smar.serving.batcher), which encodes concurrent requests' queries together.
+Results link to the catalog's image URL, or to the thumbnail the registered version carries,
+so the service needs the tracking server and nothing else: no dataset, no parameters file.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ from pathlib import Path
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 from starlette.exceptions import HTTPException
 
@@ -55,13 +57,13 @@ def search_request_model(settings: ServeConfig) -> type[BaseModel]:
     return SearchRequest
 
 
-def create_app(follower: AliasFollower, settings: ServeConfig, data_dir: Path) -> FastAPI:
+def create_app(follower: AliasFollower, settings: ServeConfig) -> FastAPI:
     app = FastAPI(title="smar", summary="Multimodal product search", docs_url="/docs", redoc_url=None)
     batcher = Batcher(follower, settings.max_batch)
     add_error_handlers(app, settings)
     add_status_routes(app, follower)
     add_search_route(app, follower, batcher, search_request_model(settings))
-    add_page_routes(app, follower, Path(data_dir).resolve())
+    add_page_routes(app, follower)
     return app
 
 
@@ -137,18 +139,16 @@ def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, re
             ) from None
         ready_model(follower)
         model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, request.k))
-        items = model.retriever.items
-        results = []
-        for item_id, score in zip(item_ids, scores):
-            title, image = items.get(item_id, (None, None))
-            results.append(
-                {
-                    "item_id": item_id,
-                    "title": title,
-                    "score": round(score, 6),
-                    "image_url": f"/images/{item_id}" if image else None,
-                }
-            )
+        retriever = model.retriever
+        results = [
+            {
+                "item_id": item_id,
+                "title": retriever.items.get(item_id, (None,))[0],
+                "score": round(score, 6),
+                "image_url": retriever.image_url(item_id),
+            }
+            for item_id, score in zip(item_ids, scores)
+        ]
         body = {
             "query": request.query,
             "k": request.k,
@@ -161,34 +161,31 @@ def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, re
         )  # a Response skips FastAPI's generic (slow) encoder
 
 
-def add_page_routes(app: FastAPI, follower: AliasFollower, data_dir: Path) -> None:
-    """GET /images/{item_id} (files under data_dir only) and the search page at /."""
+def add_page_routes(app: FastAPI, follower: AliasFollower) -> None:
+    """GET /images/{item_id} (the thumbnail inside the serving version) and the search page at /."""
 
     @app.get("/images/{item_id}")
     def image(item_id: str):
-        _, path = ready_model(follower).retriever.items.get(item_id, (None, None))
-        file = (data_dir / path).resolve() if path else None
-        if file is None or not file.is_relative_to(data_dir) or not file.is_file():
-            raise HTTPException(404, f"no image for item {item_id!r} under {data_dir}")
-        return FileResponse(file, headers={"Cache-Control": "public, max-age=3600"})
+        model = ready_model(follower)
+        jpeg = model.retriever.thumbnail(item_id)
+        if jpeg is None:
+            raise HTTPException(404, f"no thumbnail for item {item_id!r} in version {model.version}")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
 
     @app.get("/", response_class=HTMLResponse)
     def page():
         return HTMLResponse(PAGE.read_text())
 
 
-def serve(settings: ServeConfig, model_name: str, data_dir: Path) -> None:
+def serve(settings: ServeConfig, model_name: str) -> None:
     """Run the service until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    for (
-        name,
-        value,
-    ) in REGISTRY_REQUESTS.items():  # a registry outage shows on /readyz in seconds, not after minutes of retries
+    for name, value in REGISTRY_REQUESTS.items():  # a registry outage shows on /readyz in seconds, not minutes
         os.environ.setdefault(name, value)
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
     log.info(
         "serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port
     )
-    uvicorn.run(create_app(follower, settings, data_dir), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(follower, settings), host=settings.host, port=settings.port, log_level="warning")

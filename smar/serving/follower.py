@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
+_libraries_frozen = False  # gc.freeze() once per process, after the first model is in
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,16 @@ class LoadedModel:
     info: dict  # model name, version, run id, data hash, git commit, loaded_at
 
 
-def load_version(model_name: str, version: str) -> LoadedModel:
-    """Load one registered version through its pyfunc model and warm it up."""
+def load_version(model_name: str, version: str, client=None) -> LoadedModel:
+    """Load one registered version through its pyfunc model and warm it up (`client`: the
+    registry's MlflowClient; None: a new one on MLflow's configured store)."""
     import mlflow
     from mlflow import MlflowClient
 
     started = time.perf_counter()
     retriever = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().retriever
     retriever.search(["warm up"], 1)  # a broken model fails here, not on a user's request
-    client = MlflowClient()
+    client = client or MlflowClient()
     run_id = client.get_model_version(model_name, version).run_id
     tags = client.get_run(run_id).data.tags if run_id else {}
     info = {
@@ -83,24 +85,19 @@ class AliasFollower:
         if version == self._failed_version:
             return
         try:
-            loaded = load_version(self.model_name, version)
+            loaded = load_version(self.model_name, version, self._client)
         except Exception as error:
             self._failed_version = version
             keeping = f"; still serving version {self.current.version}" if self.current else ""
             self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")
             return
         previous, self.current = self.current, loaded  # the swap: one reference
-        # the loaded libraries and model are millions of long-lived objects: keep full collections from rescanning them
-        gc.freeze()
+        was = previous.version if previous else "none"
+        del previous, loaded  # requests still answering with the old model hold their own reference
+        settle_memory()
         self._failed_version = None
         self.problems.pop("load", None)
-        log.info(
-            "now serving %s@%s = version %s (was %s)",
-            self.model_name,
-            self.alias,
-            version,
-            previous.version if previous else "none",
-        )
+        log.info("now serving %s@%s = version %s (was %s)", self.model_name, self.alias, version, was)
 
     def run(self) -> None:
         self.check_once()
@@ -119,6 +116,23 @@ class AliasFollower:
         if self.problems.get(kind) != message:
             log.warning(message)
         self.problems[kind] = message
+
+
+def settle_memory() -> None:
+    """After a swap: collect the load's cyclic garbage and the swapped-out model's; after the first
+    load, freeze what is left, once.
+
+    The libraries the first load imports are hundreds of thousands of long-lived objects that
+    full collections would otherwise rescan every few seconds (a stall of every request). A
+    model is a few thousand objects: later ones stay collectable, since a frozen object in a
+    reference cycle is never freed, and freezing on every swap would keep each load's garbage
+    and each swapped-out model's cycles for good.
+    """
+    global _libraries_frozen
+    gc.collect()
+    if not _libraries_frozen:
+        gc.freeze()
+        _libraries_frozen = True
 
 
 def _short(error: Exception) -> str:

@@ -1,12 +1,15 @@
 """FAISS index build: stable 64-bit ids, the id map, search, and failed builds."""
 
 import hashlib
+import io
 import json
+import shutil
 
 import faiss
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from smar.core.config import SmarConfig
 from smar.core.errors import MissingInputError
@@ -21,6 +24,7 @@ from smar.retrieval.index import (
     normalized,
     overlap,
 )
+from smar.retrieval.thumbnails import Thumbnails
 
 N, DIM = 50, 16
 VIEW = "multimodal"
@@ -83,7 +87,38 @@ def test_id_map_has_one_row_per_item_with_hashed_ids(built):
     index = indexes[VIEW]
     assert index.ntotal == N
     assert mapping == {faiss_id(i): i for i in ITEM_IDS}
-    assert shown["sku-3"] == ("title 3", "images/3.png") and shown["sku-4"] == ("title 4", None)
+    assert shown["sku-3"] == ("title 3", None, 3) and shown["sku-4"] == ("title 4", None, 4)  # (title, URL, row)
+
+
+def test_thumbnails_travel_in_the_index_and_image_urls_in_the_id_map(tmp_path, vectors):
+    """Items with an image file get a JPEG thumbnail in one file beside the index, read one at a
+    time; items with an image_url keep the URL instead; thumbnail_size 0 writes none."""
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    _write_embeddings(paths, vectors, ITEM_IDS)
+    items = pd.read_parquet(paths.data / "items.parquet")
+    (paths.data / "images").mkdir()
+    for n in (1, 3, 5):
+        Image.new("RGBA", (300, 150), (200, 30, 30, 255)).save(paths.data / f"images/{n}.png")
+    items["image_url"] = [f"https://cdn.example.com/{n}.jpg" if n == 5 else None for n in range(N)]
+    items.to_parquet(paths.data / "items.parquet", index=False)
+    stats = build_index(SmarConfig(), paths)
+    assert stats["thumbnails"]["items"] == 2 and stats["thumbnails"]["failed"] == N // 2 - 3  # files 7, 9, ... missing
+    assert pd.read_parquet(paths.index.id_map)["image_url"].tolist() == items["image_url"].tolist()
+    shown, thumbnails = load_index(paths.index.root)[2], Thumbnails.open(paths.index.root)
+    assert shown["sku-5"] == ("title 5", "https://cdn.example.com/5.jpg", 5)
+    for row in range(N):
+        jpeg = thumbnails.read(row)
+        assert (jpeg is not None) == (row in (1, 3)) == thumbnails.has(row)
+        if jpeg:
+            picture = Image.open(io.BytesIO(jpeg))
+            assert picture.format == "JPEG" and picture.size == (96, 48)  # at most 96 px a side, aspect kept
+            assert picture.convert("RGB").getpixel((48, 24)) == pytest.approx((200, 30, 30), abs=8)
+
+    without = Paths(paths.data, tmp_path / "without")
+    shutil.copytree(paths.embeddings.root, without.embeddings.root)
+    config = SmarConfig.model_validate({"index": {"thumbnail_size": 0}})
+    assert build_index(config, without)["thumbnails"] is None
+    assert not without.index.thumbnails.exists() and Thumbnails.open(without.index.root) is None
 
 
 @pytest.mark.parametrize("row", [0, 17, N - 1])

@@ -142,6 +142,19 @@ def test_image_path_outside_dataset_is_missing(broken):
     _fails(paths, "items.parquet", "[image]", "image_file_exists", _item(data, 2)["item_id"], "outside the dataset")
 
 
+def test_image_url_must_be_an_http_url_or_null(broken):
+    data, paths = broken
+
+    def add_urls(frame):
+        frame["image_url"] = [None if n % 2 else f"https://cdn.example.com/{n}.jpg" for n in range(len(frame))]
+        frame.loc[4, "image_url"] = "javascript:alert(1)"
+        return frame
+
+    _edit(data / "items.parquet", add_urls)
+    failure = _fails(paths, "items.parquet", "[image_url]", "is_http_url", _item(data, 4)["item_id"], "http(s) URL")
+    assert [f.check for f in failure.failures] == ["is_http_url"] and failure.failures[0].unexpected_count == 1
+
+
 def test_missing_column_raises_dataset_error(broken):
     data, paths = broken
     _edit(data / "items.parquet", lambda f: f.drop(columns="title"))

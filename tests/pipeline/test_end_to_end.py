@@ -47,6 +47,7 @@ def test_every_step_writes_its_artifacts(first_run):
         assert embeddings.shape == (len(items), 384)
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
         assert faiss.read_index(str(paths.index.faiss(view))).ntotal == len(items)
+    assert summary["index"]["thumbnails"]["items"] == len(items)  # the search page's pictures travel with the index
 
     metrics = json.loads(paths.evaluation.metrics.read_text())
     for ranker in ("model", "zero_shot", "random"):

@@ -5,11 +5,18 @@ model (so the pipeline tests' `smar-retriever` is never touched). The service ru
 uvicorn thread on a free port and polls the registry every 0.2 s.
 """
 
+import gc
+import io
 import json
+import logging
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import httpx
@@ -17,6 +24,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image, ImageChops, ImageStat
 
 from smar.core import tracking
 from smar.core.config import SmarConfig, load_config
@@ -25,6 +33,7 @@ from smar.data.dataset import dvc_directory_md5
 from smar.pipeline import steps
 from smar.registry.register import log_version
 from tests.browser import chromium
+from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow
 MODEL_NAME = "serving-test"
@@ -39,10 +48,10 @@ def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths
     return config, paths
 
 
-def register_version(paths: Paths, model_dir: Path | None = None) -> str:
+def register_version(paths: Paths, model_dir: Path | None = None, index_dir: Path | None = None) -> str:
     mlflow = tracking.configure()
     with mlflow.start_run(run_id=tracking.run_id_of(paths.model.root)):
-        return log_version(MODEL_NAME, model_dir or paths.model.root, paths.index.root)
+        return log_version(MODEL_NAME, model_dir or paths.model.root, index_dir or paths.index.root)
 
 
 def point_alias(version: str) -> None:
@@ -63,7 +72,8 @@ def service(trained):
     versions = {"first": register_version(paths), "second": register_version(paths)}
     broken = paths.outputs / "broken-model"
     shutil.copytree(paths.model.root, broken)
-    ModelFiles(broken).weights.write_bytes(b"not a checkpoint")
+    for served in (ModelFiles(broken).weights, ModelFiles(broken).query_onnx):  # ONNX encodes the queries when present
+        served.write_bytes(b"not a model")
     versions["broken"] = register_version(paths, broken)
     point_alias(versions["first"])
 
@@ -74,7 +84,7 @@ def service(trained):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(follower, settings, paths.data), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(follower, settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -125,9 +135,14 @@ def test_search_returns_titled_items_with_fetchable_images(service, trained):
     for result in results:
         assert result["title"] == items.at[result["item_id"], "title"]
         assert result["image_url"] == f"/images/{result['item_id']}"
-    image = httpx.get(url + results[0]["image_url"])
-    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
-    assert image.content == (paths.data / items.at[results[0]["item_id"], "image"]).read_bytes()
+    image = httpx.get(url + results[0]["image_url"])  # the thumbnail inside the version: no dataset needed
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    thumbnail = Image.open(io.BytesIO(image.content))
+    original = Image.open(paths.data / items.at[results[0]["item_id"], "image"]).convert("RGB")
+    assert thumbnail.format == "JPEG" and max(thumbnail.size) <= SmarConfig().index.thumbnail_size
+    assert thumbnail.size == original.size  # never enlarged: the tiny catalog's images are smaller
+    difference = ImageChops.difference(thumbnail.convert("RGB"), original)
+    assert max(ImageStat.Stat(difference).mean) < 12, "the thumbnail is not the item's image"
     assert httpx.get(f"{url}/images/no-such-item").status_code == 404
 
 
@@ -198,6 +213,99 @@ def test_alias_moves_are_followed_without_a_failed_request(service):
         v == versions["second"] for v in seen[swap + 20 :]
     )  # a few answers computed before the swap may land after it
     assert httpx.get(f"{url}/readyz").json()["model_version"] == versions["second"]
+
+
+def test_results_link_to_the_catalogs_image_urls(service, trained, tmp_path, caplog):
+    """A catalog with an image_url column: its items link there (and get no thumbnail); the rest keep theirs."""
+    url, follower, versions = service
+    config, paths = trained
+    data, outputs = tmp_path / "data", tmp_path / "outputs"
+    shutil.copytree(paths.data, data)
+    items = pd.read_parquet(data / "items.parquet")
+    items["image_url"] = [f"https://cdn.example.com/{i}.jpg" if n % 2 else None for n, i in enumerate(items["item_id"])]
+    items.to_parquet(data / "items.parquet", index=False)
+    shutil.copytree(paths.embeddings.root, outputs / "embeddings")
+    steps.run_step("index", config, Paths(data, outputs))
+    caplog.set_level(logging.INFO, logger="smar.serving.follower")
+    with_urls = register_version(paths, index_dir=outputs / "index")
+    try:
+        swap_to(follower, with_urls, caplog)
+        results = httpx.post(f"{url}/search", json={"query": "red striped mug", "k": 30}).json()["results"]
+        links = {
+            item: link if isinstance(link, str) else None for item, link in zip(items["item_id"], items["image_url"])
+        }
+        assert {r["image_url"] for r in results} - {None} and all(
+            r["image_url"] == (links[r["item_id"]] or f"/images/{r['item_id']}") for r in results
+        )
+        for result in results[:6]:
+            thumbnail = httpx.get(f"{url}/images/{result['item_id']}")
+            assert thumbnail.status_code == (404 if links[result["item_id"]] else 200), result
+    finally:
+        swap_to(follower, versions["first"], caplog)
+
+
+def test_smar_serve_needs_neither_a_params_file_nor_a_dataset(service, tmp_path):
+    """`smar serve` from an empty directory: the defaults, the registry, and the version's thumbnails."""
+    url, _, versions = service
+    point_alias(versions["first"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    host = tmp_path / "host"  # where it runs: an empty directory
+    host.mkdir()
+    smar = [sys.executable, "-m", "smar", "serve"]
+    environment = os.environ | {"PYTHONPATH": str(PROJECT)}
+    missing = subprocess.run([*smar, "--params", "nowhere.yaml"], cwd=host, env=environment, capture_output=True)
+    assert missing.returncode == 1 and b"nowhere.yaml: no such parameters file" in missing.stderr, missing.stderr
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [*smar, "--model-name", MODEL_NAME, "--port", str(port)],
+            cwd=host,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    served = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: server.poll() is not None or httpx.get(f"{served}/readyz").status_code == 200, "smar serve")
+        assert server.poll() is None, log.read_text()[-3000:]
+        [hit] = httpx.post(f"{served}/search", json={"query": "blue lamp", "k": 1}).json()["results"]
+        image = httpx.get(served + hit["image_url"])
+        assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert list(host.iterdir()) == []  # it wrote nothing where it ran
+
+
+def swap_to(follower, version: str, caplog) -> None:
+    """Move the alias and wait until the follower has swapped and settled (its log line comes last)."""
+    caplog.clear()
+    point_alias(version)
+    wait_for(
+        lambda: any(f"= version {version} (was" in record.getMessage() for record in caplog.records),
+        f"the swap to version {version}",
+    )
+    assert follower.current.version == version
+
+
+def test_swaps_load_little_free_the_old_model_and_freeze_nothing_more(service, caplog):
+    """A swap builds no PyTorch model (most of a load's CPU time, beside the requests being answered).
+    gc.freeze() runs once, after the first load: a frozen object is never collected, so freezing on
+    every swap kept each load's garbage (and any cycle of the swapped-out model) for good."""
+    url, follower, versions = service
+    caplog.set_level(logging.INFO, logger="smar.serving.follower")
+    swap_to(follower, versions["second"], caplog)
+    # a load reads what serving runs (tokenizer, ONNX query tower, indexes), not the PyTorch towers
+    assert "model" not in vars(follower.current.retriever) and follower.current.retriever.onnx is not None
+    frozen = gc.get_freeze_count()
+    outgoing = weakref.ref(follower.current.retriever)
+    swap_to(follower, versions["first"], caplog)
+    assert httpx.post(f"{url}/search", json={"query": "mug"}).json()["model_version"] == versions["first"]
+    assert outgoing() is None, "the swapped-out retriever is still alive"  # the search batcher let go of it too
+    swap_to(follower, versions["second"], caplog)
+    assert gc.get_freeze_count() <= frozen, f"{gc.get_freeze_count() - frozen} more objects frozen after two swaps"
 
 
 def test_broken_version_keeps_the_last_good_model_serving(service, caplog):

@@ -38,6 +38,7 @@ What is accepted (see also docs/data.md, "Data contract"):
   [num_items, F] or [num_items, T, F], rows in items.parquet order, all finite); a non-null
   path must name a non-empty file inside the dataset that decodes, with at most
   `validate.max_image_pixels` pixels (and below PIL's decompression-bomb limit).
+- `image_url` (optional) is null or an absolute http(s) URL: the search page links to it.
 - `dataset.json` may be missing; when present it must be one UTF-8 JSON object (training reads
   its name and version when it starts).
 

@@ -42,6 +42,12 @@ def is_missing(value) -> bool:
     return isinstance(value, numbers.Number) and value != value  # NaN of any float type
 
 
+def http_urls(values) -> list[tuple[bool, str]]:
+    """Anything but null must be an absolute http(s) URL (what a page's <img> may load)."""
+    url = re.compile(r"https?://[^\s/]+\S*")
+    return [(is_missing(v) or (isinstance(v, str) and bool(url.fullmatch(v))), "not an http(s) URL") for v in values]
+
+
 def strings(values) -> list[tuple[bool, str]]:
     """Anything but null must be a str."""
     return [(is_missing(v) or isinstance(v, str), f"{type(v).__name__}, not str") for v in values]

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from smar.core.config import SmarConfig
-from smar.core.contract import IMAGE_FEATURES, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
+from smar.core.contract import IMAGE_FEATURES, IMAGE_URL, ITEMS, MANIFEST, QRELS, QUERIES, SPLITS
 from smar.data.dataset import Dataset
 from smar.data.validation import row_checks
 
@@ -135,6 +135,14 @@ def _items_suite(dataset: Dataset, features, config: SmarConfig) -> Suite:
         )
     for check, (fix, rows) in row_checks.image_rows(dataset, config.validate_.max_image_pixels).items():
         suite.derived("image", check, fix, rows)
+    if IMAGE_URL in items:
+        suite.frame[IMAGE_URL] = [json_safe(v) for v in items[IMAGE_URL]]
+        suite.derived(
+            IMAGE_URL,
+            "is_http_url",
+            "give image_url as an absolute http:// or https:// URL, or null (the item then shows its thumbnail)",
+            row_checks.http_urls(items[IMAGE_URL]),
+        )
     return suite
 
 

@@ -47,8 +47,11 @@ $(POSTGRES):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null)
 
+# Two workers share the cores (pytest-xdist): the suite waits on servers and subprocesses often
+# enough that two keep both busy; tests/conftest.py keeps each module on one worker.
+TEST_WORKERS ?= 2
 test: install $(BROWSER_DRIVER) $(POSTGRES) lint
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	ruff check .

@@ -20,6 +20,8 @@ os.environ.update(  # this session's own stores, on the CPU; the rest as every s
         "CUDA_VISIBLE_DEVICES": "",
     }
 )
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one thread each, or they fight over them
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 setup()
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -73,3 +75,13 @@ def own_model_name(params: Path, directory: Path, model_name: str) -> Path:
     path = Path(directory) / f"params-{model_name}.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """With `-n` (pytest-xdist, --dist loadgroup): each module's tests stay on one worker, so its
+    module fixtures (a trained model) are built once, and the production tests share one
+    topology of servers. They go first: the longest group, while the other workers share the rest."""
+    for item in items:
+        group = "production" if item.nodeid.startswith("tests/production/") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/production/"))

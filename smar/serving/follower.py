@@ -8,12 +8,20 @@ reached or a version's artifacts are broken, the last good model keeps serving, 
 /readyz and the log say why.
 """
 
+from __future__ import annotations
+
 import gc
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # MLflow and the retriever's libraries are imported when a version loads
+    from mlflow import MlflowClient
+
+    from smar.retrieval.retriever import Retriever
 
 log = logging.getLogger(__name__)
 _libraries_frozen = False  # gc.freeze() once per process, after the first model is in
@@ -22,7 +30,7 @@ _libraries_frozen = False  # gc.freeze() once per process, after the first model
 @dataclass(frozen=True)
 class LoadedModel:
     version: str
-    retriever: object  # smar.retrieval.retriever.Retriever
+    retriever: Retriever
     info: dict  # model name, version, run id, data hash, git commit, loaded_at
 
 
@@ -61,7 +69,7 @@ class AliasFollower:
     current: LoadedModel | None = None
     problems: dict[str, str] = field(default_factory=dict)  # "registry" / "load" -> what went wrong
     _failed_version: str | None = None
-    _client: object = None
+    _client: MlflowClient | None = None
     _client_uri: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 

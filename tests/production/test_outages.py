@@ -117,9 +117,9 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(
     registration = paths.registration.read_bytes()
     measure = register_step.measure_version
 
-    def outage_while_measuring(uri, queries):
+    def outage_while_measuring(uri, queries, k):
         topology.stop_tracking()
-        return measure(uri, queries)
+        return measure(uri, queries, k)
 
     monkeypatch.setattr(register_step, "measure_version", outage_while_measuring)
     try:

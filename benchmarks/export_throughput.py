@@ -12,7 +12,8 @@ On the same catalog, in the same process, alternating run by run:
   backbone alone), with the decoded-image cache warm (as every export after training finds
   it) and cold (the cache built inside the timed export);
 - the whole SMAR model's export (text, image and fused towers), for scale.
-The towers are untrained (the default sizes from params.yaml): speed does not depend on the
+The towers are untrained (the default sizes from params.yaml, `pretrained: finetune`, so that
+export runs the encoders: frozen ones run once, in featurize): speed does not depend on the
 weights. Writes benchmarks/results/export_throughput.json (every run) and .md (medians, and
 the median of the per-run ratios ours / reference).
 """
@@ -54,6 +55,8 @@ def main() -> None:
     from smar.data.dataset import load_dataset
 
     config = load_config(args.params)
+    # Encoders that train run inside export; frozen ones run once in featurize (benchmarks/featurize_encoders.py).
+    config = config.model_copy(update={"model": config.model.model_copy(update={"pretrained": "finetune"})})
     items = load_dataset(args.data).items
     texts = item_texts(items)
     scratch = Path(tempfile.mkdtemp(prefix="smar-export-bench-"))

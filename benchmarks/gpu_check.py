@@ -110,7 +110,56 @@ def main() -> None:
             runs[device]["export_items_per_second"] = round(exported["items"] / exported["seconds"], 1)
         print(f"{device}: {json.dumps(runs[device])}", flush=True)
     results["runs"] = runs
+    results["featurize"] = featurize_check(data, scratch, args.validation_report, cuda)
     write(results, [args.results] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else []))
+
+
+def featurize_check(data: Path, scratch: Path, report: Path | None, cuda: bool) -> dict:
+    """The featurize step at the shipped settings but 224 px images (the heavy path), on CUDA
+    (PyTorch fp16) and on the CPU (ONNX Runtime): rows/s per part, and how far apart the two are."""
+    import numpy as np
+
+    from smar.core.config import load_config
+    from smar.core.paths import Paths
+    from smar.features.step import featurize, load_features
+
+    base = load_config(ROOT / "params.yaml")
+    checked = {}
+    for device in ("cuda", "cpu") if cuda else ("cpu",):
+        config = base.model_copy(
+            update={
+                "model": base.model.model_copy(update={"image_size": 224}),
+                "featurize": base.featurize.model_copy(update={"device": device}),
+            }
+        )
+        paths = Paths(data, scratch / f"featurize-{device}")
+        validated(paths, report, config)
+        started = time.perf_counter()
+        summary = featurize(config, paths)
+        features = load_features(paths, config.model)
+        rows = np.arange(min(256, len(features.item_image)))
+        checked[device] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "item_bytes_per_item": summary["item_bytes_per_item"],
+            "rows_per_second": {
+                part: round(done["computed_rows"] / done["seconds"], 1)
+                for part, done in summary["parts"].items()
+                if done["seconds"]
+            },
+            "_sample": (features.item_text.rows(rows)["states"].numpy(), features.item_image.rows(rows).numpy()),
+        }
+        print(f"featurize on {device}: {json.dumps({k: v for k, v in checked[device].items() if k != '_sample'})}")
+    if len(checked) == 2:
+        (text_cuda, image_cuda), (text_cpu, image_cpu) = checked["cuda"]["_sample"], checked["cpu"]["_sample"]
+        checked["largest_difference"] = {
+            "text_states": float(np.abs(text_cuda - text_cpu).max()),
+            "image_tokens": float(np.abs(image_cuda - image_cpu).max()),
+            "image_scale": float(np.abs(image_cpu).max()),
+        }
+    for run in checked.values():
+        if isinstance(run, dict):
+            run.pop("_sample", None)
+    return checked
 
 
 def use_random_weights(minilm_dir: Path) -> None:

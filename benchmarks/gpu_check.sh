@@ -46,7 +46,7 @@ scratch = Path(tempfile.mkdtemp())
 synthesize(config.data, scratch / "data")
 paths = Paths(scratch / "data", scratch / "outputs")
 validate(config, paths)
-report = {"data_md5": dvc_directory_md5(paths.data), "report": json.loads(paths.validation_report.read_text())}
+report = {"data_md5": dvc_directory_md5(paths.data), "report": json.loads(paths.validation.report.read_text())}
 (wheels / "validation.json").write_text(json.dumps(report))
 PY
   du -sh "$WHEELS"

@@ -104,7 +104,7 @@ def register_two_versions(scratch: Path, params: Path) -> list[str]:
     config = load_config(params, overrides=TINY)
     paths = Paths(scratch / "data", scratch / "outputs")
     synthesize(PRESETS["tiny"], paths.data)
-    for name in ("validate", "train", "export", "index"):
+    for name in ("validate", "featurize", "train", "export", "index"):
         steps.run_step(name, config, paths)
     mlflow = tracking.configure()
     with mlflow.start_run(run_id=tracking.run_id_of(paths.model.root)):

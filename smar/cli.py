@@ -69,6 +69,9 @@ def _step_command(name: str, help_text: str) -> None:
 
 
 _step_command("validate", "Check the dataset (Great Expectations suites + image checks).")
+_step_command(
+    "featurize", "Run the frozen encoders over the catalog and training queries, in shards (reused when unchanged)."
+)
 _step_command("train", "Train the two-tower model; one MLflow run.")
 _step_command("export", "Encode every catalog item (one embeddings file per served view).")
 _step_command("index", "Build the FAISS index over the item embeddings.")
@@ -240,7 +243,8 @@ def pipeline(
     ] = False,
     data_rev: DataRevOption = None,
 ) -> None:
-    """Run the whole chain (validate -> train -> export -> index -> evaluate -> register) as one Prefect flow run."""
+    """Run the whole chain (validate -> featurize -> train -> export -> index -> evaluate -> register) as one Prefect
+    flow run."""
     _run_flow("smar_pipeline", params, data, out, data_rev, serve)
 
 

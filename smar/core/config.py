@@ -173,19 +173,45 @@ class TrainConfig(_Section):
         return self
 
 
+class FeaturizeConfig(_Section):
+    shard_items: int = Field(
+        20_000, ge=1, description="Rows per shard: the unit of work of a worker, and of a resumed run."
+    )
+    batch_size: int = Field(128, ge=1, description="Texts or images encoded at once.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="cuda (PyTorch, fp16) when present, else cpu (ONNX Runtime)."
+    )
+
+
 class ExportConfig(_Section):
     batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cuda (fp16) when present, else cpu.")
     shard_items: int = Field(50_000, ge=1, description="Items per shard; the Prefect flow exports shards in parallel.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, values):
+        moved = [name for name in ("task_runner", "workers", "cluster_address") if name in (values or {})]
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)} moved to the cluster section (featurize's shards run there too): "
+                f"cluster.task_runner, cluster.workers, cluster.address"
+            )
+        return values
+
+
+class ClusterConfig(_Section):
+    """Where the sharded steps (featurize, export) run their shards."""
+
     task_runner: Literal["threads", "dask", "ray"] = Field(
         "threads",
         description="Prefect task runner for the shards: threads, or dask / ray (pip install 'smar[dask]' / "
         "'smar[ray]').",
     )
     workers: int = Field(
-        1, ge=1, description="Shards exported at once (threads, or the workers of a local Dask or Ray cluster)."
+        1, ge=1, description="Shards at once (threads, or the workers of a local Dask or Ray cluster)."
     )
-    cluster_address: str | None = Field(
+    address: str | None = Field(
         None, description="A running Dask scheduler or Ray cluster to use; none: start a local one."
     )
 
@@ -367,8 +393,10 @@ class SmarConfig(_Section):
     data: DataConfig = DataConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     model: ModelConfig = ModelConfig()
+    featurize: FeaturizeConfig = FeaturizeConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+    cluster: ClusterConfig = ClusterConfig()
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")

@@ -4,7 +4,7 @@ this one layout, and dvc.yaml's outputs are held against it (tests/code/test_pat
 `Paths(data, outputs)` names the directories; each step's directory has its own set of file
 names (`paths.index.id_map`), which also name the files of a copy elsewhere, such as the
 model and index directories inside a registered version (`IndexFiles(downloaded).id_map`).
-Scratch state that no later step reads (the training checkpoint, the encoders' caches) keeps
+Scratch state that no later step reads (the training checkpoint, the decoded-image cache) keeps
 its own names beside the code that writes it.
 """
 
@@ -33,6 +33,21 @@ class ValidationFiles:
     @property
     def data_docs(self) -> Path:
         return self.root / "data_docs"
+
+
+@dataclass(frozen=True)
+class FeatureFiles:
+    """`smar featurize`: the frozen encoders' outputs, in shards (smar.features.store), and their manifest."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        """The settings, the dataset they belong to, and the shards of each part, in row order."""
+        return self.root / "features.json"
+
+    def shard(self, name: str) -> Path:
+        return self.root / name
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,10 @@ class Paths:
         return ValidationFiles(self.outputs / "validation")
 
     @property
+    def features(self) -> FeatureFiles:
+        return FeatureFiles(self.outputs / "features")
+
+    @property
     def model(self) -> ModelFiles:
         return ModelFiles(self.outputs / "model")
 
@@ -182,7 +201,7 @@ class Paths:
 
     @property
     def cache_dir(self) -> Path:
-        """The frozen encoders' outputs and decoded images, reused by every run on the same catalog."""
+        """Decoded images for an image tower that trains its backbone, reused by every run on the same catalog."""
         return self.outputs / "cache"
 
     @property

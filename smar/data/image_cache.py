@@ -90,13 +90,36 @@ def build_cache(image_paths: list[Path], size: int, cache: Path) -> None:
 
 
 def _decode_chunk(chunk) -> None:
+    store, start, paths, size = chunk
+    for row, path in enumerate(paths, start=start):
+        store[row] = load_pixels(path, size)
+
+
+def load_pixels(path: Path, size: int):
+    """uint8 [3, size, size]: the image at `path`, decoded at about the model's size and resized.
+
+    A JPEG decodes at the smallest power-of-two scale still at least `size` (Pillow's draft
+    mode: a 1000 px photo for a 224 px model decodes at 250 px, several times faster).
+    """
     import numpy as np
     from PIL import Image
 
-    store, start, paths, size = chunk
-    for row, path in enumerate(paths, start=start):
-        with Image.open(path) as image:
-            store[row] = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR)).transpose(2, 0, 1)
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))
+        return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR)).transpose(2, 0, 1)
+
+
+def decode_images(paths: list[Path], size: int):
+    """uint8 [N, 3, size, size]: `paths` decoded by a pool of threads (Pillow releases the GIL while it decodes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    pixels = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    chunks = [(pixels, start, paths[start : start + CHUNK], size) for start in range(0, len(paths), CHUNK)]
+    with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1) or 1) as pool:
+        list(pool.map(_decode_chunk, chunks))
+    return pixels
 
 
 def rows_to_tensor(store, rows):
@@ -107,6 +130,8 @@ def rows_to_tensor(store, rows):
 
     if isinstance(store, torch.Tensor):
         return store[torch.as_tensor(rows)]
+    if hasattr(store, "rows"):  # feature shards (smar.features.store)
+        return store.rows(rows)
     rows = np.asarray(rows)
     order = np.argsort(rows, kind="stable")  # memory-mapped reads in file order
     chosen = np.empty((len(rows), *store.shape[1:]), dtype=store.dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from smar.core.config import SmarConfig
+from smar.core.errors import MissingInputError
 from smar.core.paths import Paths
 
 
@@ -17,29 +18,28 @@ def random_rankings(item_ids: list[str], query_ids, k: int, seed: int) -> dict[s
 def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int) -> dict[str, list[str]]:
     """query_id -> ranked item ids of off-the-shelf MiniLM title search, with no training: item
     texts and queries through all-MiniLM-L6-v2, mean-pooled, by cosine. The search a shop would
-    run instead of smar. Item states are cached like a frozen encoder's (the same cache)."""
+    run instead of smar. The item texts' states are the featurize step's (MiniLM's, frozen)."""
     import numpy as np
     import torch
 
-    from smar.core.contract import item_texts
-    from smar.model.feature_cache import text_states
+    from smar.features.step import load_features
     from smar.model.tokenizer import tokenize
     from smar.model.towers import masked_mean, zero_shot_encoder
     from smar.retrieval.index import exact_search, normalized
 
     length = config.model.max_text_length
     encoder, tokenizer = zero_shot_encoder(length)
-    texts = item_texts(items)
-    states, mask = text_states(encoder, tokenizer, texts, length, paths.cache_dir, "items")
-    item_vectors = np.concatenate(
-        [
-            masked_mean(
-                torch.from_numpy(np.array(states[start : start + 4096], dtype=np.float32)),
-                torch.from_numpy(np.array(mask[start : start + 4096])),
-            ).numpy()
-            for start in range(0, len(texts), 4096)
-        ]
-    )
+    item_text = load_features(paths, config.model).item_text
+    if item_text is None or len(item_text) != len(items):
+        raise MissingInputError(
+            f"{paths.features.manifest}: no item text features for the zero-shot baseline; run `smar featurize` "
+            f"with evaluate.zero_shot_baseline: true."
+        )
+    chunks = []
+    for start in range(0, len(items), 4096):
+        batch = item_text.rows(np.arange(start, min(start + 4096, len(items))))
+        chunks.append(masked_mean(batch["states"], batch["attention_mask"]).numpy())
+    item_vectors = np.concatenate(chunks)
     query_texts, query_vectors = queries["text"].tolist(), []
     with torch.inference_mode():
         for start in range(0, len(query_texts), 512):

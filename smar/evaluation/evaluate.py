@@ -1,4 +1,4 @@
-"""Step 5, evaluate: index + query encoder + held-out queries -> metrics, per-query results, plots.
+"""Step 6, evaluate: index + query encoder + held-out queries -> metrics, per-query results, plots.
 
 The model is scored beside zero-shot MiniLM (off-the-shelf title search, no training) and a
 random ranking (smar.evaluation.baselines), over every query of the split and over the cold

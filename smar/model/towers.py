@@ -59,7 +59,8 @@ class TextEncoder(nn.Module):
     With MiniLM the vector is MiniLM's sentence embedding (the masked mean of its last states)
     through a residual adapter that starts as the identity, so the untrained tower IS
     off-the-shelf MiniLM. With `pretrained: frozen` the BERT never trains (nor drops out): its
-    states are a fixed function of the text, which training reads from a cache (`states=`).
+    states are a fixed function of the text, which training reads from the featurize step's
+    output (`states=`, or `pooled=` for queries).
     """
 
     def __init__(self, config: ModelConfig, vocab_size: int, pretrained: bool = False):
@@ -104,7 +105,13 @@ class TextEncoder(nn.Module):
         with torch.no_grad() if self.frozen else nullcontext():
             return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def forward(self, attention_mask: torch.Tensor, input_ids=None, states=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, attention_mask: torch.Tensor | None = None, input_ids=None, states=None, pooled=None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(token states, vector) from token ids, a frozen encoder's `states`, or its `pooled`
+        vector alone (all a query tower reads of it; then there are no token states)."""
+        if pooled is not None:
+            return None, self.head(pooled.float())
         tokens = self.states(input_ids, attention_mask) if states is None else states.float()
         pooled = tokens[:, 0] if self.pooling == "cls" else masked_mean(tokens, attention_mask)
         return tokens, self.head(pooled)

@@ -56,9 +56,9 @@ class RetrievalModel(nn.Module):
         """One training step's vectors: queries, and items for each view (distributed training calls this)."""
         return self.encode_queries(**query_tokens), self.encode_items(**item_inputs, views=views)
 
-    def encode_queries(self, attention_mask, input_ids=None, states=None) -> torch.Tensor:
-        """L2-normalised query vectors from token ids, or from the frozen encoder's cached `states`."""
-        return F.normalize(self.query_encoder(attention_mask, input_ids, states)[1].float(), dim=-1)
+    def encode_queries(self, attention_mask=None, input_ids=None, states=None, pooled=None) -> torch.Tensor:
+        """L2-normalised query vectors from token ids, or from the frozen encoder's `states` or `pooled` vectors."""
+        return F.normalize(self.query_encoder(attention_mask, input_ids, states, pooled)[1].float(), dim=-1)
 
     def encode_items(self, attention_mask, images, input_ids=None, states=None, views=None) -> dict[str, torch.Tensor]:
         """L2-normalised item vectors for each requested view (default: every view the kind uses).

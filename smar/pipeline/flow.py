@@ -12,10 +12,12 @@ from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from smar.core.config import ExportConfig, SmarConfig, load_config
+from smar.core.config import ClusterConfig, SmarConfig, load_config
 from smar.core.errors import ConfigError
 from smar.core.paths import Paths
 from smar.data.revision import materialise
+from smar.features.step import featurize_shard, finish_featurize, start_featurize
+from smar.model.checkpoint import saved_config
 from smar.pipeline import form
 from smar.pipeline.steps import run_step
 from smar.pipeline.summary import decision_row, format_summary
@@ -52,6 +54,9 @@ def tracking_retries(config: SmarConfig) -> dict:
 
 materialise_task = task(materialise, name="materialise-data", cache_policy=NO_CACHE)
 validate_task = _step_task("validate")
+start_featurize_task = task(start_featurize, name="featurize-start", cache_policy=NO_CACHE)
+featurize_shard_task = task(featurize_shard, name="featurize-shard", cache_policy=NO_CACHE)
+finish_featurize_task = task(finish_featurize, name="featurize-finish", cache_policy=NO_CACHE)
 fetch_champion_task = _step_task("fetch_champion")
 train_task = _step_task("train")
 start_export_task = task(start_export, name="export-start", cache_policy=NO_CACHE)
@@ -74,7 +79,7 @@ def smar_pipeline(
     data_dir: str = "data",
     outputs_dir: str = "outputs",
 ) -> dict:
-    """validate -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
+    """validate -> featurize -> train -> export -> index -> evaluate -> register, on files under `outputs_dir`.
 
     Every value a run does not set comes from `params_file`.
 
@@ -96,6 +101,7 @@ def smar_pipeline(
     config, paths, summary = _start(
         params_file, data_dir, outputs_dir, form.run_overrides(overrides, **per_run), data_rev
     )
+    summary["featurize"] = featurize_flow.with_options(task_runner=shard_runner(config.cluster))(config, paths)
     summary["train"] = train_task.with_options(retries=config.train.retries, retry_condition_fn=not_a_user_error)(
         config, paths
     )
@@ -110,8 +116,9 @@ def smar_reindex(
     data_dir: str = "data",
     outputs_dir: str = "outputs",
 ) -> dict:
-    """A changed catalog without retraining: validate -> the champion's towers -> export -> index
-    -> evaluate -> register, through the same gate on the same queries as a training run.
+    """A changed catalog without retraining: validate -> the champion's towers -> featurize (at the
+    champion's settings) -> export -> index -> evaluate -> register, through the same gate on the
+    same queries as a training run.
 
     Every value a run does not set comes from `params_file`.
 
@@ -126,13 +133,15 @@ def smar_reindex(
     """
     config, paths, summary = _start(params_file, data_dir, outputs_dir, form.run_overrides(overrides), data_rev)
     summary["champion"] = fetch_champion_task.with_options(**tracking_retries(config))(config, paths)
+    champion = config.model_copy(update={"model": saved_config(paths.model.root)})
+    summary["featurize"] = featurize_flow.with_options(task_runner=shard_runner(config.cluster))(champion, paths)
     return _index_and_register(config, paths, summary)
 
 
 def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, data_rev: str | None):
     """The run's config, its dataset (materialised when `data_rev` names one), validated."""
     config = load_config(params_file, overrides=overrides)
-    shard_runner(config.export)  # a missing integration fails here, before any work
+    shard_runner(config.cluster)  # a missing integration fails here, before any work
     paths = Paths(data=Path(data_dir), outputs=Path(outputs_dir))
     if data_rev:
         paths = replace(paths, data=materialise_task(data_rev, paths.data, paths.datasets_dir))
@@ -142,7 +151,7 @@ def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, d
 
 def _index_and_register(config: SmarConfig, paths: Paths, summary: dict) -> dict:
     """export -> index -> evaluate -> register after the towers are in place, and the run's artifacts."""
-    summary["export"] = export_flow.with_options(task_runner=shard_runner(config.export))(config, paths)
+    summary["export"] = export_flow.with_options(task_runner=shard_runner(config.cluster))(config, paths)
     summary["index"] = index_task(config, paths)
     summary["evaluate"] = evaluate_task.with_options(**tracking_retries(config))(config, paths)
     summary["register"] = register_task.with_options(**tracking_retries(config))(config, paths)
@@ -157,6 +166,14 @@ def _index_and_register(config: SmarConfig, paths: Paths, summary: dict) -> dict
     return summary
 
 
+@flow(name="smar-featurize")
+def featurize_flow(config: SmarConfig, paths: Paths) -> dict:
+    """The featurize step with its shards mapped over the task runner (threads, Dask or Ray)."""
+    shards = start_featurize_task(config, paths)
+    done = featurize_shard_task.map(unmapped(config), unmapped(paths), shards)
+    return finish_featurize_task(config, paths, done.result())
+
+
 @flow(name="smar-export")
 def export_flow(config: SmarConfig, paths: Paths) -> dict:
     """The export step with its shards mapped over the task runner (threads, Dask or Ray)."""
@@ -165,8 +182,8 @@ def export_flow(config: SmarConfig, paths: Paths) -> dict:
     return finish_export_task(config, paths, done.result())
 
 
-def shard_runner(settings: ExportConfig):
-    """The task runner `export.task_runner` names, `export.workers` wide (or on `export.cluster_address`)."""
+def shard_runner(settings: ClusterConfig):
+    """The task runner `cluster.task_runner` names, `cluster.workers` wide (or on `cluster.address`)."""
     if settings.task_runner == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -176,18 +193,18 @@ def shard_runner(settings: ExportConfig):
         module = __import__(extra)
     except ImportError:
         raise ConfigError(
-            f"export.task_runner is '{settings.task_runner}' but {extra.replace('_', '-')} is not installed. "
-            f"Fix: pip install -c constraints.txt -e '.[{settings.task_runner}]', or set export.task_runner: threads."
+            f"cluster.task_runner is '{settings.task_runner}' but {extra.replace('_', '-')} is not installed. "
+            f"Fix: pip install -c constraints.txt -e '.[{settings.task_runner}]', or set cluster.task_runner: threads."
         ) from None
     if settings.task_runner == "dask":
-        if settings.cluster_address:
-            return module.DaskTaskRunner(address=settings.cluster_address)
+        if settings.address:
+            return module.DaskTaskRunner(address=settings.address)
         return module.DaskTaskRunner(
             cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "dashboard_address": None}
         )
     return module.RayTaskRunner(
-        address=settings.cluster_address,
-        init_kwargs={"num_cpus": settings.workers} if not settings.cluster_address else {},
+        address=settings.address,
+        init_kwargs={"num_cpus": settings.workers} if not settings.address else {},
     )
 
 

@@ -4,7 +4,7 @@ Every step has one shape, `Step`: it reads the config and the files earlier step
 (smar.core.paths.Paths), writes its outputs to files, and returns a small JSON-friendly
 summary. `tracker` (smar.core.tracking) receives what the step records; with None nothing is
 tracked. train, evaluate and register record (register's job is the MLflow registry, so it
-needs one); validate, export and index record nothing. A reindex runs `fetch_champion` (the
+needs one); validate, featurize, export and index record nothing. A reindex runs `fetch_champion` (the
 registry champion's towers, in a new tracked run) in place of train. The CLI (and so
 dvc.yaml) and the Prefect flows call these, through `run_step`.
 """
@@ -18,6 +18,7 @@ from smar.core.paths import Paths
 from smar.core.tracking import Tracker
 from smar.data.validation import validate
 from smar.evaluation.evaluate import evaluate
+from smar.features.step import featurize
 from smar.registry.champion import fetch_champion
 from smar.registry.register import register
 from smar.retrieval.export import export
@@ -32,6 +33,7 @@ class Step(Protocol):
 
 STEPS: dict[str, Step] = {
     "validate": validate,
+    "featurize": featurize,
     "train": train,
     "fetch_champion": fetch_champion,  # a reindex's step in place of train: the champion's towers
     "export": export,

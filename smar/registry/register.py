@@ -1,4 +1,4 @@
-"""Step 6, register: log the retriever as one MLflow pyfunc version, then run the promotion gate.
+"""Step 7, register: log the retriever as one MLflow pyfunc version, then run the promotion gate.
 
 The new version gets alias `challenger`. It takes `champion` only if its score on
 `evaluate.primary_metric` (Recall@10 by default) passes `register.threshold` AND is not worse

@@ -1,9 +1,10 @@
-"""Step 3, export: checkpoint + catalog -> item embeddings, one file per served view.
+"""Step 4, export: checkpoint + catalog -> item embeddings, one file per served view.
 
 `outputs/embeddings` (`smar.core.paths.EmbeddingFiles`) holds `item_embeddings.<view>.npy`
-(float32 [N, D], rows in items.parquet order), `item_ids.parquet`, `tuning_queries.npy` (vectors
-of up to 1000 train and valid queries, which the index step tunes its search against) and
-`export.json`.
+(float16 [N, D], rows in items.parquet order: half of float32's bytes, and the same top 10 from
+vectors of unit length), `item_ids.parquet`, `tuning_queries.npy` (float16 vectors of up to
+1000 train and valid queries, which the index step tunes its search against) and
+`export.json`. Readers take float32 of them a chunk at a time (`smar.retrieval.index.normalized`).
 
 A catalog exports in shards of `export.shard_items` rows, in bounded memory: `start_export`
 lays out a staging directory whose embedding files are memory-mapped at full size,
@@ -31,6 +32,7 @@ from smar.core.tracking import Tracker
 log = logging.getLogger(__name__)
 
 MAX_TUNING_QUERIES = 1000
+EMBEDDING_DTYPE = "float16"
 
 
 def staging(paths: Paths) -> EmbeddingFiles:
@@ -50,28 +52,26 @@ def start_export(config: SmarConfig, paths: Paths) -> list[tuple[int, int]]:
     import pandas as pd
 
     from smar.data.dataset import load_dataset
+    from smar.features import inputs
     from smar.model.checkpoint import load_model
-    from smar.model.feature_cache import item_images
     from smar.model.inference import encode_texts
     from smar.model.kinds import served_views
 
     model, tokenizer = load_model(require(paths.model.root, "train"))
     dataset = load_dataset(paths.data)
     items = dataset.items
-    # Decoded (and through a frozen backbone) once, before the shards read it; likewise a frozen text encoder's states.
-    item_images(model, paths.data, paths.cache_dir)
-    if model.item_text_encoder.frozen:
-        _item_text(model, tokenizer, paths, 0, len(items))
+    # An image tower that trains its backbone reads decoded pixels: decoded once, before the shards read them.
+    inputs.item_images(model, paths, inputs.features_for(model, paths))
     files = staging(paths)
     shutil.rmtree(files.root, ignore_errors=True)  # a failed export's leftovers
     files.root.mkdir(parents=True)
     for view in served_views(model.config):
         shape = (len(items), model.config.embedding_dim)
-        np.lib.format.open_memmap(files.vectors(view), mode="w+", dtype=np.float32, shape=shape).flush()
+        np.lib.format.open_memmap(files.vectors(view), mode="w+", dtype=EMBEDDING_DTYPE, shape=shape).flush()
     pd.DataFrame({"item_id": items["item_id"].astype(str)}).to_parquet(files.item_ids, index=False)
     queries = pd.concat([dataset.split_queries("train"), dataset.split_queries("valid")]).drop_duplicates("query_id")
     sample = queries.sample(min(MAX_TUNING_QUERIES, len(queries)), random_state=0)["text"].tolist()
-    np.save(files.tuning_queries, encode_texts(model, tokenizer, sample).numpy())
+    np.save(files.tuning_queries, encode_texts(model, tokenizer, sample).numpy().astype(EMBEDDING_DTYPE))
     size = config.export.shard_items
     return [(start, min(start + size, len(items))) for start in range(0, len(items), size)]
 
@@ -81,8 +81,8 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     import numpy as np
 
     from smar.data.image_cache import rows_to_tensor
+    from smar.features import inputs
     from smar.model.checkpoint import load_model
-    from smar.model.feature_cache import item_images
     from smar.model.inference import encode_item_batch, resolve_device
     from smar.model.kinds import served_views
 
@@ -93,19 +93,18 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
         raise MissingInputError(f"{files.root}: missing. An export shard runs after start_export; run `smar export`.")
     model, tokenizer = load_model(paths.model.root, device=resolve_device(config.export.device))
     views = served_views(model.config)
-    text = _item_text(model, tokenizer, paths, start, end)
-    lengths = np.asarray(text["attention_mask"]).sum(1)
-    images = item_images(model, paths.data, paths.cache_dir)
+    features = inputs.features_for(model, paths)
+    text = _ShardText(model, tokenizer, paths, features, start, end)
+    images = inputs.item_images(model, paths, features)
     outputs = {view: np.load(files.vectors(view), mmap_mode="r+") for view in views}
-    order = np.argsort(-lengths, kind="stable")  # batches of similar length: little padding
+    order = np.argsort(-text.lengths, kind="stable")  # batches of similar length: little padding
     with Progress(f"export items {start}-{end}", end - start, "item") as progress:
         for first in range(0, len(order), config.export.batch_size):
             rows = np.sort(order[first : first + config.export.batch_size])
-            width = int(lengths[rows].max())
-            batch_text = {k: rows_to_tensor(v, rows)[:, :width] for k, v in text.items()}
+            batch_text = text.rows(rows)
             pixels = rows_to_tensor(images, start + rows) if images is not None else None
             for view, vectors in encode_item_batch(model, batch_text, pixels, views).items():
-                outputs[view][start + rows] = vectors.numpy()
+                outputs[view][start + rows] = vectors.numpy().astype(EMBEDDING_DTYPE)
             progress.advance(len(rows))
     for array in outputs.values():
         array.flush()
@@ -114,21 +113,30 @@ def export_shard(config: SmarConfig, paths: Paths, shard: tuple[int, int]) -> di
     return {"shard": [start, end], "items": end - start, "seconds": round(seconds, 3)}
 
 
-def _item_text(model, tokenizer, paths: Paths, start: int, end: int) -> dict:
-    """The item text tower's inputs for catalog rows [start, end): token ids, or a frozen
-    encoder's states from the cache (which covers the whole catalog)."""
-    import pyarrow.parquet as pq
+class _ShardText:
+    """The item text tower's inputs for catalog rows [start, end), by row within the shard:
+    token ids padded to the batch's longest, or the frozen encoder's states."""
 
-    from smar.core.contract import ITEM_TEXT_COLUMNS, item_texts
-    from smar.model.feature_cache import text_inputs
+    def __init__(self, model, tokenizer, paths: Paths, features, start: int, end: int):
+        import numpy as np
+        import pyarrow.parquet as pq
 
-    encoder = model.item_text_encoder
-    table = pq.read_table(paths.data / ITEMS, columns=list(ITEM_TEXT_COLUMNS))
-    if not encoder.frozen:
-        table = table.slice(start, end - start)
-    texts = item_texts(table.to_pydict())
-    inputs = text_inputs(encoder, tokenizer, texts, model.config.max_text_length, paths.cache_dir, "items")
-    return inputs if not encoder.frozen else {k: v[start:end] for k, v in inputs.items()}
+        from smar.core.contract import ITEM_TEXT_COLUMNS, item_texts
+        from smar.features import inputs
+
+        self.start, self.frozen = start, model.item_text_encoder.frozen
+        if self.frozen:
+            self.text, self.lengths = features.item_text, features.item_text.lengths()[start:end]
+        else:
+            table = pq.read_table(paths.data / ITEMS, columns=list(ITEM_TEXT_COLUMNS)).slice(start, end - start)
+            self.text = inputs.item_text(model, tokenizer, item_texts(table.to_pydict()), features)
+            self.lengths = np.asarray(self.text["attention_mask"]).sum(1)
+
+    def rows(self, rows) -> dict:
+        if self.frozen:
+            return self.text.rows(self.start + rows)
+        width = int(self.lengths[rows].max())
+        return {k: v[rows][:, :width] for k, v in self.text.items()}
 
 
 def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:
@@ -161,7 +169,7 @@ def finish_export(config: SmarConfig, paths: Paths, shards: list[dict]) -> dict:
 
 
 def read_embeddings(directory: Path, mmap: bool = False):
-    """({view: embeddings float32 [N, D]}, item ids list[str]) from an export directory;
+    """({view: embeddings float16 [N, D]}, item ids list[str]) from an export directory;
     memory-mapped with `mmap` (for catalogs larger than memory)."""
     import numpy as np
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Step 4, index: item embeddings -> one FAISS index per served view (`items.<view>.faiss`),
+"""Step 5, index: item embeddings -> one FAISS index per served view (`items.<view>.faiss`),
 inner product on L2-normalised vectors (file names: `smar.core.paths.IndexFiles`).
 
 The index type is a `faiss.index_factory` string (`index.factory`), or `auto`: exact search

@@ -10,16 +10,16 @@ from smar.training.distributed import Cluster
 if TYPE_CHECKING:
     import torch
 
+    from smar.features.store import ItemTextFeatures
+
 
 @dataclass
 class Catalog:
-    """The whole catalog's inputs, prepared once: text as token ids or cached frozen-encoder
-    states, images as decoded pixels or features (memory-mapped)."""
+    """The whole catalog's inputs, prepared once: text as token ids or the frozen encoder's
+    states (smar.features), images as decoded pixels or features (memory-mapped)."""
 
-    text: dict
-    images: (
-        object  # numpy array (memory-mapped): uint8 pixels [N, 3, H, W] or float features; None without an image tower
-    )
+    text: dict | ItemTextFeatures  # token ids {"input_ids", "attention_mask"}, or states by row
+    images: object  # uint8 pixels [N, 3, H, W] or features (arrays or ItemImageFeatures); None: no image tower
     item_ids: list[str]
 
     def inputs(self, rows) -> dict:
@@ -27,7 +27,9 @@ class Catalog:
         from smar.data.image_cache import rows_to_tensor
 
         images = rows_to_tensor(self.images, rows) if self.images is not None else None
-        return {k: rows_to_tensor(v, rows) for k, v in self.text.items()} | {"images": images}
+        if isinstance(self.text, dict):
+            return {k: rows_to_tensor(v, rows) for k, v in self.text.items()} | {"images": images}
+        return self.text.rows(rows) | {"images": images}
 
     def vectors(self, model, views, batch_size: int = 512) -> dict:
         """Every item's vector for each view, on the CPU."""

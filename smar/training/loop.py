@@ -1,18 +1,19 @@
-"""Step 2, train: dataset + config -> model in `outputs/model`, tracked as one run.
+"""Step 3, train: dataset + config -> model in `outputs/model`, tracked as one run.
 
 `train` reads as the steps of a training: prepare the model and its inputs once (`prepare`),
 build the optimiser, open or resume the tracked run, run the epochs (`Training`), train the
 routing head (SMAR with adaptive routing, stage 2), and save the model with its query tower
 as ONNX (smar.model.onnx_query).
 
-Inputs are prepared once: the catalog's images decoded into a memory-mapped cache
-(smar.data.image_cache) and, with frozen pretrained encoders (`model.pretrained: frozen`, the
-default), MiniLM's token states of every item text and training query and the backbone's
-patch tokens of every image computed once (smar.model.feature_cache), so training runs only
-the towers on top of them. DataLoader workers assemble batches ahead of the model
-(smar.training.batches). On CUDA: bf16 autocast, channels_last for the CNN, fused AdamW,
-optional torch.compile. Several processes: smar.training.distributed. A killed or retried
-training resumes from its checkpoint with the same tracked run: smar.training.resume.
+Inputs are prepared once: with frozen pretrained encoders (`model.pretrained: frozen`, the
+default) they are the featurize step's output (MiniLM's token states of every item text, its
+pooled vector of every training query, the backbone's patch tokens of every image:
+smar.features), so training runs only the towers on top of them; an encoder that trains reads
+token ids, or the catalog's images decoded into a memory-mapped cache (smar.data.image_cache).
+DataLoader workers assemble batches ahead of the model (smar.training.batches). On CUDA: bf16
+autocast, channels_last for the CNN, fused AdamW, optional torch.compile. Several processes:
+smar.training.distributed. A killed or retried training resumes from its checkpoint with the
+same tracked run: smar.training.resume.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from smar.core.progress import Progress
 from smar.core.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.data.dataset import data_version, load_dataset
 from smar.data.validation import require_passed
+from smar.features import inputs
 from smar.model.checkpoint import image_feature_shape, save_model, save_trained_queries
-from smar.model.feature_cache import item_images, text_inputs
 from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
@@ -105,12 +106,13 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         "final_loss": final_loss,
         "valid": {config.evaluate.primary_metric: valid_score},
         "seconds": seconds,
+        "pairs_per_second": training.speed["train_pairs_per_second"],
     }
 
 
 def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) -> tuple[RetrievalModel, TrainingData]:
     """The model, initialised from the current random state, on this rank's device, and its
-    inputs: the catalog's texts and images (cached once) and the training pairs. `tokenizer`:
+    inputs: the catalog's texts and images (featurized or decoded once) and the training pairs. `tokenizer`:
     the one a resumed checkpoint was trained with (default: built from the data)."""
     import torch
 
@@ -127,16 +129,14 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
         pretrained=True,
     )
     model = cluster.prepare(model)
-    length, cache = config.model.max_text_length, paths.cache_dir
+    features = inputs.features_for(model, paths)
     catalog = Catalog(
-        text=cluster.main_first(lambda: text_inputs(model.item_text_encoder, tokenizer, texts, length, cache, "items")),
-        images=cluster.main_first(lambda: item_images(model, paths.data, cache)),
+        text=inputs.item_text(model, tokenizer, texts, features),
+        images=cluster.main_first(lambda: inputs.item_images(model, paths, features)),  # rank 0 decodes, once
         item_ids=items["item_id"].tolist(),
     )
     query_texts = queries["text"].tolist()
-    query_inputs = cluster.main_first(
-        lambda: text_inputs(model.query_encoder, tokenizer, query_texts, length, cache, "train-queries")
-    )
+    query_inputs = inputs.training_queries(model, tokenizer, query_texts, features)
     qrels = dataset.split_qrels("train")
     query_row = {query_id: row for row, query_id in enumerate(queries["query_id"])}
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}

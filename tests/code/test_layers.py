@@ -12,6 +12,7 @@ LAYERS = [  # lowest first; a module may import its own layer and the ones befor
     ("core",),
     ("data",),
     ("model",),
+    ("features",),
     ("training",),
     ("retrieval",),
     ("evaluation",),

@@ -19,6 +19,7 @@ def test_dvc_stages_declare_the_outputs_paths_names():
     evaluation = paths.evaluation
     written = {
         "validate": {paths.validation.report, paths.validation.data_docs},
+        "featurize": {paths.features.root},
         "train": {paths.model.root},
         "export": {paths.embeddings.root},
         "index": {paths.index.root},

@@ -36,7 +36,10 @@ def catalog(tmp_path_factory):
         ),
         data,
     )
-    steps.validate(SmarConfig(), Paths(data, data.parent / "validated"))
+    config = SmarConfig.model_validate({"model": CONFIG["model"]})
+    validated = Paths(data, data.parent / "validated")
+    steps.validate(config, validated)
+    steps.featurize(config, validated)  # the frozen encoders' outputs, computed once for every run
     return data
 
 
@@ -66,8 +69,7 @@ def trained(kind: str, seed: int, data, tmp_path) -> float:
     )
     paths = Paths(data, tmp_path / f"{kind}-{seed}")
     paths.validation.root.mkdir(parents=True)
-    (data.parent / "cache").mkdir(exist_ok=True)
-    paths.cache_dir.symlink_to(data.parent / "cache")  # the frozen encoders' outputs, computed once for every run
+    paths.features.root.symlink_to(data.parent / "validated" / "features", target_is_directory=True)
     paths.validation.report.write_bytes((data.parent / "validated" / "validation" / "report.json").read_bytes())
     steps.train(config, paths)
     steps.export(config, paths)

@@ -60,6 +60,7 @@ def train(launcher: list[str], params: str, data, outputs) -> tuple[dict[str, np
 
     config, paths = load_config(params), Paths(data, outputs)
     steps.validate(config, paths)
+    steps.featurize(config, paths)
     command = [*launcher, "-m", "smar", "train", "--params", params, "--data", str(data), "--out", str(outputs)]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}

@@ -49,7 +49,9 @@ def test_dvc_repro_runs_every_stage(tiny_data, tiny_params, tmp_path):
     assert "recall_at_10" in run("dvc", "metrics", "show")
     assert "up to date" in run("dvc", "status")  # nothing left to reproduce
     lock = (repo / "dvc.lock").read_text()
-    assert all(f"  {stage}:" in lock for stage in ("validate", "train", "export", "index", "evaluate", "register"))
+    assert all(
+        f"  {stage}:" in lock for stage in ("validate", "featurize", "train", "export", "index", "evaluate", "register")
+    )
 
     with (repo / "smar" / "model" / "pretrained.py").open("a") as source:  # any file of a package a stage runs
         source.write("\n# edited\n")

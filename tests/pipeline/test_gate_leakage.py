@@ -28,7 +28,7 @@ def with_settings(config, min_gate_queries: int):
 
 
 def run_pipeline(config, paths: Paths) -> dict:
-    for name in ("validate", "train", "export", "index", "evaluate"):
+    for name in ("validate", "featurize", "train", "export", "index", "evaluate"):
         steps.run_step(name, config, paths)
     return steps.run_step("register", config, paths)
 

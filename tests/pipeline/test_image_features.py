@@ -32,6 +32,7 @@ def test_features_replace_the_image_backbone(tiny_data, tiny_params, tmp_path):
     paths = Paths(data, tmp_path / "outputs")
     report = steps.validate(config, paths)
     assert report["success"]
+    steps.featurize(config, paths)
     steps.train(config, paths)
     steps.export(config, paths)
     steps.build_index(config, paths)

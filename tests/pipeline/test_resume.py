@@ -33,6 +33,7 @@ def config(tiny_params):
 def validated(config, data, outputs) -> Paths:
     paths = Paths(data, outputs)
     steps.validate(config, paths)
+    steps.featurize(config, paths)
     return paths
 
 

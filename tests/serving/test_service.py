@@ -43,7 +43,7 @@ MODEL_NAME = "serving-test"
 def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths]:
     config = load_config(tiny_params)
     paths = Paths(tiny_data, tmp_path_factory.mktemp("serving") / "outputs")
-    for name in ("validate", "train", "export", "index"):
+    for name in ("validate", "featurize", "train", "export", "index"):
         steps.run_step(name, config, paths)  # train tracked: the versions below are logged in its run
     return config, paths
 

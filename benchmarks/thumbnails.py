@@ -49,7 +49,9 @@ def main() -> None:
         "synthetic 256 px": synthetic(scratch / "synthetic-256", 256, args.items),
         "photos 800 px": photos(scratch / "photos", args.items),
     }
-    results = {"items": args.items, "cpus": os.cpu_count(), "catalogs": {}}
+    from smar.retrieval.thumbnails import JPEG_QUALITY
+
+    results = {"items": args.items, "cpus": os.cpu_count(), "jpeg_quality": JPEG_QUALITY, "catalogs": {}}
     for name, (directory, images) in catalogs.items():
         source_bytes = sum((directory / image).stat().st_size for image in images)
         results["catalogs"][name] = {"source_bytes_per_item": round(source_bytes / len(images)), "sizes": {}}
@@ -118,7 +120,7 @@ def write(results: dict, directory: Path) -> None:
     (directory / "thumbnails.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"Thumbnails of {results['items']} images per catalog, written by the index step's code on "
-        f"{results['cpus']} CPUs (JPEG quality 80, at most SIZE px a side, never enlarged).",
+        f"{results['cpus']} CPUs (JPEG quality {results['jpeg_quality']}, at most SIZE px a side, never enlarged).",
         "",
         "| images | source bytes/item | size (px) | bytes/thumbnail | build ms/item | 1M items: GB in the version "
         "| 1M items: build minutes |",

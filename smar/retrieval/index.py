@@ -213,21 +213,16 @@ def tune(index, vectors, ids, queries, target: float) -> dict:
 
 
 def exact_search(vectors, ids, queries, k: int):
-    """The ids of the exact top-k items for each (normalised) query, by brute force over `vectors` in chunks."""
-    import faiss
+    """The ids of the exact top-k items for each (normalised) query, -1 past the catalog's end: brute force
+    over `vectors`, normalised a chunk at a time, in bounded memory (smar.core.topk)."""
     import numpy as np
 
-    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
-    for start in range(0, len(vectors), ADD_CHUNK):
-        scores, rows = faiss.knn(
-            queries, normalized(vectors[start : start + ADD_CHUNK]), k, metric=faiss.METRIC_INNER_PRODUCT
-        )
-        found = np.where(rows >= 0, ids[start:][np.clip(rows, 0, None)], -1)
-        merged_scores, merged_ids = np.hstack([best_scores, scores]), np.hstack([best_ids, found])
-        top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
-        best_scores, best_ids = np.take_along_axis(merged_scores, top, 1), np.take_along_axis(merged_ids, top, 1)
-    return best_ids
+    from smar.core.topk import top_k
+
+    rows = top_k(queries, vectors, k, prepare=normalized)[1]
+    found = np.full((len(queries), k), -1, dtype=np.int64)
+    found[:, : rows.shape[1]] = ids[rows]
+    return found
 
 
 def overlap(found, exact) -> float:

@@ -17,32 +17,32 @@ def routed_score(model, tokenizer, catalog: Catalog, queries, relevant, metric: 
     if queries.empty:
         return float("nan")
     model.eval()
-    views = served_views(model.config)
-    item_vectors = catalog.vectors(model, views)
+    item_vectors = catalog.vectors(model, served_views(model.config))
     query_vectors = encode_texts(model, tokenizer, queries["text"].tolist())
-    top = (
-        routed_scores(model, query_vectors, item_vectors)
-        .topk(min(metric.k, len(catalog.item_ids)), dim=1)
-        .indices.numpy()
-    )
+    top = served_top_rows(model, query_vectors, item_vectors, metric.k)
     rankings = {q: [catalog.item_ids[i] for i in row] for q, row in zip(queries["query_id"], top)}
     return metrics.mean_score(rankings, relevant, metric)
 
 
-def routed_scores(model, query_vectors, item_vectors: dict):
-    """Scores of every query against every item through the view the model serves it with."""
+def served_top_rows(model, query_vectors, item_vectors: dict, k: int):
+    """Catalog rows of each query's top k items, ranked in the view the model serves it with: with a
+    routing head, the queries it sends to each view are searched in that view's vectors alone."""
+    import numpy as np
     import torch
 
+    from smar.core.topk import top_k
     from smar.model.kinds import served_views
 
     views = served_views(model.config)
     if len(views) == 1:
-        return query_vectors @ item_vectors[views[0]].T
+        return top_k(query_vectors, item_vectors[views[0]], k)[1]
     with torch.inference_mode():
-        use_multimodal = model.route_to_multimodal(query_vectors).cpu()
-    return torch.where(
-        use_multimodal[:, None], query_vectors @ item_vectors["multimodal"].T, query_vectors @ item_vectors["text"].T
-    )
+        to_multimodal = model.route_to_multimodal(query_vectors).cpu()
+    rows = np.empty((len(query_vectors), min(k, len(item_vectors["multimodal"]))), dtype=np.int64)
+    for view, chosen in (("multimodal", to_multimodal), ("text", ~to_multimodal)):
+        if chosen.any():
+            rows[chosen.numpy()] = top_k(query_vectors[chosen], item_vectors[view], k)[1]
+    return rows
 
 
 def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list[dict], settings) -> dict[str, float]:
@@ -56,6 +56,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     from torch.nn import functional as F
 
     from smar.core.metrics import per_query_metrics
+    from smar.core.topk import top_k
     from smar.model.inference import encode_texts
 
     target = ROUTING_TARGET
@@ -64,7 +65,7 @@ def train_router(model, tokenizer, catalog: Catalog, query_texts, relevant: list
     query_vectors = encode_texts(model, tokenizer, query_texts)
     gains = {}
     for view in ("multimodal", "text"):
-        top = (query_vectors @ item_vectors[view].T).topk(min(target.k, len(catalog.item_ids)), dim=1).indices
+        top = top_k(query_vectors, item_vectors[view], target.k)[1]
         rankings = [[catalog.item_ids[row] for row in rows] for rows in top.tolist()]
         gains[view] = torch.tensor(
             [

@@ -202,12 +202,12 @@ def test_auto_factory_follows_catalog_size(items, factory):
 
 
 def test_exact_search_in_chunks_matches_brute_force(monkeypatch):
-    import smar.retrieval.index
+    import smar.core.topk
 
     rng = np.random.default_rng(1)
     vectors, queries = rng.normal(size=(1000, DIM)).astype(np.float32), rng.normal(size=(20, DIM)).astype(np.float32)
     ids = np.arange(1000, dtype=np.int64) * 7 + 3
-    monkeypatch.setattr(smar.retrieval.index, "ADD_CHUNK", 128)  # several chunks to merge
+    monkeypatch.setattr(smar.core.topk, "ITEM_CHUNK", 128)  # several chunks to merge
     found = exact_search(vectors, ids, normalized(queries), 10)
     expected = ids[np.argsort(-(normalized(queries) @ normalized(vectors).T), axis=1)[:, :10]]
     assert (found == expected).all()

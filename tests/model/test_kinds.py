@@ -89,3 +89,27 @@ def test_untrained_routing_head_sends_every_query_to_the_multimodal_index():
     model = RetrievalModel(ModelConfig(kind="smar", adaptive_routing=True, **SMALL), 100)
     assert model.route_to_multimodal(torch.randn(5, 16)).all()
     assert served_views(ModelConfig(kind="smar", adaptive_routing=False, **SMALL)) == ("multimodal",)
+
+
+def test_routed_queries_are_ranked_in_their_chosen_view_alone(monkeypatch):
+    """Split by the head, each query is ranked among its view's items only: as the dense scores through
+    the head ranked it, in chunks smaller than the queries and items."""
+    import smar.core.topk
+    from smar.training.router import served_top_rows
+
+    torch.manual_seed(0)
+    model = RetrievalModel(ModelConfig(kind="smar", adaptive_routing=True, **SMALL), 100).eval()
+    torch.nn.init.normal_(model.router[-1].weight)  # a head that sends some queries to each view
+    torch.nn.init.zeros_(model.router[-1].bias)
+    queries = torch.nn.functional.normalize(torch.randn(300, 16), dim=-1)
+    items = {view: torch.nn.functional.normalize(torch.randn(500, 16), dim=-1) for view in ("multimodal", "text")}
+    with torch.no_grad():
+        to_multimodal = model.route_to_multimodal(queries)
+    assert 0 < to_multimodal.sum() < len(queries)
+    dense = torch.where(to_multimodal[:, None], queries @ items["multimodal"].T, queries @ items["text"].T)
+    monkeypatch.setattr(smar.core.topk, "QUERY_CHUNK", 64)
+    monkeypatch.setattr(smar.core.topk, "ITEM_CHUNK", 128)
+
+    rows = served_top_rows(model, queries, items, 10)
+
+    assert (rows == dense.topk(10, dim=1).indices.numpy()).all()

@@ -494,7 +494,7 @@ class _ImageDrawers:
         try:
             future = self.pool.submit(_draw_chunk, self.config, self.root, chunk)
         except Exception as failure:  # the pool broke: a worker died before its failure was awaited
-            raise self._failed(chunk, failure) from failure
+            raise self._failed(self.pending[0][0] if self.pending else chunk, failure) from failure
         self.pending.append((chunk, future))
         while len(self.pending) > self.workers * TASKS_AHEAD_PER_WORKER:
             self._await_oldest()
@@ -517,11 +517,19 @@ class _ImageDrawers:
         self._done(chunk, count)
 
     def _failed(self, chunk: list[dict], failure: Exception) -> SmarError:
+        from concurrent.futures.process import BrokenProcessPool
+
         first, last = chunk[0]["number"], chunk[-1]["number"]
+        cause = (
+            "it ended abruptly: killed, out of memory, or unable to start, as when the calling program is neither a "
+            "module nor a script file that a new process can import"
+            if isinstance(failure, BrokenProcessPool)
+            else f"{type(failure).__name__}: {failure}"
+        )
         return SmarError(
-            f"drawing the images of items I{first:07d}..I{last:07d} failed in a worker process "
-            f"({type(failure).__name__}: {failure}); the dataset directory is left as it was. Fix the cause "
-            "(disk space, memory) and run again; --workers 1 draws in this process and shows the full traceback."
+            f"drawing the images of items I{first:07d}..I{last:07d} failed in a worker process ({cause}); the "
+            "dataset directory is left as it was. Fix the cause and run again; --workers 1 draws in this process "
+            "and shows the full traceback."
         )
 
     def _done(self, chunk: list[dict], count: int) -> None:

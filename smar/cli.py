@@ -93,8 +93,15 @@ def data_synth(
             "--split-by", help="query, category, family, brand or material (default: params.yaml's data.split_by)."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes drawing the images (default: every core). Any number writes the same bytes.",
+        ),
+    ] = None,
 ) -> None:
-    """Write the deterministic synthetic default dataset."""
+    """Write the deterministic synthetic default dataset (the same bytes for the same parameters)."""
     from smar.core.config import load_config
     from smar.core.errors import SmarError
     from smar.data.synth import PRESETS, synthesize
@@ -105,7 +112,7 @@ def data_synth(
         config = PRESETS[preset] if preset else load_config(params).data
         if split_by is not None:
             config = _with_split_by(config, split_by)
-    manifest = synthesize(config, data)
+        manifest = synthesize(config, data, workers=workers)
     typer.echo(f"wrote {data}: {json.dumps(manifest['counts'])}")
 
 

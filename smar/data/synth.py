@@ -17,7 +17,10 @@ Every item, family, image and query draws from its own generator seeded by (seed
 so the output does not depend on how it is chunked, and the same parameters give
 byte-identical files (`dvc status` stays clean against the committed `data.dvc`). Items,
 images and qrels are streamed to disk in chunks, so the `large` preset (a million items)
-runs in bounded memory.
+runs in bounded memory. The images (drawing and PNG encoding: nearly all of the time) are
+drawn by a pool of worker processes, `IMAGE_CHUNK` items per task, each written straight to
+its own file; the rows, the queries and the Parquet files stay in the parent, in order, so
+the bytes do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+from collections import deque
 from pathlib import Path
 
 from smar.core.config import DataConfig
 from smar.core.contract import BY_QUERY, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.errors import SmarError
 from smar.core.paths import replace_on_success
+from smar.core.progress import Progress
 from smar.data.splits import group_splits, majority_group
 
 log = logging.getLogger(__name__)
@@ -186,12 +193,21 @@ PRESETS = {
 }
 CHUNK = 10_000  # items written per Parquet row group
 QRELS_CHUNK = 100_000  # qrels written per Parquet row group
+IMAGE_CHUNK = 1_000  # images drawn per worker task: small enough to balance, large enough to cost little to send
+TASKS_AHEAD_PER_WORKER = 2  # image tasks queued per worker: keeps workers busy, bounds the parent's memory
 
 
-def synthesize(config: DataConfig, out_dir: Path) -> dict:
-    """Write a dataset in the data contract to `out_dir`; return its dataset.json content."""
+def synthesize(config: DataConfig, out_dir: Path, *, workers: int | None = None) -> dict:
+    """Write a dataset in the data contract to `out_dir`; return its dataset.json content.
+
+    `workers` processes draw the images (default: every core, `os.cpu_count()`); any number
+    gives the same bytes.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise SmarError(f"workers={workers}: the synthetic dataset needs at least 1 worker process; pass 1 or more.")
     with replace_on_success(Path(out_dir)) as scratch:
-        catalog = _write_items(config, scratch)
+        catalog = _write_items(config, scratch, workers)
         counts = _write_queries(config, catalog, scratch)
         manifest = {
             "name": "smar-synthetic",
@@ -275,7 +291,7 @@ def _with_typo(title: str, rng) -> str:
     return " ".join(words)
 
 
-def _write_items(config: DataConfig, root: Path) -> dict:
+def _write_items(config: DataConfig, root: Path, workers: int) -> dict:
     """Stream items.parquet and the images; return compact attribute arrays for the queries."""
     import numpy as np
 
@@ -290,23 +306,25 @@ def _write_items(config: DataConfig, root: Path) -> dict:
     families = np.empty(config.num_items, dtype=np.int64)
     popularity = np.empty(config.num_items, dtype=np.float64)
     index = {name: {value: code for code, value in enumerate(values)} for name, values in codes.items()}
-    writer, rows = None, []
-    for row in _families(config):
-        number = int(row["item_id"][1:])
-        for name in codes:
-            arrays[name][number] = index[name][row[name]]
-        popularity[number] = row["popularity"]
-        families[number] = int(row["family"][1:])
-        image_path = root / row["image"]
-        image_path.parent.mkdir(parents=True, exist_ok=True)
-        _draw_item(row, config, number).save(image_path, format="PNG")
-        rows.append(row)
-        if len(rows) == CHUNK:
-            writer = _append(writer, rows, root / ITEMS)
-            rows = []
-            log.info("generated %d/%d items", number + 1, config.num_items)
-    writer = _append(writer, rows, root / ITEMS)
-    writer.close()
+    writer, rows, drawing = None, [], []
+    with _ImageDrawers(config, root, workers) as images:
+        for row in _families(config):
+            number = int(row["item_id"][1:])
+            for name in codes:
+                arrays[name][number] = index[name][row[name]]
+            popularity[number] = row["popularity"]
+            families[number] = int(row["family"][1:])
+            rows.append(row)
+            drawing.append({key: row[key] for key in ("image", "category", "colour", "pattern")} | {"number": number})
+            if len(drawing) == IMAGE_CHUNK:
+                images.submit(drawing)
+                drawing = []
+            if len(rows) == CHUNK:
+                writer = _append(writer, rows, root / ITEMS)
+                rows = []
+        images.submit(drawing)
+        writer = _append(writer, rows, root / ITEMS)
+        writer.close()
     return {
         "codes": codes,
         "arrays": arrays,
@@ -440,6 +458,94 @@ def _query_text(category: str, named: dict[str, str], rng) -> str:
 
 
 # ---------------------------------------------------------------------------- images
+
+
+class _ImageDrawers:
+    """Draws chunks of item images, in this process (1 worker) or in a pool of worker processes.
+
+    Each chunk's images go straight to their files under `root`, so finishing order does not
+    matter; chunks are awaited in submission order for the progress log. A failed chunk stops
+    the pool and raises, naming the chunk, before `replace_on_success` removes the scratch.
+    """
+
+    def __init__(self, config: DataConfig, root: Path, workers: int):
+        self.config, self.root = config, root
+        self.workers = min(workers, -(-config.num_items // IMAGE_CHUNK))  # no idle processes for a tiny catalog
+        self.pool, self.pending, self.drawn = None, deque(), 0
+        self.progress = Progress("synth images", total=config.num_items, unit="image")
+
+    def __enter__(self) -> _ImageDrawers:
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a fresh interpreter, never a fork of a parent holding threads or locks
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            log.info("drawing %d images in %d worker processes", self.config.num_items, self.workers)
+        self.progress.__enter__()
+        return self
+
+    def submit(self, chunk: list[dict]) -> None:
+        if not chunk:
+            return
+        if self.pool is None:
+            self._done(chunk, _draw_chunk(self.config, self.root, chunk))
+            return
+        try:
+            future = self.pool.submit(_draw_chunk, self.config, self.root, chunk)
+        except Exception as failure:  # the pool broke: a worker died before its failure was awaited
+            raise self._failed(self.pending[0][0] if self.pending else chunk, failure) from failure
+        self.pending.append((chunk, future))
+        while len(self.pending) > self.workers * TASKS_AHEAD_PER_WORKER:
+            self._await_oldest()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            while error is None and self.pending:
+                self._await_oldest()
+        finally:
+            if self.pool is not None:  # on failure: drop queued chunks, wait for running ones to stop writing
+                self.pool.shutdown(wait=True, cancel_futures=True)
+            self.progress.__exit__(kind, error, traceback)
+
+    def _await_oldest(self) -> None:
+        chunk, future = self.pending.popleft()
+        try:
+            count = future.result()
+        except Exception as failure:
+            raise self._failed(chunk, failure) from failure
+        self._done(chunk, count)
+
+    def _failed(self, chunk: list[dict], failure: Exception) -> SmarError:
+        from concurrent.futures.process import BrokenProcessPool
+
+        first, last = chunk[0]["number"], chunk[-1]["number"]
+        cause = (
+            "it ended abruptly: killed, out of memory, or unable to start, as when the calling program is neither a "
+            "module nor a script file that a new process can import"
+            if isinstance(failure, BrokenProcessPool)
+            else f"{type(failure).__name__}: {failure}"
+        )
+        return SmarError(
+            f"drawing the images of items I{first:07d}..I{last:07d} failed in a worker process ({cause}); the "
+            "dataset directory is left as it was. Fix the cause and run again; --workers 1 draws in this process "
+            "and shows the full traceback."
+        )
+
+    def _done(self, chunk: list[dict], count: int) -> None:
+        previous, self.drawn = self.drawn, self.drawn + count
+        self.progress.advance(count)
+        if self.drawn // CHUNK > previous // CHUNK or self.drawn == self.config.num_items:
+            log.info("generated %d/%d items", self.drawn, self.config.num_items)
+
+
+def _draw_chunk(config: DataConfig, root: Path, chunk: list[dict]) -> int:
+    """Draw and save one chunk's images (in a worker process); return how many."""
+    for item in chunk:
+        image_path = root / item["image"]
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        _draw_item(item, config, item["number"]).save(image_path, format="PNG")
+    return len(chunk)
 
 
 def _draw_item(item: dict, config: DataConfig, number: int):

@@ -1,4 +1,5 @@
-"""The synthetic dataset: determinism, streaming, modality asymmetry, realistic text, qrels, splits, images."""
+"""The synthetic dataset: determinism, streaming, worker processes, modality asymmetry, realistic text, qrels, splits,
+images."""
 
 import re
 from pathlib import Path
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from smar.core.errors import SmarError
 from smar.data import synth
 from smar.data.synth import CATEGORIES, CATEGORY_SHAPES, COLOURS, MATERIALS, PATTERNS, PRESETS, synthesize
 
@@ -54,6 +56,34 @@ def test_streaming_in_small_chunks_gives_the_same_rows(tiny, tmp_path, monkeypat
     synthesize(TINY, tmp_path / "chunked")
     for name in ("items.parquet", "queries.parquet", "qrels.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tiny / name), pd.read_parquet(tmp_path / "chunked" / name))
+
+
+def test_any_number_of_workers_gives_byte_identical_files(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(synth, "IMAGE_CHUNK", 64)  # 4 chunks, the last one partial, shared by 2 processes
+    synthesize(TINY, tmp_path / "one", workers=1)
+    synthesize(TINY, tmp_path / "two", workers=2)
+    one, two, default = _files(tmp_path / "one"), _files(tmp_path / "two"), _files(tiny)
+    assert sorted(two) == sorted(one) == sorted(default) and len(two) == 200 + 4
+    assert [name for name in one if not one[name] == two[name] == default[name]] == []
+
+
+def test_a_failing_worker_fails_the_run_and_keeps_the_old_dataset(tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "dataset.json").write_text("the last good dataset\n")
+    monkeypatch.setattr(synth, "IMAGE_CHUNK", 64)
+    monkeypatch.setattr(synth, "CATEGORIES", {"spoon": ()})  # the worker processes have no shape for it
+    with pytest.raises(SmarError, match=r"items I0000000\.\.I0000063 failed in a worker process \(KeyError: 'spoon'\)"):
+        synthesize(TINY, out, workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no scratch directory left behind
+    assert [p.name for p in out.iterdir()] == ["dataset.json"]
+    assert (out / "dataset.json").read_text() == "the last good dataset\n"
+
+
+def test_workers_below_one_are_refused(tmp_path):
+    with pytest.raises(SmarError, match="workers=0: .* at least 1 worker"):
+        synthesize(TINY, tmp_path / "d", workers=0)
+    assert not (tmp_path / "d").exists()
 
 
 def test_different_seed_gives_different_bytes(tiny, tmp_path):

@@ -22,14 +22,14 @@ def zero_shot_rankings(config: SmarConfig, paths: Paths, items, queries, k: int)
     import numpy as np
     import torch
 
-    from smar.features.step import load_features
+    from smar.features.step import ITEM_TEXT, load_features
     from smar.model.tokenizer import tokenize
     from smar.model.towers import masked_mean, zero_shot_encoder
     from smar.retrieval.index import exact_search, normalized
 
     length = config.model.max_text_length
     encoder, tokenizer = zero_shot_encoder(length)
-    item_text = load_features(paths, config.model).item_text
+    item_text = load_features(paths, config.model, (ITEM_TEXT,)).item_text
     if item_text is None or len(item_text) != len(items):
         raise MissingInputError(
             f"{paths.features.manifest}: no item text features for the zero-shot baseline; run `smar featurize` "

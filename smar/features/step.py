@@ -134,7 +134,7 @@ def finish_featurize(config: SmarConfig, paths: Paths, results: list[dict]) -> d
     by_part = {part: [r for r in results if r["part"] == part] for part in dict.fromkeys(r["part"] for r in results)}
     item_bytes = sum(r["bytes"] for r in results if r["part"] != QUERY_TEXT)
     manifest = {
-        "settings": _settings(config.model),
+        "settings": {part: _settings(config.model)[part] for part in by_part},
         "data": _data_hashes(paths.data),
         "parts": {part: [r["name"] for r in shard_results] for part, shard_results in by_part.items()},
         "bytes": {part: sum(r["bytes"] for r in shard_results) for part, shard_results in by_part.items()},
@@ -182,28 +182,34 @@ class Features:
     queries: store.QueryFeatures | None  # the training queries, in split order
 
 
-def load_features(paths: Paths, model: ModelConfig) -> Features:
-    """The features `smar featurize` wrote for this dataset and these model settings."""
+def load_features(paths: Paths, model: ModelConfig, parts_read: tuple[str, ...] | None = None) -> Features:
+    """The features `smar featurize` wrote for this dataset and these model settings (of the
+    parts in `parts_read` only, default all: the zero-shot baseline reads only item texts)."""
     files: FeatureFiles = paths.features
     if not files.manifest.is_file():
         raise MissingInputError(
             f"{files.manifest}: missing. Run `smar featurize` first, or `smar pipeline` for the whole chain."
         )
     manifest = json.loads(files.manifest.read_text())
+    shards = {
+        part: [files.shard(name) for name in names]
+        for part, names in manifest["parts"].items()
+        if parts_read is None or part in parts_read
+    }
+    wanted, stored = _settings(model), manifest["settings"]
     stale = [
         name
-        for name, (now, then) in {
-            "the dataset": (_data_hashes(paths.data), manifest["data"]),
-            "the model settings": (_settings(model), manifest["settings"]),
+        for name, changed in {
+            "the dataset": _data_hashes(paths.data) != manifest["data"],
+            "the model settings": any(wanted[part] != stored.get(part) for part in shards),
         }.items()
-        if now != then
+        if changed
     ]
     if stale:
         raise MissingInputError(
             f"{files.manifest}: the features were computed for another version of {' and '.join(stale)}. "
             f"Run `smar featurize` (it recomputes only the shards that changed)."
         )
-    shards = {part: [files.shard(name) for name in names] for part, names in manifest["parts"].items()}
     return Features(
         item_text=store.ItemTextFeatures(shards[ITEM_TEXT]) if ITEM_TEXT in shards else None,
         item_image=store.ItemImageFeatures(shards[ITEM_IMAGE]) if ITEM_IMAGE in shards else None,
@@ -287,11 +293,13 @@ def _image_stats(data_dir: Path, image_paths: list[Path]) -> list[str]:
     return stats
 
 
-def _settings(model: ModelConfig) -> dict:
+def _settings(model: ModelConfig) -> dict[str, dict]:
+    """Per part, the settings its features depend on (besides the encoder's weights, in the keys)."""
+    text = {"format": store.FORMAT, "max_text_length": model.max_text_length}
     return {
-        "max_text_length": model.max_text_length,
-        "image_size": model.image_size,
-        "text_pooling": model.text_pooling,
+        ITEM_TEXT: text,
+        ITEM_IMAGE: {"format": store.FORMAT, "image_size": model.image_size},
+        QUERY_TEXT: text | {"text_pooling": model.text_pooling},
     }
 
 

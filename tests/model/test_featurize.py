@@ -114,6 +114,10 @@ def test_other_encoder_settings_never_read_old_features(config, paths):
     longer = config.model_copy(update={"model": config.model.model_copy(update={"max_text_length": 16})})
     with pytest.raises(MissingInputError, match="another version of the model settings"):
         load_features(paths, longer.model)
+    larger_images = config.model.model_copy(update={"image_size": 64})
+    assert load_features(paths, larger_images, (step.ITEM_TEXT,)).item_image is None  # all the zero-shot reads
+    with pytest.raises(MissingInputError, match="another version of the model settings"):
+        load_features(paths, larger_images)
     summary = featurize(longer, paths)
     assert computed(summary) == 4 + 2  # texts and queries again; the images' encoder did not change
     assert encoders.text_encoder_key(config.model) != encoders.text_encoder_key(longer.model)

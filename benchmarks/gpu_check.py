@@ -1,13 +1,15 @@
-"""GPU check: the GPU preset's training on CUDA (bf16) beside the same first steps on the CPU, then the export.
+"""GPU check: the GPU preset's training on CUDA (bf16) beside the same first steps on the CPU, the export, featurize.
 
     bash benchmarks/gpu_check.sh              # on the CUDA machine (see gpu_check.sh)
     .venv/bin/python benchmarks/gpu_check.py --cuda-steps 20 --cpu-steps 3    # the same code path on a CPU machine
 
 Generates the default catalog, trains `params.gpu.yaml` (MiniLM and EfficientNet-Lite0 fine-tuned
 end to end, batch 512) for `--cuda-steps` steps on CUDA, exports every item, then trains the
-first `--cpu-steps` steps again on the CPU from the same seed. Prints and writes
+first `--cpu-steps` steps again on the CPU from the same seed, then runs the featurize step
+(shipped settings, 224 px images) on CUDA and on the CPU. Prints and writes
 (benchmarks/results/gpu_check.{json,md}, and $OUT when set) pairs/s, GPU utilisation and peak
-memory, the export's items/s, and the loss of each of the first steps on both devices.
+memory, the export's items/s, the loss of each of the first steps on both devices, and
+featurize's rows/s per part on both and how far apart their features are.
 
 With `--random-weights` (what gpu_check.sh does where the weight packages are missing: MiniLM's
 88 MB cannot travel to a machine with no registry) the towers have the shipped architectures,
@@ -232,6 +234,28 @@ def write(results: dict, directories: list[Path]) -> None:
             + ", ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(cuda[:shared], cpu[:shared]))
             + f"; largest difference {results['largest_loss_difference']:.4f}.",
         ]
+    featurized = results.get("featurize", {})
+    devices = [device for device in ("cuda", "cpu") if device in featurized]
+    if devices:
+        lines += [
+            "",
+            "Featurize at the shipped settings with 224 px images (CUDA: PyTorch fp16; CPU: ONNX Runtime):",
+            "",
+            "| device | seconds | item texts/s | images/s | queries/s | feature bytes per item |",
+            "|---|---|---|---|---|---|",
+        ]
+        for device in devices:
+            run, rates = featurized[device], featurized[device]["rows_per_second"]
+            lines.append(
+                f"| {device} | {run['seconds']} | {rates.get('text', '')} | {rates.get('image', '')} | "
+                f"{rates.get('query', '')} | {run['item_bytes_per_item']} |"
+            )
+        if "largest_difference" in featurized:
+            difference = featurized["largest_difference"]
+            lines.append(
+                f"\nLargest difference CUDA vs CPU: text states {difference['text_states']:.3g}, image tokens "
+                f"{difference['image_tokens']:.3g} (largest image token {difference['image_scale']:.3g})."
+            )
     text = "\n".join(lines) + "\n"
     for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)

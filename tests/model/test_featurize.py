@@ -33,14 +33,21 @@ def config(tiny_params):
     return base.model_copy(update={"featurize": base.featurize.model_copy(update={"shard_items": SHARD})})
 
 
-@pytest.fixture
-def paths(tiny_data, tmp_path, config):
-    """A copy of the tiny catalog that a test may change, validated."""
+@pytest.fixture(scope="module")
+def validated(tiny_data, tmp_path_factory, config) -> Paths:
     from smar.data.validation import validate
 
-    shutil.copytree(tiny_data, tmp_path / "data")
-    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    paths = Paths(tiny_data, tmp_path_factory.mktemp("featurize") / "outputs")
     validate(config, paths)
+    return paths
+
+
+@pytest.fixture
+def paths(validated, tmp_path):
+    """A copy of the tiny catalog, with its validation report, that a test may change."""
+    shutil.copytree(validated.data, tmp_path / "data")
+    paths = Paths(tmp_path / "data", tmp_path / "outputs")
+    shutil.copytree(validated.validation.root, paths.validation.root)
     return paths
 
 

@@ -1,10 +1,11 @@
 """The frozen encoders (MiniLM, the EfficientNet-Lite0 backbone) at the machine's speed.
 
-On a CPU they run through ONNX Runtime (exported in memory once per process, checked against
-PyTorch on a sample, PyTorch when either fails): 1.2x PyTorch for MiniLM and 4-10x for the
-backbone at 64-224 px (benchmarks/results/featurize-encoders.md). On CUDA they run in PyTorch,
-fp16. Texts go in batches of similar length, padded to the longest in the batch; images are
-decoded at the model's size by a pool of threads.
+On a CPU they run through ONNX Runtime, exported in memory once per process and checked
+against PyTorch on a sample (PyTorch runs them when either fails, and for a shard of under
+`ONNX_FROM_ROWS` rows, which would not repay the export): 1.5x sentence-transformers for
+MiniLM and 5.5x timm for the backbone at 224 px (benchmarks/results/featurize-encoders.md).
+On CUDA they run in PyTorch, fp16. Texts go in batches of similar length, padded to the
+longest in the batch; images are decoded at about the model's size by a pool of threads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from smar.core.config import ModelConfig
 log = logging.getLogger(__name__)
 
 ONNX_TOLERANCE = 1e-3  # largest difference from PyTorch allowed in any output value
+ONNX_FROM_ROWS = 1000  # a shard this large pays for its process's ONNX session (about 2 s an encoder); PyTorch below
 
 
 def text_encoder_key(config: ModelConfig) -> str:
@@ -38,12 +40,12 @@ def image_encoder_key(config: ModelConfig) -> str:
 
 def encode_texts(config: ModelConfig, texts: list[str], device: str, batch_size: int):
     """Yield (rows, float32 states [b, longest, H], lengths [b]) over `texts` in batches of similar length."""
-    yield from _text_encoder(config.max_text_length, device).encode(texts, batch_size)
+    yield from _text_encoder(config.max_text_length, device).encode(texts, batch_size, len(texts) >= ONNX_FROM_ROWS)
 
 
-def encode_images(config: ModelConfig, pixels: np.ndarray, device: str) -> np.ndarray:
-    """uint8 [b, 3, S, S] -> float32 patch tokens [b, P, C]."""
-    return _image_encoder(config.image_size, device).encode(pixels)
+def encode_images(config: ModelConfig, pixels: np.ndarray, device: str, shard_rows: int) -> np.ndarray:
+    """uint8 [b, 3, S, S] -> float32 patch tokens [b, P, C], for a shard of `shard_rows` images."""
+    return _image_encoder(config.image_size, device).run(pixels, onnx=shard_rows >= ONNX_FROM_ROWS)
 
 
 @cache
@@ -57,16 +59,19 @@ def _image_encoder(image_size: int, device: str) -> FrozenImage:
 
 
 class _Runtime:
-    """A frozen module's forward on `device`: ONNX Runtime on a CPU, PyTorch (fp16) on CUDA."""
+    """A frozen module's forward on `device`: ONNX Runtime on a CPU (for `onnx` calls; its session
+    is built on the first), PyTorch (fp16 on CUDA) otherwise."""
 
     def __init__(self, module: torch.nn.Module, sample: tuple, names: list[str], axes: dict, device: str):
         self.module, self.device = module.eval().to(device), device
-        self.names, self.session = names, None
-        if device == "cpu":
-            self.session = _onnx_session(self.module, sample, names, axes)
+        self.sample, self.names, self.axes = sample, names, axes
 
-    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
-        if self.session is not None:
+    @cached_property
+    def session(self):
+        return _onnx_session(self.module, self.sample, self.names, self.axes) if self.device == "cpu" else None
+
+    def __call__(self, *inputs: np.ndarray, onnx: bool = True) -> np.ndarray:
+        if onnx and self.session is not None:
             return self.session.run(None, dict(zip(self.names, inputs)))[0]
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.device.startswith("cuda")):
             tensors = [torch.from_numpy(value).to(self.device, non_blocking=True) for value in inputs]
@@ -146,7 +151,7 @@ class FrozenText:
         axes = {name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask", "out")}
         return _Runtime(_States(self.encoder), sample, ["input_ids", "attention_mask"], axes, self.device)
 
-    def encode(self, texts: list[str], batch_size: int):
+    def encode(self, texts: list[str], batch_size: int, onnx: bool = True):
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.array([len(encoding.ids) for encoding in encodings], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
@@ -157,7 +162,7 @@ class FrozenText:
             mask = np.zeros((len(rows), longest), dtype=np.int64)
             for i, row in enumerate(rows):
                 ids[i, : lengths[row]], mask[i, : lengths[row]] = encodings[row].ids, 1
-            yield rows, self.run(ids, mask), lengths[rows]
+            yield rows, self.run(ids, mask, onnx=onnx), lengths[rows]
 
 
 class FrozenImage:
@@ -175,9 +180,6 @@ class FrozenImage:
         sample = (torch.randint(0, 256, (2, 3, self.image_size, self.image_size), dtype=torch.uint8),)
         axes = {"pixels": {0: "batch"}, "out": {0: "batch"}}
         return _Runtime(_Patches(self.encoder), sample, ["pixels"], axes, self.device)
-
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
-        return self.run(pixels)
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

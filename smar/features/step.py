@@ -256,7 +256,7 @@ def _image_shard(config: SmarConfig, data_dir: Path, shard: Shard, device: str, 
     tokens, scales = [], []
     for first in range(0, len(image_paths), batch):
         pixels = decode_images(image_paths[first : first + batch], config.model.image_size)
-        quantized = store.quantize(encode_images(config.model, pixels, device))
+        quantized = store.quantize(encode_images(config.model, pixels, device, len(image_paths)))
         tokens.append(quantized[0])
         scales.append(quantized[1])
         progress.advance(len(pixels))

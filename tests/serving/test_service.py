@@ -142,7 +142,8 @@ def test_search_returns_titled_items_with_fetchable_images(service, trained):
     assert thumbnail.format == "JPEG" and max(thumbnail.size) <= SmarConfig().index.thumbnail_size
     assert thumbnail.size == original.size  # never enlarged: the tiny catalog's images are smaller
     difference = ImageChops.difference(thumbnail.convert("RGB"), original)
-    assert max(ImageStat.Stat(difference).mean) < 12, "the thumbnail is not the item's image"
+    # JPEG at quality 75 of a 32 px image is off by about 12 a channel on average; another item's image by far more
+    assert max(ImageStat.Stat(difference).mean) < 16, "the thumbnail is not the item's image"
     assert httpx.get(f"{url}/images/no-such-item").status_code == 404
 
 

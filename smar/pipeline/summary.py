@@ -35,6 +35,7 @@ def format_summary(summary: dict) -> str:
             f"smar pipeline  data={summary['data']}  outputs={summary['outputs']}",
             f"  validated   {summary['validate']['items']} items, {summary['validate']['queries']} queries, "
             f"{summary['validate']['qrels']} qrels",
+            _featurized(summary["featurize"]),
             _towers(summary),
             f"  indexed     {summary['index']['items']} items x {', '.join(summary['index']['views'])} "
             f"({summary['index']['factory']}, dim {summary['index']['dim']};"
@@ -49,6 +50,13 @@ def format_summary(summary: dict) -> str:
             f"{registration['run_id']})",
             f"  {decision}: {registration['reason']}.",
         ]
+    )
+
+
+def _featurized(featurize: dict) -> str:
+    return (
+        f"  featurized  {featurize['shards']} shards ({featurize['computed']} computed, {featurize['reused']} reused) "
+        f"in {featurize['seconds']:.0f} s, {featurize['item_bytes_per_item']:,.0f} bytes per item"
     )
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smar.core.config import ModelConfig, SmarConfig
-from smar.core.contract import ITEMS, QUERIES
+from smar.core.contract import ITEMS, QRELS, QUERIES
 from smar.core.errors import MissingInputError
 from smar.core.paths import FeatureFiles, Paths, write_text_atomic
 from smar.core.progress import Progress
@@ -304,9 +304,10 @@ def _settings(model: ModelConfig) -> dict[str, dict]:
 
 
 def _data_hashes(data_dir: Path) -> dict[str, str]:
-    """Of the files the features are computed from (queries.parquet holds the splits)."""
+    """Of the files the features are computed from (qrels.parquet holds the splits, and so which
+    queries are the training queries)."""
     hashes = {}
-    for name in (ITEMS, QUERIES):
+    for name in (ITEMS, QUERIES, QRELS):
         digest = hashlib.sha256()
         with open(data_dir / name, "rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):

@@ -210,10 +210,6 @@ class _QuantizedRows(_RowShards):
 class ItemImageFeatures(_QuantizedRows):
     """Every item image's backbone patch tokens: `rows(rows)` -> float32 [B, P, C]."""
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self), *self._arrays[0][0].shape[1:])
-
 
 class QueryFeatures(_QuantizedRows):
     """The training queries' pooled MiniLM vectors: `rows(rows)` -> float32 [B, H]."""

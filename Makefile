@@ -51,7 +51,7 @@ $(POSTGRES):
 # enough that two keep both busy; tests/conftest.py keeps each module on one worker.
 TEST_WORKERS ?= 2
 test: install $(BROWSER_DRIVER) $(POSTGRES) lint
-	python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: install
 	ruff check .

@@ -77,11 +77,28 @@ def own_model_name(params: Path, directory: Path, model_name: str) -> Path:
     return path
 
 
+LONGEST_FIRST = ["production", "pipeline", "model", "serving", "traffic", "data", "code"]  # tests/ folders
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
 def pytest_collection_modifyitems(items):
     """With `-n` (pytest-xdist, --dist loadgroup): each module's tests stay on one worker, so its
     module fixtures (a trained model) are built once, and the production tests share one
-    topology of servers. They go first: the longest group, while the other workers share the rest."""
+    topology of servers. Groups are handed out in this order (the Makefile passes
+    --no-loadscope-reorder): the longest first, so no long one is left for the end."""
     for item in items:
         group = "production" if item.nodeid.startswith("tests/production/") else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/production/"))
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.nodeid.split("/")[1]))
+
+
+
+def pytest_runtest_setup(item):
+    """On an xdist worker with --dist loadgroup, every node id carries its group (`...@group`);
+    without it each worker would build the module fixtures and start the servers again."""
+    if item.config.getoption("loadgroup", False) and "@" not in item.nodeid:
+        pytest.fail(
+            f"pytest-xdist's loadgroup did not group the tests (pytest {pytest.__version__}): "
+            "install the versions constraints.txt pins (pip install -c constraints.txt -e '.[test]')",
+            pytrace=False,
+        )

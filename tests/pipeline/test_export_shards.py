@@ -51,21 +51,22 @@ def environment_restored():
     os.environ.update(saved)
 
 
-@pytest.mark.parametrize("runner", ["threads", "dask"])
-def test_shards_mapped_over_a_task_runner_match_one_pass(prefect_harness, trained, runner, environment_restored):
-    from smar.pipeline.flow import export_flow, shard_runner
-
-    config, paths, expected = trained
-    config = config.model_copy(update={"cluster": config.cluster.model_copy(update={"task_runner": runner})})
-    summary = export_flow.with_options(task_runner=shard_runner(config.cluster))(config, paths)
-
-    assert summary["shards"] == 4 and summary["items"] == 200
+def assert_matches_one_pass(paths: Paths, expected: dict) -> None:
     assert json.loads(paths.embeddings.summary.read_text())["shards"] == 4
     vectors, item_ids = read_embeddings(paths.embeddings.root)
     assert len(item_ids) == 200 and vectors.keys() == expected.keys()
     for view in expected:  # float16 on disk: other batches may round the last bit the other way
         np.testing.assert_allclose(vectors[view], expected[view], atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(vectors[view].astype(np.float32), axis=1), 1.0, atol=1e-3)
+
+
+def test_export_shards_mapped_over_threads_match_one_pass(prefect_harness, trained):
+    from smar.pipeline.flow import export_flow, shard_runner
+
+    config, paths, expected = trained
+    summary = export_flow.with_options(task_runner=shard_runner(config.cluster))(config, paths)
+    assert summary["shards"] == 4 and summary["items"] == 200
+    assert_matches_one_pass(paths, expected)
 
 
 def test_an_export_missing_a_shard_is_not_published(trained):
@@ -95,18 +96,27 @@ def test_the_old_export_runner_settings_name_where_they_moved(tmp_path):
         load_config(params)
 
 
-def test_featurize_on_two_dask_workers_matches_threads(prefect_harness, trained, tmp_path, environment_restored):
-    """The same shards, the same features, whichever runner computed them; the same embeddings from them."""
+def test_featurize_and_export_on_a_dask_cluster_match_threads(prefect_harness, trained, tmp_path, environment_restored):
+    """On a Dask cluster (`cluster.address`, two worker processes): the same shards, the same
+    features, whichever runner computed them; export's shards the same embeddings as one pass."""
+    from distributed import LocalCluster
+
     from smar.features.store import ItemImageFeatures
-    from smar.pipeline.flow import featurize_flow, shard_runner
+    from smar.pipeline.flow import export_flow, featurize_flow, shard_runner
 
     config, paths, expected = trained
     on_dask = Paths(paths.data, tmp_path / "outputs")
     shutil.copytree(paths.validation.root, on_dask.validation.root)
     shutil.copytree(paths.model.root, on_dask.model.root)
-    dask = config.model_copy(update={"cluster": ClusterConfig(task_runner="dask", workers=2)})
-    summary = featurize_flow.with_options(task_runner=shard_runner(dask.cluster))(dask, on_dask)
-    assert summary["computed"] == summary["shards"] == 4 + 4 + 2
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        dask = config.model_copy(
+            update={"cluster": ClusterConfig(task_runner="dask", address=cluster.scheduler_address)}
+        )
+        summary = featurize_flow.with_options(task_runner=shard_runner(dask.cluster))(dask, on_dask)
+        assert summary["computed"] == summary["shards"] == 4 + 4 + 2
+        exported = export_flow.with_options(task_runner=shard_runner(dask.cluster))(dask, on_dask)
+    assert exported["shards"] == 4 and exported["items"] == 200
+    assert_matches_one_pass(on_dask, expected)
 
     threads, workers = (json.loads(p.features.manifest.read_text()) for p in (paths, on_dask))
     assert threads["parts"] == workers["parts"]  # the same shard keys
@@ -117,7 +127,3 @@ def test_featurize_on_two_dask_workers_matches_threads(prefect_harness, trained,
     image = [ItemImageFeatures([p.features.shard(n) for n in threads["parts"]["image"]]) for p in (paths, on_dask)]
     rows = np.arange(200)
     np.testing.assert_allclose(image[0].rows(rows), image[1].rows(rows), atol=1e-6)
-    for exported in (paths, on_dask):
-        steps.export(config, exported)
-    ours, theirs = (read_embeddings(p.embeddings.root)[0] for p in (paths, on_dask))
-    assert all(np.array_equal(ours[view], theirs[view]) for view in expected)

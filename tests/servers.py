@@ -224,7 +224,9 @@ def start_worker(pool: str, env: dict, cwd: Path, log_dir: Path) -> Service:
 
 
 def start_smar_serve(params: Path, env: dict, log_dir: Path, name: str = "serve") -> Service:
-    """`smar serve` following the tracking server's registry (ready once a champion is loaded)."""
+    """`smar serve` following the tracking server's registry (ready once a champion is loaded), run
+    in a directory of its own under `log_dir`, where its search log goes (serve.log_dir)."""
     port = free_port()
     command = [str(BIN / "smar"), "serve", "--params", str(params), "--port", str(port)]
-    return start(name, command, f"http://127.0.0.1:{port}", log_dir, env=env)
+    (home := log_dir / f"{name}-cwd").mkdir(exist_ok=True)
+    return start(name, command, f"http://127.0.0.1:{port}", log_dir, env=env, cwd=home)

@@ -309,6 +309,19 @@ class ServeConfig(_Section):
     max_query_chars: int = Field(256, ge=1, description="Longer queries are refused with 422.")
     max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
     max_batch: int = Field(64, ge=1, description="Concurrent queries encoded together in one batch.")
+    log: bool = Field(True, description="Log every search and accept shopper events at POST /events.")
+    log_dir: Path = Field(
+        Path("outputs/search-log"), description="Where the search log goes; any number of servers may share it."
+    )
+    log_rotate_mb: float = Field(64.0, gt=0, description="A log segment is closed into Parquet at this size...")
+    log_rotate_minutes: float = Field(60.0, gt=0, description="...or at this age.")
+    user_salt: str = Field("", description="Key of the hash user ids are logged under (never the id itself).")
+    explore_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of searches shown k of the top 2k in random order: the log's evidence of position bias.",
+    )
 
 
 class ImportConfig(BaseModel):

@@ -1,6 +1,7 @@
 """`smar serve`: the registry's champion over HTTP, and a search page.
 
-    POST /search   {"query": "red striped mug", "k": 10} -> items with id, title, score, image URL
+    POST /search   {"query": "red striped mug", "k": 10} -> a search_id, items with id, title, score, image URL
+    POST /events   {"search_id": ..., "item_id": ..., "event": "click"} (or a list): what the shopper did
     GET  /healthz  the process is up          GET /readyz   a model is loaded (503 until then)
     GET  /version  model version, data hash, git commit
     GET  /images/{item_id}  the item's thumbnail  GET /         the search page
@@ -10,24 +11,34 @@ the registry alias `serve.alias`; /readyz and /version report on it. Searches go
 `Batcher` (smar.serving.batcher), which encodes concurrent requests' queries together.
 Results link to the catalog's image URL, or to the thumbnail the registered version carries,
 so the service needs the tracking server and nothing else: no dataset, no parameters file.
+
+Every search and event goes into the search log (`serve.log_dir`, smar.traffic.log), unless
+`serve.log` is off; a share of searches (`serve.explore_share`) shows k of the top 2k in random
+order, the evidence `smar data from-logs` estimates position bias from (docs/traffic.md).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import random
+import socket
+import uuid
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError, field_validator
 from starlette.exceptions import HTTPException
 
 from smar.core.config import ServeConfig
 from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower, LoadedModel
+from smar.traffic.log import EVENTS, SearchLog, hash_user, now
 
 log = logging.getLogger(__name__)
 # MLflow's HTTP settings for the registry polls, unless set: a poll that fails is retried at the next poll anyway.
@@ -42,6 +53,8 @@ def search_request_model(settings: ServeConfig) -> type[BaseModel]:
         model_config = ConfigDict(extra="forbid")
         query: StrictStr = Field(min_length=1, max_length=settings.max_query_chars)
         k: StrictInt = Field(10, ge=1, le=settings.max_k)
+        session_id: StrictStr | None = Field(None, max_length=128)
+        user_id: StrictStr | None = Field(None, max_length=128, description="Logged hashed, never as sent.")
 
         @field_validator("query")
         @classmethod
@@ -57,14 +70,55 @@ def search_request_model(settings: ServeConfig) -> type[BaseModel]:
     return SearchRequest
 
 
-def create_app(follower: AliasFollower, settings: ServeConfig) -> FastAPI:
-    app = FastAPI(title="smar", summary="Multimodal product search", docs_url="/docs", redoc_url=None)
+class Event(BaseModel):
+    """One thing a shopper did with a result of a search (POST /events)."""
+
+    model_config = ConfigDict(extra="forbid")
+    search_id: StrictStr = Field(min_length=1, max_length=64, description="As /search returned it.")
+    item_id: StrictStr = Field(min_length=1, max_length=256)
+    event: Literal[EVENTS]
+    position: StrictInt | None = Field(None, ge=1, le=10_000, description="1-based, as shown.")
+    session_id: StrictStr | None = Field(None, max_length=128)
+
+
+EVENT_LIST = TypeAdapter(list[Event])
+MAX_EVENTS = 1000  # events in one POST /events
+EVENTS_HINT = f'send {{"search_id": "...", "item_id": "...", "event": "{" | ".join(EVENTS)}", "position": 1}} or a list'
+HOST = socket.gethostname()
+
+
+def create_app(follower: AliasFollower, settings: ServeConfig, search_log: SearchLog | None = None) -> FastAPI:
+    """The service; with a `search_log`, every search is logged and POST /events is open (the log is
+    closed when the service shuts down)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if search_log is not None:
+            search_log.close()  # the open segments closed into Parquet
+
+    app = FastAPI(
+        title="smar", summary="Multimodal product search", docs_url="/docs", redoc_url=None, lifespan=lifespan
+    )
     batcher = Batcher(follower, settings.max_batch)
     add_error_handlers(app, settings)
-    add_status_routes(app, follower)
-    add_search_route(app, follower, batcher, search_request_model(settings))
+    add_status_routes(app, follower, search_log)
+    add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log)
+    add_events_route(app, search_log)
     add_page_routes(app, follower)
     return app
+
+
+def parse_body(body: bytes, parse):
+    """The request's JSON through `parse` (a model's or adapter's validate_python); a 422 naming the field if not."""
+    try:  # the body is JSON whatever the Content-Type says (curl -d sends a form type)
+        return parse(json.loads(body))
+    except (ValueError, UnicodeDecodeError) as problem:  # bad JSON, bad UTF-8, or a ValidationError
+        raise RequestValidationError(
+            problem.errors()
+            if isinstance(problem, ValidationError)
+            else [{"loc": ("body",), "msg": f"not JSON: {problem}"}]
+        ) from None
 
 
 def error_response(status: int, message: str, **details) -> JSONResponse:
@@ -78,10 +132,9 @@ def add_error_handlers(app: FastAPI, settings: ServeConfig) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
         problems = [problem.replace("Value error, ", "") for problem in problems]
+        search_hint = f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}'
         return error_response(
-            422,
-            "; ".join(problems),
-            hint=f'send {{"query": "<1-{settings.max_query_chars} characters>", "k": <1-{settings.max_k}>}}',
+            422, "; ".join(problems), hint=EVENTS_HINT if request.url.path == "/events" else search_hint
         )
 
     @app.exception_handler(HTTPException)
@@ -99,8 +152,8 @@ def ready_model(follower: AliasFollower) -> LoadedModel:
     return model
 
 
-def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
-    """GET /healthz, /readyz and /version."""
+def add_status_routes(app: FastAPI, follower: AliasFollower, search_log: SearchLog | None) -> None:
+    """GET /healthz, /readyz (ready while a model answers, whatever else is wrong) and /version."""
 
     @app.get("/healthz")
     def healthz():
@@ -109,11 +162,10 @@ def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
     @app.get("/readyz")
     def readyz():
         model = follower.current
-        body = {
-            "ready": model is not None,
-            "model_version": model.version if model else None,
-            "problems": follower.problems,
-        }
+        problems = dict(follower.problems)
+        if search_log is not None and search_log.problem:
+            problems["search_log"] = search_log.problem
+        body = {"ready": model is not None, "model_version": model.version if model else None, "problems": problems}
         return JSONResponse(body, status_code=200 if model else 503)
 
     @app.get("/version")
@@ -121,24 +173,49 @@ def add_status_routes(app: FastAPI, follower: AliasFollower) -> None:
         return ready_model(follower).info | {"alias": follower.alias}
 
 
-def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, request_model: type[BaseModel]) -> None:
-    """POST /search, answered through the batcher."""
+def add_search_route(
+    app: FastAPI,
+    follower: AliasFollower,
+    batcher: Batcher,
+    request_model: type[BaseModel],
+    settings: ServeConfig,
+    search_log: SearchLog | None,
+) -> None:
+    """POST /search, answered through the batcher, logged with its search_id."""
+    explore = random.Random()
 
     @app.post(
         "/search",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": request_model.model_json_schema()}}}},
     )
     async def search(http: Request):
-        try:  # the body is JSON whatever the Content-Type says (curl -d sends a form type)
-            request = request_model.model_validate(json.loads(await http.body()))
-        except (ValueError, UnicodeDecodeError) as problem:  # bad JSON, bad UTF-8, or a ValidationError
-            raise RequestValidationError(
-                problem.errors()
-                if isinstance(problem, ValidationError)
-                else [{"loc": ("body",), "msg": f"not JSON: {problem}"}]
-            ) from None
+        request = parse_body(await http.body(), request_model.model_validate)
         ready_model(follower)
-        model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, request.k))
+        explored = search_log is not None and explore.random() < settings.explore_share
+        depth = 2 * request.k if explored else request.k
+        model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, depth))
+        if explored:  # k of the top 2k, in random order: what is shown no longer depends on the ranking's order
+            shown = explore.sample(range(len(item_ids)), min(request.k, len(item_ids)))
+            item_ids, scores = [item_ids[i] for i in shown], [scores[i] for i in shown]
+        search_id = uuid.uuid4().hex
+        if search_log is not None:
+            search_log.search(
+                {
+                    "time": now(),
+                    "search_id": search_id,
+                    "session_id": request.session_id,
+                    "user_hash": hash_user(request.user_id, settings.user_salt),
+                    "query": request.query,
+                    "k": request.k,
+                    "model_name": follower.model_name,
+                    "model_version": model.version,
+                    "index": view,
+                    "explored": explored,
+                    "item_ids": list(item_ids),
+                    "scores": [float(score) for score in scores],
+                    "host": HOST,
+                }
+            )
         retriever = model.retriever
         results = [
             {
@@ -150,6 +227,7 @@ def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, re
             for item_id, score in zip(item_ids, scores)
         ]
         body = {
+            "search_id": search_id,
             "query": request.query,
             "k": request.k,
             "model_version": model.version,
@@ -159,6 +237,34 @@ def add_search_route(app: FastAPI, follower: AliasFollower, batcher: Batcher, re
         return Response(
             orjson.dumps(body), media_type="application/json"
         )  # a Response skips FastAPI's generic (slow) encoder
+
+
+def add_events_route(app: FastAPI, search_log: SearchLog | None) -> None:
+    """POST /events: one event or a list of them, validated whole, logged without waiting on the disk."""
+
+    @app.post(
+        "/events",
+        status_code=202,
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": TypeAdapter(Event | list[Event]).json_schema()}}}
+        },
+    )
+    async def events(http: Request):
+        if search_log is None:
+            raise HTTPException(503, "the search log is off (serve.log: false): events are not kept")
+        received = parse_body(
+            await http.body(),
+            lambda value: (
+                EVENT_LIST.validate_python(value) if isinstance(value, list) else [Event.model_validate(value)]
+            ),
+        )
+        if not 1 <= len(received) <= MAX_EVENTS:
+            problem = f"send 1 to {MAX_EVENTS} events, not {len(received)}"
+            raise RequestValidationError([{"loc": ("body",), "msg": problem}])
+        time = now()
+        for event in received:
+            search_log.event({"time": time, **event.model_dump(), "host": HOST})
+        return {"accepted": len(received)}
 
 
 def add_page_routes(app: FastAPI, follower: AliasFollower) -> None:
@@ -185,7 +291,12 @@ def serve(settings: ServeConfig, model_name: str) -> None:
         os.environ.setdefault(name, value)
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
+    search_log = None
+    if settings.log:
+        search_log = SearchLog(settings.log_dir, int(settings.log_rotate_mb * 2**20), settings.log_rotate_minutes * 60)
+        search_log.start()
+        log.info("logging searches and events into %s", settings.log_dir)
     log.info(
         "serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port
     )
-    uvicorn.run(create_app(follower, settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(follower, settings, search_log), host=settings.host, port=settings.port, log_level="warning")

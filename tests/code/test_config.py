@@ -44,7 +44,7 @@ def test_every_value_in_shipped_params_equals_the_schema_default():
         attribute = SECTION_ATTRIBUTES.get(section, section)
         for key, stated in values.items():
             got = getattr(getattr(loaded, attribute), key)
-            expected = tuple(stated) if isinstance(stated, list) else stated
+            expected = tuple(stated) if isinstance(stated, list) else Path(stated) if isinstance(got, Path) else stated
             assert got == expected, f"{section}.{key}: loaded {got!r}, file states {stated!r}"
             assert got == getattr(getattr(defaults, attribute), key), f"{section}.{key} differs from the default"
 

@@ -11,6 +11,7 @@ SMAR = Path(__file__).resolve().parents[2] / "smar"
 LAYERS = [  # lowest first; a module may import its own layer and the ones before it
     ("core",),
     ("data",),
+    ("traffic",),
     ("model",),
     ("features",),
     ("training",),

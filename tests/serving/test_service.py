@@ -5,6 +5,7 @@ model (so the pipeline tests' `smar-retriever` is never touched). The service ru
 uvicorn thread on a free port and polls the registry every 0.2 s.
 """
 
+import contextlib
 import gc
 import io
 import json
@@ -32,6 +33,8 @@ from smar.core.paths import ModelFiles, Paths
 from smar.data.dataset import dvc_directory_md5
 from smar.pipeline import steps
 from smar.registry.register import log_version
+from smar.serving.app import create_app
+from smar.traffic.log import SearchLog, hash_user, read_log
 from tests.browser import chromium
 from tests.conftest import PROJECT
 
@@ -60,12 +63,37 @@ def point_alias(version: str) -> None:
     MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
 
 
-@pytest.fixture(scope="module")
-def service(trained):
-    """(base url, follower, {"first", "second", "broken"} versions); champion starts on the first."""
+@contextlib.contextmanager
+def running(app):
+    """`app` served by uvicorn in a thread on a free port: its base URL."""
     import uvicorn
 
-    from smar.serving.app import create_app
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, "the server to listen")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def search_log(tmp_path_factory):
+    """The module's service logs into this."""
+    log = SearchLog(tmp_path_factory.mktemp("search-log"), max_bytes=1 << 20, max_seconds=3600).start()
+    yield log
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def service(trained, search_log):
+    """(base url, follower, {"first", "second", "broken"} versions); champion starts on the first."""
     from smar.serving.follower import AliasFollower
 
     config, paths = trained
@@ -77,23 +105,13 @@ def service(trained):
     versions["broken"] = register_version(paths, broken)
     point_alias(versions["first"])
 
-    settings = config.serve.model_copy(update={"poll_seconds": 0.2})
+    settings = config.serve.model_copy(update={"poll_seconds": 0.2, "explore_share": 0.0})
     follower = AliasFollower(MODEL_NAME, settings.alias, settings.poll_seconds)
     follower.start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(follower, settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, "the first version to load")
-    yield url, follower, versions
-    server.should_exit = True
+    with running(create_app(follower, settings, search_log)) as url:
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, "the first version to load")
+        yield url, follower, versions
     follower.stop()
-    thread.join(timeout=10)
 
 
 def wait_for(condition, what: str, seconds: float = 120) -> None:
@@ -172,6 +190,124 @@ def test_bad_requests_get_422_naming_the_field(service, body, complaint):
     )
     assert response.status_code == 422, response.text
     assert complaint in response.json()["error"] and '"query"' in response.json()["hint"]
+
+
+def logged(search_log: SearchLog, kind: str, search_ids: set[str], rows: int | None = None):
+    """The `rows` records (default: one a search) of `kind` of these searches, once all are on disk
+    (the log syncs every second)."""
+    records = None
+
+    def all_there() -> bool:
+        nonlocal records
+        table = read_log(search_log.directory, kind).records
+        records = table[table["search_id"].isin(search_ids)]
+        return len(records) == (rows or len(search_ids))
+
+    wait_for(all_there, f"{kind} of {sorted(search_ids)} in the log", seconds=10)
+    return records.reset_index(drop=True)
+
+
+def test_every_search_is_logged_with_what_it_showed(service, search_log):
+    url, _, _ = service
+    request = {"query": "red striped mug", "k": 5, "session_id": "s-1", "user_id": "alice@example.com"}
+    body = httpx.post(f"{url}/search", json=request).json()
+    assert len(body["search_id"]) == 32
+    [row] = logged(search_log, "searches", {body["search_id"]}).to_dict("records")
+    assert (row["query"], row["k"], row["session_id"], row["explored"]) == ("red striped mug", 5, "s-1", False)
+    assert row["user_hash"] == hash_user("alice@example.com") and "alice" not in json.dumps(row, default=str)
+    assert (row["model_name"], row["model_version"], row["index"]) == (MODEL_NAME, body["model_version"], body["index"])
+    assert list(row["item_ids"]) == [hit["item_id"] for hit in body["results"]]  # position 1 first
+    assert list(row["scores"]) == pytest.approx([hit["score"] for hit in body["results"]], abs=1e-5)
+    assert row["host"] == socket.gethostname()
+
+
+def test_events_one_or_a_list_are_accepted_and_logged(service, search_log):
+    url, _, _ = service
+    search = httpx.post(f"{url}/search", json={"query": "blue lamp", "k": 3}).json()
+    search_id, [first, second, _] = search["search_id"], [hit["item_id"] for hit in search["results"]]
+    one = httpx.post(f"{url}/events", json={"search_id": search_id, "item_id": first, "event": "click", "position": 1})
+    assert (one.status_code, one.json()) == (202, {"accepted": 1})
+    more = [
+        {"search_id": search_id, "item_id": second, "event": "click", "position": 2, "session_id": "s-2"},
+        {"search_id": search_id, "item_id": second, "event": "purchase"},
+    ]
+    assert httpx.post(f"{url}/events", json=more).json() == {"accepted": 2}
+    events = logged(search_log, "events", {search_id}, rows=3)
+    assert events[["item_id", "event"]].values.tolist() == [[first, "click"], [second, "click"], [second, "purchase"]]
+    assert events["position"].tolist()[:2] == [1, 2] and pd.isna(events["position"][2])
+
+
+GOOD_EVENT = {"search_id": "S1", "item_id": "I1", "event": "click"}
+
+
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ({"item_id": "I1", "event": "click"}, "search_id: Field required"),
+        (GOOD_EVENT | {"event": "clik"}, "event: Input should be 'click', 'add_to_cart' or 'purchase'"),
+        (GOOD_EVENT | {"position": 0}, "position: Input should be greater than or equal to 1"),
+        (GOOD_EVENT | {"when": 1}, "when: Extra inputs are not permitted"),
+        ([GOOD_EVENT, {"search_id": "S1", "event": "click"}], "1.item_id: Field required"),
+        ([], "send 1 to 1000 events, not 0"),
+        ([GOOD_EVENT] * 1001, "send 1 to 1000 events, not 1001"),
+        (b"{not json", "body: not JSON"),
+    ],
+)
+def test_bad_events_get_422_naming_the_field(service, body, complaint):
+    url, _, _ = service
+    response = (
+        httpx.post(f"{url}/events", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/events", json=body)
+    )
+    assert response.status_code == 422, response.text
+    assert complaint in response.json()["error"] and '"event"' in response.json()["hint"]
+
+
+def test_explored_searches_show_k_of_the_top_2k_in_random_order(service, trained, tmp_path):
+    url, follower, _ = service
+    config, _ = trained
+    log = SearchLog(tmp_path, max_bytes=1 << 20, max_seconds=3600).start()
+    exploring = create_app(follower, config.serve.model_copy(update={"explore_share": 1.0}), log)
+    with running(exploring) as explored_url:
+        top = [
+            hit["item_id"]
+            for hit in httpx.post(f"{url}/search", json={"query": "blue lamp", "k": 20}).json()["results"]
+        ]
+        shown = [
+            [
+                hit["item_id"]
+                for hit in httpx.post(f"{explored_url}/search", json={"query": "blue lamp", "k": 10}).json()["results"]
+            ]
+            for _ in range(6)
+        ]
+    log.close()
+    assert all(len(set(ids)) == 10 and set(ids) <= set(top) for ids in shown)
+    assert len({tuple(ids) for ids in shown}) > 1 and set().union(*shown) - set(top[:10])  # random, and deeper
+    records = read_log(tmp_path, "searches").records
+    assert len(records) == 6 and records["explored"].all()
+
+
+def test_a_log_that_cannot_be_written_shows_on_readyz_while_searches_answer(service, trained, tmp_path):
+    _, follower, _ = service
+    config, _ = trained
+    (blocked := tmp_path / "blocked").write_text("a file where the log directory should be")
+    log = SearchLog(blocked / "log", max_bytes=1 << 20, max_seconds=3600).start()
+    with running(create_app(follower, config.serve, log)) as url:
+        assert httpx.post(f"{url}/search", json={"query": "mug"}).status_code == 200
+        wait_for(lambda: "search_log" in httpx.get(f"{url}/readyz").json()["problems"], "/readyz to say why")
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert "cannot write the searches log" in ready.json()["problems"]["search_log"]
+        assert httpx.post(f"{url}/search", json={"query": "mug"}).status_code == 200
+    log.close()
+
+
+def test_with_the_log_off_searches_answer_and_events_are_refused(service, trained):
+    _, follower, _ = service
+    config, _ = trained
+    with running(create_app(follower, config.serve.model_copy(update={"log": False}))) as url:
+        assert httpx.post(f"{url}/search", json={"query": "mug"}).json()["search_id"]
+        refused = httpx.post(f"{url}/events", json=GOOD_EVENT)
+        assert refused.status_code == 503 and "serve.log: false" in refused.json()["error"]
 
 
 def test_search_page_is_served(service):
@@ -277,7 +413,9 @@ def test_smar_serve_needs_neither_a_params_file_nor_a_dataset(service, tmp_path)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert list(host.iterdir()) == []  # it wrote nothing where it ran
+    assert [path.name for path in host.iterdir()] == ["outputs"]  # it wrote nothing else where it ran
+    found = read_log(host / "outputs" / "search-log", "searches")  # serve.log_dir's default
+    assert found.open_segments == 0 and found.records["query"].tolist() == ["blue lamp"]  # closed on SIGTERM
 
 
 def swap_to(follower, version: str, caplog) -> None:
@@ -356,13 +494,14 @@ REQUESTS = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("route", ["/search", "/events"])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=REQUESTS)
-def test_no_request_body_gets_a_5xx(service, body):
+def test_no_request_body_gets_a_5xx(service, route, body):
     url, _, _ = service
-    response = httpx.post(f"{url}/search", content=body, timeout=30)
+    response = httpx.post(f"{url}{route}", content=body, timeout=30)
     assert response.status_code < 500, (body, response.status_code, response.text)
-    assert response.status_code in (200, 422), response.text
+    assert response.status_code in (200, 202, 422), response.text
     if response.status_code == 422:
         assert response.json()["error"]
 

@@ -92,7 +92,6 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: LONGEST_FIRST.index(item.nodeid.split("/")[1]))
 
 
-
 def pytest_runtest_setup(item):
     """On an xdist worker with --dist loadgroup, every node id carries its group (`...@group`);
     without it each worker would build the module fixtures and start the servers again."""

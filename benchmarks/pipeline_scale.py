@@ -10,7 +10,8 @@ train, export, index, evaluate, register; MLflow on SQLite in the scratch direct
 reporting its wall seconds and peak resident memory; after each step the bytes its output
 directory holds, per catalog item. `--runners` runs featurize on each task runner in turn
 (threads, or a local Dask cluster of `--workers` workers) from an empty features directory.
-Writes benchmarks/results/pipeline-scale.{json,md}; each size's rows are added as it ends.
+Writes benchmarks/results/pipeline-scale.{json,md}; each size's rows are added as it ends (with
+`--only`, the steps run replace those of an earlier run of that size).
 """
 
 from __future__ import annotations
@@ -98,9 +99,12 @@ def main() -> None:
                         run["bytes_per_item"] = round(directory_bytes(folder) / items, 1)
                     size["steps"][key] = run
                     print(f"{items} items, {key}: {json.dumps({k: v for k, v in run.items() if k != 'summary'})}")
-            kept = sum(directory_bytes(outputs / name) for name in ("features", "cache", "embeddings", "index"))
-            size["kept_beside_model_bytes_per_item"] = round(kept / items, 1)
-            results["sizes"][str(items)] = size
+            if args.only and str(items) in results["sizes"]:  # a partial run updates the steps it ran
+                results["sizes"][str(items)]["steps"].update(size["steps"])
+            else:
+                kept = sum(directory_bytes(outputs / name) for name in ("features", "cache", "embeddings", "index"))
+                size["kept_beside_model_bytes_per_item"] = round(kept / items, 1)
+                results["sizes"][str(items)] = size
             write(results, args.results)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

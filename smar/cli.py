@@ -284,6 +284,112 @@ def _run_flow(name: str, params: Path, data: Path, out: Path, data_rev: str | No
     typer.echo(format_summary(summary))
 
 
+@data_app.command("from-logs")
+def data_from_logs(
+    log_dir: Annotated[Path, typer.Argument(help="The search log (serve.log_dir of the servers).")],
+    out: Annotated[Path, typer.Option("--out", help="The new dataset directory (replaced only on success).")],
+    catalog: Annotated[Path, typer.Option("--catalog", help="Dataset whose items the searches ranked.")] = Path("data"),
+    params: ParamsOption = Path("params.yaml"),
+    split_by: Annotated[
+        str | None, typer.Option("--split-by", help="time, query or an item column (default: from_logs.split_by).")
+    ] = None,
+    test_days: Annotated[
+        float | None, typer.Option(help="split_by time: the last days' new queries are the test split.")
+    ] = None,
+    position_bias: Annotated[
+        Literal["explored", "none"] | None,
+        typer.Option(help="explored: corrected by the explored searches; none: not corrected."),
+    ] = None,
+    dvc: Annotated[bool, typer.Option(help="`dvc add` the new dataset when it lies in a DVC project.")] = True,
+) -> None:
+    """Build a dataset version from logged searches and shopper events (docs/traffic.md)."""
+    from smar.core.config import SmarConfig, load_config
+    from smar.data.revision import track
+    from smar.traffic.dataset import from_logs
+
+    with _user_errors():
+        config = load_config(params) if params.is_file() or params != PROJECT_PARAMS else SmarConfig()
+        given = {"split_by": split_by, "test_days": test_days, "position_bias": position_bias}
+        settings = config.from_logs.model_copy(update={k: v for k, v in given.items() if v is not None})
+        manifest = from_logs(log_dir, catalog, out, settings)
+        pointer = track(out) if dvc else None
+    source = manifest["source"]
+    typer.echo(
+        f"wrote {out}: {json.dumps(manifest['counts'])}\n"
+        f"kept {json.dumps(source['kept'])}, dropped {json.dumps(source['dropped'])}\n"
+        f"examination by position: {json.dumps(source['examination'])}"
+    )
+    if pointer:
+        typer.echo(f"added to DVC: git add {pointer} && git commit, and a run picks it with --data-rev")
+
+
+@app.command()
+def learn(
+    log_dir: Annotated[Path, typer.Option(help="The search log (serve.log_dir).")] = Path("outputs/search-log"),
+    catalog: Annotated[Path, typer.Option(help="The catalog the searches ranked.")] = Path("data"),
+    dataset: Annotated[Path, typer.Option(help="Where the new dataset version goes.")] = Path("data-from-logs"),
+    params: ParamsOption = Path("params.yaml"),
+    out: OutOption = Path("outputs/learn"),
+) -> None:
+    """The loop in one flow run (smar-learn): the search log -> a dataset version -> the pipeline on
+    it -> a registered challenger, promoted only through the gate."""
+    from smar.core.config import load_config
+
+    with _user_errors():
+        load_config(params)  # a bad params file fails here, before Prefect starts
+    from smar.pipeline import flow
+    from smar.pipeline.summary import format_summary
+
+    with _user_errors():
+        summary = flow.smar_learn(
+            log_dir=str(log_dir),
+            catalog_dir=str(catalog),
+            dataset_dir=str(dataset),
+            params_file=str(params),
+            outputs_dir=str(out),
+        )
+    typer.echo(f"from-logs: {json.dumps(summary['from_logs'])}")
+    typer.echo(format_summary({k: v for k, v in summary.items() if k != "from_logs"}))
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="The running `smar serve`.")] = "http://127.0.0.1:8000",
+    data: Annotated[Path, typer.Option("--data", help="Dataset whose qrels are the shoppers' truth.")] = Path("data"),
+    searches: Annotated[int, typer.Option(min=1, help="Searches to send.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Shoppers searching at once.")] = 8,
+    bot_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of searches from bots.")] = 0.05,
+    events_url: Annotated[
+        str | None, typer.Option(help="Send the events to this server instead (default: --url).")
+    ] = None,
+) -> None:
+    """Simulated shoppers: searches and clicks, carts and purchases (by a position-based click model
+    over the dataset's true relevance) sent to a running `smar serve` over HTTP."""
+    import httpx
+
+    from smar.core.errors import SmarError
+    from smar.traffic.shoppers import Shoppers
+    from smar.traffic.shoppers import simulate as run_shoppers
+
+    with _user_errors():
+        try:
+            sent = run_shoppers(
+                url,
+                data,
+                searches,
+                seed=seed,
+                concurrency=concurrency,
+                shoppers=Shoppers(bot_share=bot_share),
+                events_url=events_url,
+            )
+        except httpx.TransportError as error:
+            raise SmarError(
+                f"no smar serve answering at {events_url or url} ({error}). Fix: start `smar serve`."
+            ) from None
+    typer.echo(json.dumps(sent))
+
+
 @app.command()
 def serve(
     params: Annotated[

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from smar.core.contract import BY_QUERY, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
+from smar.core.contract import BY_QUERY, EVENTS, OPTIONAL_SOURCE_COLUMNS, SOURCE_TABLES
 from smar.core.errors import ConfigError, describe_invalid
 from smar.core.metrics import Metric
 
@@ -324,6 +324,47 @@ class ServeConfig(_Section):
     )
 
 
+class FromLogsConfig(_Section):
+    """`smar data from-logs`: a dataset version from the search log (docs/traffic.md)."""
+
+    grades: dict[str, int] = Field(
+        {"click": 1, "add_to_cart": 2, "purchase": 3}, description="Label of a pair by its strongest event."
+    )
+    position_bias: Literal["explored", "none"] = Field(
+        "explored",
+        description="explored: examination by position estimated from the explored searches; none: not corrected.",
+    )
+    max_weight: float = Field(10.0, ge=1.0, description="Largest inverse-examination weight an event gets.")
+    min_rate: float = Field(
+        0.2, gt=0.0, le=1.0, description="A pair is relevant when its events per examined impression reach this..."
+    )
+    min_searches: int = Field(2, ge=1, description="...with events in at least this many searches.")
+    split_by: str = Field(
+        "time", description="time: the latest test_days are the test queries; or query, or an item column."
+    )
+    test_days: float = Field(
+        1.0, gt=0.0, description="split_by time: queries first searched in the last days are test."
+    )
+    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="Test share when split_by is not time.")
+    min_test_queries: int = Field(30, ge=1, description="Fewer test queries with a relevant item fail the build.")
+    bot_searches_per_minute: float = Field(20.0, gt=0.0, description="A session searching faster is a bot.")
+    bot_clicks_per_search: float = Field(
+        4.0, gt=0.0, description="A session clicking more results a search (over 3 or more) is a bot."
+    )
+    clock_skew_seconds: float = Field(
+        300.0, ge=0.0, description="Events stamped this much before their search are kept."
+    )
+    seed: int = 0
+
+    @field_validator("grades")
+    @classmethod
+    def every_event_graded(cls, grades: dict[str, int]) -> dict[str, int]:
+        if set(grades) != set(EVENTS) or min(grades.values()) < 1:
+            raise ValueError(f"give each of {', '.join(EVENTS)} a grade >= 1, got {grades}")
+        return grades
+
+
 class ImportConfig(BaseModel):
     """Parameters of one import (`smar data import`; later the `import` section of params.yaml)."""
 
@@ -414,6 +455,7 @@ class SmarConfig(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     register_: RegisterConfig = Field(RegisterConfig(), alias="register")
     serve: ServeConfig = ServeConfig()
+    from_logs: FromLogsConfig = FromLogsConfig()
     import_: ImportConfig | None = Field(None, alias="import", description="`smar data import` with no source options.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

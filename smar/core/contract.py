@@ -41,4 +41,7 @@ def item_texts(items) -> list[str]:
 SOURCE_TABLES = {"items": COLUMNS[ITEMS], "queries": COLUMNS[QUERIES], "interactions": COLUMNS[QRELS]}
 OPTIONAL_SOURCE_COLUMNS = {("items", "brand"), ("interactions", "label"), ("interactions", "split")}
 
+EVENTS = ("click", "add_to_cart", "purchase")  # what a shopper does with a search result, weakest first
+BY_TIME = "time"  # `smar data from-logs`' split_by: the latest days' queries are the test split
+
 BY_QUERY = "query"  # split_by: each query draws its split (else an item column: whole groups of items per split)

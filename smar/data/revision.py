@@ -101,3 +101,18 @@ def _git(directory: Path, *arguments: str, what: str) -> str:
             f"{what}. Fix: pass a revision of the repository that tracks the dataset with DVC (`git log -- data.dvc`)."
         )
     return done.stdout.strip()
+
+
+def track(data_dir: Path) -> Path | None:
+    """`dvc add` the dataset `data_dir` when it lies in a DVC project; its pointer file (commit it to
+    git, and a run picks this version by data_rev), or None outside a DVC project."""
+    data_dir = Path(data_dir).resolve()
+    project = next((d for d in (data_dir.parent, *data_dir.parents) if (d / ".dvc").is_dir()), None)
+    if project is None:
+        return None
+    added = subprocess.run(
+        [sys.executable, "-m", "dvc", "add", "--quiet", str(data_dir)], cwd=project, capture_output=True, text=True
+    )
+    if added.returncode:
+        raise DatasetError(f"{data_dir}: `dvc add` failed: {added.stderr.strip()[-500:]}")
+    return data_dir.with_name(data_dir.name + ".dvc")

@@ -122,14 +122,15 @@ def resplit(
             shutil.copyfile(data_dir / name, scratch / name)
         qrels.assign(split=qrels["query_id"].map(splits)).to_parquet(scratch / QRELS, index=False)
         if (data_dir / IMAGES_DIR).is_dir():
-            shutil.copytree(data_dir / IMAGES_DIR, scratch / IMAGES_DIR, copy_function=_link_or_copy)
+            shutil.copytree(data_dir / IMAGES_DIR, scratch / IMAGES_DIR, copy_function=link_or_copy)
         if (data_dir / IMAGE_FEATURES).is_file():
-            _link_or_copy(data_dir / IMAGE_FEATURES, scratch / IMAGE_FEATURES)
+            link_or_copy(data_dir / IMAGE_FEATURES, scratch / IMAGE_FEATURES)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
-def _link_or_copy(source, target) -> None:
+def link_or_copy(source, target) -> None:
+    """A hard link to `source` at `target`, or a copy where the file system cannot link."""
     import os
     import shutil
 

@@ -1,5 +1,6 @@
 """The pipeline as Prefect flows, one task per step, each a thin call into smar.pipeline.steps:
-`smar-pipeline` (train and ship) and `smar-reindex` (a changed catalog with the champion's towers).
+`smar-pipeline` (train and ship), `smar-reindex` (a changed catalog with the champion's towers)
+and `smar-learn` (the search log becomes a dataset version, and the pipeline trains on it).
 
 Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
 trigger runs with a parameter form from the Prefect UI (its fields: smar.pipeline.form).
@@ -15,13 +16,14 @@ from prefect.cache_policies import NO_CACHE
 from smar.core.config import ClusterConfig, SmarConfig, load_config
 from smar.core.errors import ConfigError
 from smar.core.paths import Paths
-from smar.data.revision import materialise
+from smar.data.revision import materialise, track
 from smar.features.step import featurize_shard, finish_featurize, start_featurize
 from smar.model.checkpoint import saved_config
 from smar.pipeline import form
 from smar.pipeline.steps import run_step
 from smar.pipeline.summary import decision_row, format_summary
 from smar.retrieval.export import export_shard, finish_export, start_export
+from smar.traffic.dataset import from_logs
 
 DEPLOYMENT_NAME = "default"
 
@@ -136,6 +138,39 @@ def smar_reindex(
     champion = config.model_copy(update={"model": saved_config(paths.model.root)})
     summary["featurize"] = featurize_flow.with_options(task_runner=shard_runner(config.cluster))(champion, paths)
     return _index_and_register(config, paths, summary)
+
+
+@task(name="from-logs", cache_policy=NO_CACHE)
+def from_logs_task(log_dir: str, catalog_dir: str, dataset_dir: str, config: SmarConfig) -> dict:
+    manifest = from_logs(Path(log_dir), Path(catalog_dir), Path(dataset_dir), config.from_logs)
+    pointer = track(Path(dataset_dir))
+    return manifest["counts"] | {"kept": manifest["source"]["kept"], "dvc": str(pointer) if pointer else None}
+
+
+@flow(name="smar-learn", log_prints=True)
+def smar_learn(
+    log_dir: str = "outputs/search-log",
+    catalog_dir: str = "data",
+    dataset_dir: str = "data-from-logs",
+    overrides: form.OverridesParameter = None,
+    params_file: str = "params.yaml",
+    outputs_dir: str = "outputs/learn",
+) -> dict:
+    """The shop's own traffic: the search log -> a dataset version (from-logs, added to DVC in a DVC
+    project) -> the whole pipeline on it -> a registered challenger, promoted only through the gate.
+
+    Args:
+        log_dir: The search log the servers write (serve.log_dir).
+        catalog_dir: The catalog the logged searches ranked.
+        dataset_dir: Where the new dataset version goes (replaced only when it builds).
+        overrides: Any other values of the params file, by section, e.g. {"from_logs": {"test_days": 7}}.
+        params_file: The params file, in the directory the run executes in.
+        outputs_dir: Where the pipeline's steps write.
+    """
+    config = load_config(params_file, overrides=form.run_overrides(overrides))
+    built = from_logs_task(log_dir, catalog_dir, dataset_dir, config)
+    summary = smar_pipeline(overrides=overrides, params_file=params_file, data_dir=dataset_dir, outputs_dir=outputs_dir)
+    return {"from_logs": built} | summary
 
 
 def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, data_rev: str | None):

@@ -36,9 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAda
 from starlette.exceptions import HTTPException
 
 from smar.core.config import ServeConfig
+from smar.core.contract import EVENTS
 from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower, LoadedModel
-from smar.traffic.log import EVENTS, SearchLog, hash_user, now
+from smar.traffic.log import SearchLog, hash_user, now
 
 log = logging.getLogger(__name__)
 # MLflow's HTTP settings for the registry polls, unless set: a poll that fails is retried at the next poll anyway.

@@ -21,6 +21,7 @@ writer tries a new segment at the next record.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -33,11 +34,13 @@ from pathlib import Path
 
 import orjson
 
+from smar.core.contract import EVENTS  # noqa: F401 (the events a log holds; the API validates against them)
+
 log = logging.getLogger(__name__)
 FSYNC_SECONDS = 1.0
+_SEGMENT_NUMBERS = itertools.count(1)  # unique in the process, whatever the number of writers
 QUEUE_RECORDS = 100_000  # records waiting for the writer; beyond this they are dropped, never waited for
 KINDS = ("searches", "events")
-EVENTS = ("click", "add_to_cart", "purchase")  # what a shopper can do with a result, weakest first
 
 # Each kind's fields, in order, with their Parquet types (pyarrow type names).
 FIELDS = {
@@ -112,7 +115,6 @@ class SegmentWriter:
     _file: object = None
     _path: Path | None = None
     _opened: float = 0.0
-    _segments: int = 0
     _thread: threading.Thread | None = None
 
     def start(self) -> SegmentWriter:
@@ -170,10 +172,9 @@ class SegmentWriter:
 
     def _open_segment(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._segments += 1
         opened = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         host = socket.gethostname().replace("-", "_")
-        self._path = self.directory / f"{opened}-{host}-{os.getpid()}-{self._segments:04d}.jsonl"
+        self._path = self.directory / f"{opened}-{host}-{os.getpid()}-{next(_SEGMENT_NUMBERS):04d}.jsonl"
         self._file = self._path.open("ab")
         self._opened = time.monotonic()
 

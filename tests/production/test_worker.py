@@ -53,12 +53,15 @@ def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology
     assert "evaluation" in artifacts  # proxied through the tracking server, not a path on the worker
 
 
-def test_the_nightly_reindex_is_deployed_with_its_schedule_off(worker_run, topology):
+@pytest.mark.parametrize(
+    "deployment, cron", [("smar-reindex/nightly", "0 2 * * *"), ("smar-learn/weekly", "0 3 * * 1")]
+)
+def test_the_scheduled_deployments_are_deployed_with_their_schedules_off(worker_run, topology, deployment, cron):
     with topology.prefect_api() as api:
-        deployment = api.get("/deployments/name/smar-reindex/nightly").raise_for_status().json()
-    assert deployment["work_pool_name"] == POOL
-    [schedule] = deployment["schedules"]
-    assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["active"] is False
+        deployed = api.get(f"/deployments/name/{deployment}").raise_for_status().json()
+    assert deployed["work_pool_name"] == POOL
+    [schedule] = deployed["schedules"]
+    assert schedule["schedule"]["cron"] == cron and schedule["active"] is False
 
 
 def test_smar_serve_answers_from_the_new_champion(worker_run, worker_host, topology, tmp_path):

@@ -34,7 +34,9 @@ from smar.data.dataset import dvc_directory_md5
 from smar.pipeline import steps
 from smar.registry.register import log_version
 from smar.serving.app import create_app
+from smar.traffic.dataset import from_logs, normalise, query_id
 from smar.traffic.log import SearchLog, hash_user, read_log
+from smar.traffic.shoppers import simulate
 from tests.browser import chromium
 from tests.conftest import PROJECT
 
@@ -165,6 +167,16 @@ def test_search_returns_titled_items_with_fetchable_images(service, trained):
     assert httpx.get(f"{url}/images/no-such-item").status_code == 404
 
 
+def send(url: str, body) -> httpx.Response:
+    """POST `body`: bytes as they are, anything else as JSON."""
+    return httpx.post(url, content=body) if isinstance(body, bytes) else httpx.post(url, json=body)
+
+
+def assert_refused(response: httpx.Response, complaint: str, hinted: str) -> None:
+    assert response.status_code == 422, response.text
+    assert complaint in response.json()["error"] and hinted in response.json()["hint"]
+
+
 @pytest.mark.parametrize(
     "body, complaint",
     [
@@ -185,11 +197,7 @@ def test_search_returns_titled_items_with_fetchable_images(service, trained):
 )
 def test_bad_requests_get_422_naming_the_field(service, body, complaint):
     url, _, _ = service
-    response = (
-        httpx.post(f"{url}/search", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/search", json=body)
-    )
-    assert response.status_code == 422, response.text
-    assert complaint in response.json()["error"] and '"query"' in response.json()["hint"]
+    assert_refused(send(f"{url}/search", body), complaint, '"query"')
 
 
 def logged(search_log: SearchLog, kind: str, search_ids: set[str], rows: int | None = None):
@@ -255,11 +263,7 @@ GOOD_EVENT = {"search_id": "S1", "item_id": "I1", "event": "click"}
 )
 def test_bad_events_get_422_naming_the_field(service, body, complaint):
     url, _, _ = service
-    response = (
-        httpx.post(f"{url}/events", content=body) if isinstance(body, bytes) else httpx.post(f"{url}/events", json=body)
-    )
-    assert response.status_code == 422, response.text
-    assert complaint in response.json()["error"] and '"event"' in response.json()["hint"]
+    assert_refused(send(f"{url}/events", body), complaint, '"event"')
 
 
 def test_explored_searches_show_k_of_the_top_2k_in_random_order(service, trained, tmp_path):
@@ -308,6 +312,39 @@ def test_with_the_log_off_searches_answer_and_events_are_refused(service, traine
         assert httpx.post(f"{url}/search", json={"query": "mug"}).json()["search_id"]
         refused = httpx.post(f"{url}/events", json=GOOD_EVENT)
         assert refused.status_code == 503 and "serve.log: false" in refused.json()["error"]
+
+
+def test_simulated_shoppers_on_two_servers_sharing_one_log_become_a_valid_dataset(service, trained, tmp_path):
+    """Searches to one server, their events to another, both logging into one directory:
+    from-logs joins them all, drops the bots, and the dataset passes validation."""
+    _, follower, _ = service
+    config, paths = trained
+    logs = [SearchLog(tmp_path / "log", max_bytes=1 << 20, max_seconds=3600).start() for _ in range(2)]
+    exploring = config.serve.model_copy(update={"explore_share": 0.5})
+    with (
+        running(create_app(follower, exploring, logs[0])) as searched,
+        running(create_app(follower, exploring, logs[1])) as told,
+    ):
+        sent = simulate(searched, paths.data, 600, seed=1, concurrency=4, events_url=told)
+    for log in logs:
+        log.close()
+    assert sent["searches"] == 600 and sent["bot_searches"] == 30 and sent["click"] > 100
+    [searched_segment] = os.listdir(tmp_path / "log" / "searches")  # one server's writer...
+    [told_segment] = os.listdir(tmp_path / "log" / "events")  # ...and the other's, in one directory
+    assert searched_segment.split("-")[-1] != told_segment.split("-")[-1]
+
+    settings = config.from_logs.model_copy(update={"split_by": "query", "min_test_queries": 3})
+    manifest = from_logs(tmp_path / "log", paths.data, tmp_path / "dataset", settings)
+    source = manifest["source"]
+    assert source["read"]["searches"]["records"] == 600 and source["dropped"]["searches"]["bot"] == 30
+    assert source["dropped"]["events"]["unknown_search"] == 0  # every event found its search on the other server
+    assert source["dropped"]["events"]["repeated"] == sent["repeated_events"] > 0  # retried posts, each once
+    steps.validate(config, Paths(tmp_path / "dataset", tmp_path / "outputs"))
+    truth = pd.read_parquet(paths.data / "qrels.parquet")
+    texts = pd.read_parquet(paths.data / "queries.parquet").set_index("query_id")["text"]
+    true_pairs = {(query_id(normalise(texts[q])), item) for q, item in zip(truth["query_id"], truth["item_id"])}
+    built = pd.read_parquet(tmp_path / "dataset" / "qrels.parquet")
+    assert len(set(zip(built["query_id"], built["item_id"])) & true_pairs) / len(built) > 0.8
 
 
 def test_search_page_is_served(service):

@@ -94,6 +94,8 @@ def main() -> None:
                         shutil.rmtree(outputs / "features", ignore_errors=True)
                     run = one_step(step, params_file, data, outputs, runner, args.workers, scratch)
                     key = step if runner == "steps" else f"{step} ({runner}, {args.workers} workers)"
+                    if step == "train" and args.only and args.max_steps:  # beside the size's full run
+                        key = f"train ({args.max_steps} steps)"
                     folder = outputs / OUTPUTS.get(step, "")
                     if step in OUTPUTS:
                         run["bytes_per_item"] = round(directory_bytes(folder) / items, 1)

@@ -16,6 +16,11 @@ machine is noisy, so the swap verdict is the median of the runs' swap/steady p99
 the table shows the run with that median. Absolute times move 2x between machines of one kind,
 so the verdicts are ratios taken in this one run. `--only-smar` skips the limit and MLflow's
 server (quick checks). Writes benchmarks/results/serving.json and serving.md.
+
+`--logging-cost` measures the search log instead: two `smar serve` processes, one logging
+(into a scratch directory) and one not, steady phases alternated `--repeat` times; the
+verdicts are the median on/off ratios of throughput and p99, and every search the logging
+server answered is counted in its log after it stops. Writes serving-logging.{json,md}.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -48,6 +54,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="steady and swap phases, alternated this many times")
     parser.add_argument("--only-smar", action="store_true", help="skip the limit and `mlflow models serve`")
+    parser.add_argument("--logging-cost", action="store_true", help="logging on against off (serving-logging.md)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -97,6 +104,8 @@ def main() -> None:
         str(args.params),
         "--port",
     ]
+    if args.logging_cost:
+        return logging_cost(smar_command, queries, args, results["meta"])
     twin = register_twin(client, name, champion)
     runs = []
     with server(smar_command, "/readyz") as url:
@@ -124,6 +133,63 @@ def main() -> None:
     median = sorted(runs, key=lambda run: run["swap_p99_vs_steady"])[(len(runs) - 1) // 2]
     results |= {"steady": median["steady"], "swap": median["swap"], "runs": runs}
     write_results(results, args.results)
+
+
+def logging_cost(smar_command: list[str], queries: list[str], args, meta: dict) -> None:
+    """Throughput and p99 of a logging server over a non-logging one, and its log counted."""
+    import yaml
+
+    from smar.traffic.log import read_log
+
+    scratch = Path(tempfile.mkdtemp(prefix="smar-logging-"))
+    settings = yaml.safe_load(args.params.read_text())
+    params = {}
+    for mode, serve in (("off", {"log": False}), ("on", {"log": True, "log_dir": str(scratch / "log")})):
+        params[mode] = scratch / f"params-{mode}.yaml"
+        params[mode].write_text(yaml.safe_dump(settings | {"serve": settings["serve"] | serve}))
+    command = smar_command[:-3]  # without --params FILE --port
+    runs = []
+    with (
+        server([*command, "--params", str(params["off"]), "--port"], "/readyz") as off_url,
+        server([*command, "--params", str(params["on"]), "--port"], "/readyz") as on_url,
+    ):
+        for number in range(1, args.repeat + 1):
+            run = {}
+            for mode, url in (("off", off_url), ("on", on_url)):
+                print(f"logging {mode} ({number}/{args.repeat}): {args.clients} clients for {args.seconds:.0f} s")
+                run[mode] = asyncio.run(load(url, queries, args, smar_request))
+                print(json.dumps(run[mode]), flush=True)
+            run["throughput_on_vs_off"] = round(run["on"]["throughput_rps"] / run["off"]["throughput_rps"], 3)
+            run["p99_on_vs_off"] = round(run["on"]["p99_ms"] / run["off"]["p99_ms"], 3)
+            runs.append(run)
+    answered = sum(run["on"]["requests"] - run["on"]["errors"] for run in runs)
+    found = read_log(scratch / "log", "searches")  # the server has stopped: its segments are closed
+    median = {key: statistics.median(run[key] for run in runs) for key in ("throughput_on_vs_off", "p99_on_vs_off")}
+    results = {"meta": meta, "runs": runs, "median": median, "answered": answered, "logged": len(found.records)}
+    results["log"] = {"segments": found.segments, "open_segments": found.open_segments}
+    shutil.rmtree(scratch, ignore_errors=True)
+    lines = [
+        f"{meta['clients']} closed-loop clients on 127.0.0.1, {args.seconds:.0f} s per phase, k={meta['k']}, "
+        f"{meta['cpus']} CPUs; two `smar serve` processes, one logging every search, one not; "
+        f"{len(runs)} pairs of phases.",
+        "",
+        "| run | throughput off (req/s) | throughput on (req/s) | on/off | p99 off (ms) | p99 on (ms) | on/off |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {n} | {run['off']['throughput_rps']} | {run['on']['throughput_rps']} | {run['throughput_on_vs_off']} | "
+            f"{run['off']['p99_ms']} | {run['on']['p99_ms']} | {run['p99_on_vs_off']} |"
+            for n, run in enumerate(runs, start=1)
+        ),
+        "",
+        f"- throughput with logging: {median['throughput_on_vs_off']:.3f}x without, the median (target >= 0.9)",
+        f"- p99 with logging: {median['p99_on_vs_off']:.3f}x without, the median (target <= 1.1)",
+        f"- searches answered by the logging server: {answered:,}; in its log: {results['logged']:,} "
+        f"({found.segments} segments, {found.open_segments} left open)",
+    ]
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "serving-logging.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.results / "serving-logging.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def baselines(results: dict, name: str, champion: str, queries: list[str], batch: int, args) -> None:

@@ -184,3 +184,35 @@ def test_without_explored_searches_the_fix_is_named(tiny_data, tmp_path):
     write_log(tmp_path / "log", searches, events)
     with pytest.raises(DatasetError, match=r"0 explored searches.*serve.explore_share.*position_bias: none"):
         from_logs(tmp_path / "log", tiny_data, tmp_path / "dataset", settings())
+
+
+def test_the_cli_builds_it_and_adds_it_to_dvc(tiny_data, tmp_path):
+    """`smar data from-logs` inside a DVC project: the dataset and its pointer (the hash runs are tagged with)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from smar.data.dataset import dvc_directory_md5
+
+    searches, events, _, _ = traffic(tiny_data, 2000)
+    write_log(tmp_path / "log", searches, events)
+    project = tmp_path / "shop"
+    project.mkdir()
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=project, check=True, capture_output=True)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"from_logs": {"min_test_queries": 5}}))
+    smar = [sys.executable, "-m", "smar", "data", "from-logs", str(tmp_path / "log"), "--params", str(params)]
+    done = subprocess.run(
+        [*smar, "--catalog", str(tiny_data), "--out", "data-from-logs"], cwd=project, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "examination by position" in done.stdout and "git add" in done.stdout
+    pointer = yaml.safe_load((project / "data-from-logs.dvc").read_text())
+    assert pointer["outs"][0]["md5"] == dvc_directory_md5(project / "data-from-logs")
+
+    missing = subprocess.run(
+        [*smar, "--out", "x", "--catalog", str(tmp_path)], cwd=project, capture_output=True, text=True
+    )
+    assert missing.returncode == 1 and "items.parquet: missing" in missing.stderr and "Traceback" not in missing.stderr

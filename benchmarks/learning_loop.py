@@ -1,0 +1,216 @@
+"""The loop learns: a model trained only on what simulated shoppers did, against one trained on
+the true labels, on the test queries no shopper searched.
+
+    .venv/bin/python benchmarks/learning_loop.py                        # 3 seeds, 20,000 searches each
+    .venv/bin/python benchmarks/learning_loop.py --seeds 0 --searches 5000
+
+For each seed, on the dataset (default: the default catalog), whose test split no shopper searches:
+1. the champion: trained on the dataset's own qrels, exported and indexed, as a shop serves it;
+2. served by `smar serve`'s app over real HTTP (uvicorn in this process, the model loaded from
+   its files, no registry), logging into a scratch directory with `serve.explore_share`;
+3. simulated shoppers (smar.traffic.shoppers, the position-based click model over the true
+   qrels) send `--searches` searches of the train and valid queries, and their events;
+4. `from-logs` twice, position bias corrected and not (split by query: the simulation lasts
+   minutes, not days);
+5. a model trained on each of those datasets alone, with the champion's settings and seed;
+6. every model ranks the dataset's test queries: Recall@10 and NDCG@10 against the true labels.
+Writes benchmarks/results/learning-loop.{json,md}, after every seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import json
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MODELS = {
+    "champion": "trained on the true qrels (what served the shoppers)",
+    "logs, bias corrected": "trained on the logs alone, position bias corrected",
+    "logs, not corrected": "trained on the logs alone, no correction",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--searches", type=int, default=20_000)
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--data", type=Path, default=ROOT / "data")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    from smar.core.process import setup
+
+    setup()
+    from smar.core.config import load_config
+
+    scratch = Path(tempfile.mkdtemp(prefix="smar-loop-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    base = load_config(args.params)
+    runs = []
+    for seed in args.seeds:
+        runs.append(one_seed(base, args.data, scratch / f"seed-{seed}", seed, args.searches))
+        print(json.dumps(runs[-1]), flush=True)
+        write(runs, args)
+
+
+def one_seed(base, data: Path, scratch: Path, seed: int, searches: int) -> dict:
+    from smar.core.paths import Paths
+    from smar.data.dataset import load_dataset
+    from smar.traffic.dataset import from_logs
+    from smar.traffic.log import SearchLog
+    from smar.traffic.shoppers import simulate
+
+    config = base.model_copy(update={"train": base.train.model_copy(update={"seed": seed})})
+    champion = Paths(data, scratch / "champion")
+    shipped(config, champion)
+    log = SearchLog(scratch / "log", max_bytes=64 << 20, max_seconds=3600).start()
+    with served(config, champion, log) as url:
+        started = time.perf_counter()
+        sent = simulate(url, data, searches, seed=seed)
+        simulate_seconds = time.perf_counter() - started
+    log.close()
+
+    truth = load_dataset(data)
+    relevant, texts = truth.relevant_items("test"), truth.queries.set_index("query_id")["text"]
+    run = {"seed": seed, "sent": sent, "simulate_seconds": round(simulate_seconds, 1), "models": {}, "datasets": {}}
+    run["models"]["champion"] = scores(champion, relevant, texts)
+    for name, bias in (("logs, bias corrected", "explored"), ("logs, not corrected", "none")):
+        built = scratch / f"data-{bias}"
+        settings = config.from_logs.model_copy(update={"position_bias": bias, "split_by": "query", "seed": seed})
+        manifest = from_logs(scratch / "log", data, built, settings)
+        run["datasets"][name] = {
+            "counts": manifest["counts"],
+            "precision": label_precision(built, data),
+            "examination": manifest["source"]["examination"],
+        }
+        trained = Paths(built, scratch / f"model-{bias}")
+        shipped(config, trained)
+        run["models"][name] = scores(trained, relevant, texts)
+    return run
+
+
+def shipped(config, paths) -> None:
+    """validate -> featurize -> train -> export -> index, untracked."""
+    from smar.pipeline import steps
+
+    for step in (steps.validate, steps.featurize, steps.train, steps.export, steps.build_index):
+        step(config, paths)
+
+
+@contextlib.contextmanager
+def served(config, paths, log):
+    """The champion behind `smar serve`'s app on a free port, loaded from its files."""
+    import httpx
+    import uvicorn
+
+    from smar.retrieval.retriever import Retriever
+    from smar.serving.app import create_app
+    from smar.serving.follower import AliasFollower, LoadedModel
+
+    follower = AliasFollower("learning-loop", "champion", 3600)
+    follower.current = LoadedModel("champion", Retriever(paths.model.root, paths.index.root), {})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(follower, config.serve, log), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url}: not ready in 60 s")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def scores(paths, relevant: dict, texts) -> dict:
+    """Recall@10 and NDCG@10 of the model at `paths` on the true test queries."""
+    from smar.core.metrics import retrieval_metrics
+    from smar.retrieval.retriever import Retriever
+
+    query_ids = sorted(relevant)
+    hits = Retriever(paths.model.root, paths.index.root).search([texts[q] for q in query_ids], 50)
+    rankings = dict(zip(query_ids, (list(found) for found in hits.item_ids)))
+    metrics = retrieval_metrics(rankings, relevant, ks=(10, 50))
+    return {key: round(metrics[key], 4) for key in ("recall_at_10", "ndcg_at_10", "recall_at_50")}
+
+
+def label_precision(built: Path, data: Path) -> float:
+    """Share of the built qrels that the true qrels call relevant."""
+    import pandas as pd
+
+    from smar.traffic.dataset import normalise, query_id
+
+    truth = pd.read_parquet(data / "qrels.parquet")
+    texts = pd.read_parquet(data / "queries.parquet").set_index("query_id")["text"]
+    true_pairs = {(query_id(normalise(texts[q])), item) for q, item in zip(truth["query_id"], truth["item_id"])}
+    qrels = pd.read_parquet(built / "qrels.parquet")
+    return round(sum((q, i) in true_pairs for q, i in zip(qrels["query_id"], qrels["item_id"])) / len(qrels), 4)
+
+
+def write(runs: list[dict], args) -> None:
+    def spread(values: list[float]) -> str:
+        values = list(values)
+        return (
+            f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+        )
+
+    seeds = [run["seed"] for run in runs]
+    lines = [
+        f"The loop on `{args.data.name}`: {args.searches:,} simulated searches a seed (train and valid queries), "
+        f"seeds {seeds}; every model ranks the true test split (mean ± std over seeds).",
+        "",
+        "| model | recall@10 | ndcg@10 | recall@50 | vs champion, recall@10 |",
+        "|---|---|---|---|---|",
+    ]
+    champion = [run["models"]["champion"]["recall_at_10"] for run in runs]
+    for name, what in MODELS.items():
+        values = {
+            key: [run["models"][name][key] for run in runs] for key in ("recall_at_10", "ndcg_at_10", "recall_at_50")
+        }
+        ratio = [v / c for v, c in zip(values["recall_at_10"], champion)]
+        lines.append(
+            f"| {name}: {what} | {spread(values['recall_at_10'])} | {spread(values['ndcg_at_10'])} | "
+            f"{spread(values['recall_at_50'])} | {statistics.mean(ratio):.3f}x |"
+        )
+    lines += [
+        "",
+        "| dataset built from the logs | queries | qrels | share of its qrels truly relevant |",
+        "|---|---|---|---|",
+    ]
+    for name in ("logs, bias corrected", "logs, not corrected"):
+        built = [run["datasets"][name] for run in runs]
+        lines.append(
+            f"| {name} | {statistics.mean(b['counts']['queries'] for b in built):.0f} | "
+            f"{statistics.mean(b['counts']['qrels'] for b in built):.0f} | {spread(b['precision'] for b in built)} |"
+        )
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "learning-loop.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    (args.results / "learning-loop.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

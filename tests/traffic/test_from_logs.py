@@ -202,7 +202,7 @@ def test_the_cli_builds_it_and_adds_it_to_dvc(tiny_data, tmp_path):
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=project, check=True, capture_output=True)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"from_logs": {"min_test_queries": 5}}))
+    params.write_text(yaml.safe_dump({"from_logs": {"min_test_queries": 2}}))
     smar = [sys.executable, "-m", "smar", "data", "from-logs", str(tmp_path / "log"), "--params", str(params)]
     done = subprocess.run(
         [*smar, "--catalog", str(tiny_data), "--out", "data-from-logs"], cwd=project, capture_output=True, text=True

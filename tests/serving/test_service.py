@@ -532,7 +532,7 @@ REQUESTS = st.one_of(
 
 
 @pytest.mark.parametrize("route", ["/search", "/events"])
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=REQUESTS)
 def test_no_request_body_gets_a_5xx(service, route, body):
     url, _, _ = service

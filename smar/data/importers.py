@@ -95,14 +95,14 @@ def import_catalog(config: ImportConfig, out_dir: Path) -> dict:
     else:
         parts = read_jd_source(config)
     qrels, stats = _qrels(config, parts)
-    counts = _counts(parts["items"], parts["queries"], qrels)
+    counts = dataset_counts(parts["items"], parts["queries"], qrels)
     _warn_about_empty_splits(counts)
     manifest = _manifest(config, sources, stats, counts, parts.get("features"))
     _write_dataset(out_dir, parts, qrels, manifest)
     return manifest
 
 
-def _counts(items, queries, qrels) -> dict[str, int]:
+def dataset_counts(items, queries, qrels) -> dict[str, int]:
     """Rows per file, queries per split, and queries that no qrel mentions."""
     counts = {"items": len(items), "queries": len(queries), "qrels": len(qrels)} | {
         f"{split}_queries": int(qrels.loc[qrels["split"] == split, "query_id"].nunique()) for split in SPLITS

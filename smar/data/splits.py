@@ -118,15 +118,25 @@ def resplit(
         "from": manifest.get("source"),
     }
     with replace_on_success(out_dir) as scratch:
-        for name in (ITEMS, QUERIES):
-            shutil.copyfile(data_dir / name, scratch / name)
+        copy_catalog(data_dir, scratch)
+        shutil.copyfile(data_dir / QUERIES, scratch / QUERIES)
         qrels.assign(split=qrels["query_id"].map(splits)).to_parquet(scratch / QRELS, index=False)
-        if (data_dir / IMAGES_DIR).is_dir():
-            shutil.copytree(data_dir / IMAGES_DIR, scratch / IMAGES_DIR, copy_function=link_or_copy)
-        if (data_dir / IMAGE_FEATURES).is_file():
-            link_or_copy(data_dir / IMAGE_FEATURES, scratch / IMAGE_FEATURES)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def copy_catalog(data_dir, target) -> None:
+    """A dataset's items, images and image features into `target` (files hard-linked where the file
+    system allows): the catalog a new version of its queries and labels shares."""
+    import shutil
+    from pathlib import Path
+
+    data_dir, target = Path(data_dir), Path(target)
+    shutil.copyfile(data_dir / ITEMS, target / ITEMS)
+    if (data_dir / IMAGES_DIR).is_dir():
+        shutil.copytree(data_dir / IMAGES_DIR, target / IMAGES_DIR, copy_function=link_or_copy)
+    if (data_dir / IMAGE_FEATURES).is_file():
+        link_or_copy(data_dir / IMAGE_FEATURES, target / IMAGE_FEATURES)
 
 
 def link_or_copy(source, target) -> None:

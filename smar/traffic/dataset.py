@@ -31,15 +31,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import unicodedata
 from pathlib import Path
 
 from smar.core.config import FromLogsConfig
-from smar.core.contract import BY_TIME, IMAGE_FEATURES, IMAGES_DIR, ITEMS, MANIFEST, QRELS, QUERIES
+from smar.core.contract import BY_TIME, ITEMS, MANIFEST, QRELS, QUERIES
 from smar.core.errors import DatasetError
 from smar.core.paths import replace_on_success
-from smar.data.splits import assign_splits, hash_split, link_or_copy
+from smar.data.importers import dataset_counts
+from smar.data.splits import assign_splits, copy_catalog, hash_split
 from smar.traffic.log import read_log
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,7 @@ def from_logs(log_dir: Path, catalog: Path, out: Path, settings: FromLogsConfig)
             "kept": {"searches": len(searches), "events": len(events)},
             "examination": {str(position): round(value, 4) for position, value in examination.items()},
         },
-        "counts": {"items": len(items), "queries": len(queries), "qrels": len(qrels)}
-        | {
-            f"{split}_queries": int(qrels.loc[qrels["split"] == split, "query_id"].nunique())
-            for split in ("train", "valid", "test")
-        },
+        "counts": dataset_counts(items, queries, qrels),
     }
     with replace_on_success(out) as scratch:
         copy_catalog(catalog, scratch)
@@ -124,15 +120,6 @@ def from_logs(log_dir: Path, catalog: Path, out: Path, settings: FromLogsConfig)
         ", ".join(f"{k} {v}" for k, v in manifest["counts"].items() if k.endswith("_queries")),
     )
     return manifest
-
-
-def copy_catalog(catalog: Path, scratch: Path) -> None:
-    """The catalog's items and images into the new dataset (images hard-linked where the file system allows)."""
-    shutil.copyfile(catalog / ITEMS, scratch / ITEMS)
-    if (catalog / IMAGES_DIR).is_dir():
-        shutil.copytree(catalog / IMAGES_DIR, scratch / IMAGES_DIR, copy_function=link_or_copy)
-    if (catalog / IMAGE_FEATURES).is_file():
-        link_or_copy(catalog / IMAGE_FEATURES, scratch / IMAGE_FEATURES)
 
 
 def _read_counts(found) -> dict:

@@ -34,8 +34,6 @@ from pathlib import Path
 
 import orjson
 
-from smar.core.contract import EVENTS  # noqa: F401 (the events a log holds; the API validates against them)
-
 log = logging.getLogger(__name__)
 FSYNC_SECONDS = 1.0
 _SEGMENT_NUMBERS = itertools.count(1)  # unique in the process, whatever the number of writers

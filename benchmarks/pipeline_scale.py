@@ -10,8 +10,10 @@ train, export, index, evaluate, register; MLflow on SQLite in the scratch direct
 reporting its wall seconds and peak resident memory; after each step the bytes its output
 directory holds, per catalog item. `--runners` runs featurize on each task runner in turn
 (threads, or a local Dask cluster of `--workers` workers) from an empty features directory.
-Writes benchmarks/results/pipeline-scale.{json,md}; each size's rows are added as it ends (with
-`--only`, the steps run replace those of an earlier run of that size).
+Writes benchmarks/results/pipeline-scale.{json,md}, a step's row as soon as it ends (with
+`--only`, the steps run replace those of an earlier run of that size). `--keep DIR` keeps each
+size's catalog under DIR/<items> and reuses it in a later run (a 1M-item catalog takes half an
+hour to make).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=STEPS, help="Steps to run (their inputs are made first).")
     parser.add_argument("--runners", nargs="+", default=["steps"], help="featurize's runners: steps, threads, dask.")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="Keep each size's catalog and outputs here, and reuse them.")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -69,21 +72,24 @@ def main() -> None:
     results_file = args.results / "pipeline-scale.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {"sizes": {}}
     for items in args.items:
-        scratch = Path(tempfile.mkdtemp(prefix=f"smar-scale-{items}-"))
+        if args.keep:
+            scratch = args.keep / str(items)
+            scratch.mkdir(parents=True, exist_ok=True)
+        else:
+            scratch = Path(tempfile.mkdtemp(prefix=f"smar-scale-{items}-"))
         try:
             params = yaml.safe_load(args.params.read_text())
             params["data"].update({"num_items": items, "num_queries": max(3_000, items // 10)})
             params["train"].update({"epochs": args.epochs, "max_steps": args.max_steps, "checkpoint_every_steps": 0})
             params_file = scratch / "params.yaml"
-            params_file.write_text(yaml.safe_dump(params))
             data, outputs = scratch / "data", scratch / "outputs"
-            synth = subprocess.run(
-                [sys.executable, "-m", "smar", "data", "synth", "--params", str(params_file), "--data", str(data)],
-                capture_output=True,
-                text=True,
-            )
-            if synth.returncode:
-                raise SystemExit(synth.stderr[-3000:])
+            made = scratch / "catalog-made.yaml"  # the data settings of a whole catalog kept here
+            if not (made.is_file() and yaml.safe_load(made.read_text()) == params["data"]):
+                params_file.write_text(yaml.safe_dump(params))
+                shutil.rmtree(data, ignore_errors=True)
+                synthesize(params_file, data)
+                made.write_text(yaml.safe_dump(params["data"]))
+            params_file.write_text(yaml.safe_dump(params))
             size = {"items": items, "queries": params["data"]["num_queries"], "epochs": args.epochs}
             size |= {"max_steps": args.max_steps, "steps": {}}
             wanted = STEPS if not args.only else STEPS[: max(STEPS.index(s) for s in args.only) + 1]
@@ -101,15 +107,27 @@ def main() -> None:
                         run["bytes_per_item"] = round(directory_bytes(folder) / items, 1)
                     size["steps"][key] = run
                     print(f"{items} items, {key}: {json.dumps({k: v for k, v in run.items() if k != 'summary'})}")
-            if args.only and str(items) in results["sizes"]:  # a partial run updates the steps it ran
-                results["sizes"][str(items)]["steps"].update(size["steps"])
-            else:
+                    if args.only:  # a partial run updates the steps it ran, each as it ends
+                        results["sizes"].setdefault(str(items), size | {"steps": {}})["steps"][key] = run
+                        write(results, args.results)
+            if not args.only:
                 kept = sum(directory_bytes(outputs / name) for name in ("features", "cache", "embeddings", "index"))
                 size["kept_beside_model_bytes_per_item"] = round(kept / items, 1)
                 results["sizes"][str(items)] = size
-            write(results, args.results)
+                write(results, args.results)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def synthesize(params: Path, data: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "smar", "data", "synth", "--params", str(params), "--data", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
 
 
 def one_step(step: str, params: Path, data: Path, outputs: Path, runner: str, workers: int, scratch: Path) -> dict:
@@ -158,10 +176,11 @@ def write(results: dict, directory: Path) -> None:
                 f"| {int(items):,} | {step} | {run['seconds']} | {run['peak_rss_mib']:,} | "
                 f"{run.get('bytes_per_item', '')} | {notes} |"
             )
-        lines.append(
-            f"| {int(items):,} | kept beside the model (features, caches, embeddings, index) | | | "
-            f"{size['kept_beside_model_bytes_per_item']} | |"
-        )
+        if "kept_beside_model_bytes_per_item" in size:
+            lines.append(
+                f"| {int(items):,} | kept beside the model (features, caches, embeddings, index) | | | "
+                f"{size['kept_beside_model_bytes_per_item']} | |"
+            )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "pipeline-scale.json").write_text(json.dumps(results, indent=2) + "\n")
     (directory / "pipeline-scale.md").write_text("\n".join(lines) + "\n")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from smar.traffic.log import FSYNC_SECONDS, SegmentWriter, hash_user, now, read_log
+from smar.traffic.log import FSYNC_SECONDS, SegmentWriter, close_into_parquet, hash_user, now, read_log
 
 CONTINUOUS_WRITER = textwrap.dedent(
     """
@@ -60,11 +60,13 @@ def test_records_come_back_once_typed_from_a_closed_segment(tmp_path):
 
 def test_segments_rotate_by_size_and_age_and_each_record_is_read_once(tmp_path):
     writer = SegmentWriter(tmp_path / "events", "events", max_bytes=4_000).start()
-    for n in range(600):
-        writer.append(event(n))
+    for wave in range(6):  # a segment closes after the batch that takes it past its size
+        for n in range(100 * wave, 100 * (wave + 1)):
+            writer.append(event(n))
+        wait_until(lambda: writer.written == 100 * (wave + 1))  # noqa: B023 (read while this wave waits)
     writer.close()
     segments = sorted((tmp_path / "events").glob("*.parquet"))
-    assert len(segments) > 5 and not list((tmp_path / "events").glob("*.jsonl"))
+    assert len(segments) >= 6 and not list((tmp_path / "events").glob("*.jsonl"))
     assert sorted(read_log(tmp_path, "events").records["search_id"]) == sorted(f"S-{n}" for n in range(600))
 
     aging = SegmentWriter(tmp_path / "aged", "events", max_seconds=0.5).start()
@@ -121,6 +123,8 @@ def test_foreign_files_and_torn_lines_are_skipped_and_counted(tmp_path):
     found = read_log(tmp_path, "events")
     assert found.foreign_files == ["notes.txt"] and found.unreadable_lines == 1
     assert found.records["search_id"].tolist() == ["S-0"]
+    close_into_parquet(folder / "20260101T000000-host-1-0001.jsonl", "events")  # closing skips the torn line too
+    assert pd.read_parquet(folder / "20260101T000000-host-1-0001.parquet")["search_id"].tolist() == ["S-0"]
 
 
 def test_a_log_that_cannot_be_written_drops_counts_and_says_so_then_recovers(tmp_path):

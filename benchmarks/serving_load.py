@@ -20,7 +20,11 @@ server (quick checks). Writes benchmarks/results/serving.json and serving.md.
 `--logging-cost` measures the search log instead: two `smar serve` processes, one logging
 (into a scratch directory) and one not, steady phases alternated `--repeat` times; the
 verdicts are the median on/off ratios of throughput and p99, and every search the logging
-server answered is counted in its log after it stops. Writes serving-logging.{json,md}.
+server answered is counted in its log after it stops. Then two failures, each on a server of
+its own under the same load: `kill -9` (every search answered more than a second before the
+kill must be in the log), and a full disk (the log on a tmpfs of 1 MiB, which needs root:
+searches keep answering, /readyz says what is wrong, and says nothing once space is freed).
+Writes serving-logging.{json,md}.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +172,10 @@ def logging_cost(smar_command: list[str], queries: list[str], args, meta: dict) 
     median = {key: statistics.median(run[key] for run in runs) for key in ("throughput_on_vs_off", "p99_on_vs_off")}
     results = {"meta": meta, "runs": runs, "median": median, "answered": answered, "logged": len(found.records)}
     results["log"] = {"segments": found.segments, "open_segments": found.open_segments}
+    results["kill_9"] = kill_under_load([*command, "--params", str(params["on"]), "--port"], queries, args)
+    results["full_disk"] = full_disk_under_load(command, settings, scratch, queries, args)
     shutil.rmtree(scratch, ignore_errors=True)
+    kill, full = results["kill_9"], results["full_disk"]
     lines = [
         f"{meta['clients']} closed-loop clients on 127.0.0.1, {args.seconds:.0f} s per phase, k={meta['k']}, "
         f"{meta['cpus']} CPUs; two `smar serve` processes, one logging every search, one not; "
@@ -185,11 +193,88 @@ def logging_cost(smar_command: list[str], queries: list[str], args, meta: dict) 
         f"- p99 with logging: {median['p99_on_vs_off']:.3f}x without, the median (target <= 1.1)",
         f"- searches answered by the logging server: {answered:,}; in its log: {results['logged']:,} "
         f"({found.segments} segments, {found.open_segments} left open)",
+        f"- `kill -9` after {kill['killed_after_s']} s under load: {kill['answered']:,} searches answered, "
+        f"{kill['logged']:,} in the log; of those answered more than {kill['grace_s']} s before the kill, "
+        f"{kill['lost_before_grace']} missing (target 0); the oldest missing answered {kill['oldest_lost_s']} s "
+        f"before the kill",
+        "- full disk: "
+        + (
+            f"{full['answered']:,} searches answered while the log's disk was full, {full['errors']} errors "
+            f"(target 0); /readyz said: {full['readyz_full']!r}; once space was freed: {full['readyz_freed']!r}"
+            if "answered" in full
+            else f"not measured ({full['skipped']})"
+        ),
     ]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "serving-logging.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.results / "serving-logging.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def kill_under_load(command: list[str], queries: list[str], args, seconds: float = 8.0) -> dict:
+    """A logging server killed with SIGKILL while under load: which answered searches reached its log."""
+    from smar.traffic.log import FSYNC_SECONDS, read_log
+
+    log_dir = Path(command[command.index("--params") + 1]).parent / "log"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    killed, answers = [], []
+    with server_process(command, "/readyz") as (url, process):
+
+        def kill() -> None:
+            time.sleep(seconds)
+            os.killpg(process.pid, signal.SIGKILL)
+            killed.append(datetime.now(UTC))
+
+        killer = threading.Thread(target=kill)
+        killer.start()
+        asyncio.run(load(url, queries, lasting(args, seconds + 1), smar_request, answers))
+        killer.join()
+    logged = set(read_log(log_dir, "searches").records["search_id"])
+    grace = FSYNC_SECONDS + 0.1  # the fsync interval, and the answer's way back to the client
+    lost = [(killed[0] - at).total_seconds() for at, search_id in answers if search_id not in logged]
+    return {
+        "killed_after_s": seconds,
+        "answered": len(answers),
+        "logged": len(logged),
+        "grace_s": grace,
+        "lost_before_grace": sum(age > grace for age in lost),
+        "oldest_lost_s": round(max(lost, default=0.0), 3),
+    }
+
+
+def full_disk_under_load(command: list[str], settings: dict, scratch: Path, queries: list[str], args) -> dict:
+    """A logging server whose log directory is on a full disk (a 1 MiB tmpfs): answers, and what /readyz says."""
+    import httpx
+    import yaml
+
+    disk = scratch / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        return {"skipped": f"mount -t tmpfs failed: {mounted.stderr.decode().strip() or 'needs root'}"}
+    try:
+        params = scratch / "params-full.yaml"
+        params.write_text(yaml.safe_dump(settings | {"serve": settings["serve"] | {"log": True, "log_dir": str(disk)}}))
+        with server([*command, "--params", str(params), "--port"], "/readyz") as url:
+            full = asyncio.run(load(url, queries, lasting(args, 10), smar_request))
+            said_full = httpx.get(f"{url}/readyz").json()["problems"].get("search_log")
+            for segment in disk.rglob("*.jsonl"):
+                segment.unlink()  # the space freed: the writer opens a new segment at its next batch
+            asyncio.run(load(url, queries, lasting(args, 3), smar_request))
+            said_freed = httpx.get(f"{url}/readyz").json()["problems"].get("search_log")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    return {
+        "answered": full["requests"] - full["errors"],
+        "errors": full["errors"],
+        "readyz_full": said_full,
+        "readyz_freed": said_freed,
+    }
+
+
+def lasting(args, seconds: float) -> argparse.Namespace:
+    """The benchmark's arguments with a phase of `seconds`."""
+    return argparse.Namespace(**vars(args) | {"seconds": seconds})
 
 
 def baselines(results: dict, name: str, champion: str, queries: list[str], batch: int, args) -> None:
@@ -227,6 +312,13 @@ def free_port() -> int:
 def server(command: list[str], ready_path: str):
     """A server process on a free port (the port appended to `command`); yields its URL once
     `ready_path` answers 200, and stops it afterwards."""
+    with server_process(command, ready_path) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(command: list[str], ready_path: str):
+    """`server`, yielding the process too."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="smar-load-")) / "server.log"
@@ -238,9 +330,10 @@ def server(command: list[str], ready_path: str):
     )
     try:
         wait_ready(f"{url}{ready_path}", process, log)
-        yield url
+        yield url, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # killed already
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
 
 
@@ -314,9 +407,10 @@ def swap_alias(client, name: str, schedule: list[tuple[float, str]]) -> None:
         print(f"  {time.monotonic() - started:5.1f} s: champion -> version {version}", flush=True)
 
 
-async def load(url: str, queries: list[str], args, request) -> dict:
+async def load(url: str, queries: list[str], args, request, answers: list | None = None) -> dict:
     """Closed-loop clients on one aiohttp session (lighter on the shared CPUs than httpx);
-    `request(url, query, k)` gives the endpoint, the JSON body and how to read the answering version."""
+    `request(url, query, k)` gives the endpoint, the JSON body and how to read the answering version.
+    With `answers`, each answer's arrival (UTC) and search_id is appended to it."""
     import aiohttp
 
     latencies, errors, versions = [], [], {}
@@ -334,6 +428,8 @@ async def load(url: str, queries: list[str], args, request) -> dict:
                     latencies.append(time.perf_counter() - started)
                     version = version_of(body)
                     versions[version] = versions.get(version, 0) + 1
+                    if answers is not None:
+                        answers.append((datetime.now(UTC), body["search_id"]))
                 else:
                     errors.append(f"{response.status}: {str(body)[:200]}")
             except (TimeoutError, aiohttp.ClientError) as error:

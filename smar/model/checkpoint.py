@@ -61,15 +61,18 @@ def load_tokenizer(directory: str | Path):
     return with_padding(Tokenizer.from_file(str(ModelFiles(Path(directory)).tokenizer)), saved_config(directory))
 
 
-def save_trained_queries(directory: Path, query_ids, data_version: dict[str, str]) -> None:
-    """Record which queries the model trained on (their ids), and the data they came from."""
-    record = {"data": data_version, "query_ids": sorted(map(str, query_ids))}
+def save_trained_queries(directory: Path, query_ids, query_texts, data_version: dict[str, str]) -> None:
+    """Record which queries the model trained on (their ids and texts), and the data they came from."""
+    record = {"data": data_version, "query_ids": sorted(map(str, query_ids)), "query_texts": sorted(set(query_texts))}
     ModelFiles(Path(directory)).trained_queries.write_text(json.dumps(record) + "\n")
 
 
-def trained_queries(directory: str | Path) -> frozenset[str] | None:
-    """The ids of the queries a saved model trained on; None for a model saved without the record."""
+def trained_queries(directory: str | Path) -> tuple[frozenset[str], frozenset[str] | None] | None:
+    """The ids and the texts of the queries a saved model trained on (texts None when a model
+    recorded ids only); None for a model saved without the record."""
     path = ModelFiles(Path(directory)).trained_queries
     if not path.is_file():
         return None
-    return frozenset(json.loads(path.read_text())["query_ids"])
+    record = json.loads(path.read_text())
+    texts = record.get("query_texts")
+    return frozenset(record["query_ids"]), frozenset(texts) if texts is not None else None

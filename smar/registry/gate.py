@@ -3,9 +3,11 @@
 champion's, both measured on the same queries: the evaluation queries that NEITHER version
 trained on.
 
-Each saved model records the ids of the queries it trained on (smar.model.checkpoint), so a
-champion trained on a different split of the same catalog (one whose training queries are
-now test queries) is never measured on queries it has seen. With fewer than
+Each saved model records the ids and the texts of the queries it trained on
+(smar.model.checkpoint), so a champion trained on a different split of the same catalog (one
+whose training queries are now test queries) is never measured on queries it has seen, nor
+on a query it saw under another id (a dataset built from the search log names its queries by
+their normalised text). With fewer than
 `register.min_gate_queries` such queries the gate refuses to decide, and the candidate stays
 challenger. A champion saved before the record existed is compared on every evaluation query,
 and the reason says so.
@@ -30,7 +32,8 @@ class Measured:
     """A version's rankings of the evaluation queries (as deep as the metric's k), and the queries it trained on."""
 
     rankings: dict[str, list[str]]
-    trained: frozenset[str] | None  # None: the version records no training queries
+    trained: frozenset[str] | None  # the ids of its training queries; None: the version records none
+    trained_texts: frozenset[str] = frozenset()  # their texts, normalised (smar.traffic.dataset.normalise)
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,25 @@ class Comparison:
 
 
 def compare_on_unseen(
-    candidate: Measured, champion: Measured | None, relevant: dict[str, dict[str, int]], metric: Metric
+    candidate: Measured,
+    champion: Measured | None,
+    relevant: dict[str, dict[str, int]],
+    metric: Metric,
+    texts: dict[str, str] | None = None,
 ) -> Comparison:
-    """Both versions' `metric` on the evaluation queries that neither trained on."""
-    seen = set(candidate.trained or ())
-    if champion is not None:
-        seen |= set(champion.trained or ())
-    unseen = {query: items for query, items in relevant.items() if items and query not in seen}
+    """Both versions' `metric` on the evaluation queries that neither trained on, by id or, with
+    the evaluation queries' `texts`, by normalised text."""
+    from smar.traffic.dataset import normalise
+
+    versions = [candidate] if champion is None else [candidate, champion]
+    seen = {query for version in versions for query in version.trained or ()}
+    seen_texts = {text for version in versions for text in version.trained_texts}
+    texts = texts or {}
+
+    def unseen_query(query: str) -> bool:
+        return query not in seen and (query not in texts or normalise(texts[query]) not in seen_texts)
+
+    unseen = {query: items for query, items in relevant.items() if items and unseen_query(query)}
     note = (
         "the champion records no training queries, so it is measured on every evaluation query"
         if champion and champion.trained is None

@@ -81,6 +81,7 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
     settings, split, metric = config.register_, config.evaluate.split, config.evaluate.primary
     dataset = load_dataset(paths.data)
     queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
+    texts = dict(zip(queries["query_id"], queries["text"]))
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
     measured = {}  # version -> Measured, each version's search run once
@@ -91,9 +92,8 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
         return measured[number]
 
     def compare(champion_version: str | None) -> Comparison:
-        return compare_on_unseen(
-            measure(version), measure(champion_version) if champion_version else None, relevant, metric
-        )
+        champion = measure(champion_version) if champion_version else None
+        return compare_on_unseen(measure(version), champion, relevant, metric, texts)
 
     decision, champion_version, comparison = gate(
         client,
@@ -207,7 +207,7 @@ def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
 
 def measure_version(model_uri: str, queries, k: int) -> Measured:
     """A registered version's top-k rankings of `queries`, searched through its pyfunc model as
-    it is served, and the ids of the queries it trained on (from its saved model)."""
+    it is served, and the ids and texts of the queries it trained on (from its saved model)."""
     import mlflow.pyfunc
     import pandas as pd
 
@@ -218,7 +218,13 @@ def measure_version(model_uri: str, queries, k: int) -> Measured:
     def search(texts: list[str], k: int) -> list[list[str]]:
         return model.predict(pd.DataFrame({"query": texts}), params={"k": k})["item_ids"].tolist()
 
-    return Measured(rank(search, queries, k), trained_queries(model.unwrap_python_model().retriever.model_dir))
+    from smar.traffic.dataset import normalise
+
+    trained = trained_queries(model.unwrap_python_model().retriever.model_dir)
+    if trained is None:
+        return Measured(rank(search, queries, k), None)
+    ids, texts = trained
+    return Measured(rank(search, queries, k), ids, frozenset(map(normalise, texts or ())))
 
 
 def _signature():

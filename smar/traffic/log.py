@@ -19,12 +19,13 @@ open, and says what it skipped.
 
 A log that cannot be written (a full disk, a directory that went read-only) never stops a
 search: the records are counted as dropped, `problem` says why (and /readyz with it), and the
-writer tries a new segment at the next record.
+writer tries a new segment `RETRY_SECONDS` later.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -40,6 +41,7 @@ import orjson
 log = logging.getLogger(__name__)
 FSYNC_SECONDS = 1.0
 WAKE_SECONDS = 0.1  # how often the writer takes what queued
+RETRY_SECONDS = 1.0  # after a failed write, records are dropped (counted) this long before a new segment is tried
 _SEGMENT_NUMBERS = itertools.count(1)  # unique in the process, whatever the number of writers
 QUEUE_RECORDS = 100_000  # records waiting for the writer; beyond this they are dropped, never waited for
 KINDS = ("searches", "events")
@@ -119,6 +121,8 @@ class SegmentWriter:
     _path: Path | None = None
     _opened: float = 0.0
     _thread: threading.Thread | None = None
+    _error: str | None = None
+    _retry_at: float = 0.0
 
     def start(self) -> SegmentWriter:
         self._thread = threading.Thread(target=self._run, name=f"log-{self.kind}", daemon=True)
@@ -159,17 +163,25 @@ class SegmentWriter:
                 self._close_segment()
 
     def _write(self, records: list[dict]) -> None:
+        if self._file is None and time.monotonic() < self._retry_at:  # failed a moment ago: not yet again
+            self._drop(records)
+            return
         try:
             if self._file is None:
                 self._open_segment()
             self._file.write(b"".join(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in records))
             self.written += len(records)
-            self.problem = None
+            self.problem = self._error = None
         except OSError as error:
-            self.dropped += len(records)
-            self.problem = f"cannot write the {self.kind} log in {self.directory}: {error} ({self.dropped} dropped)"
+            self._error = f"cannot write the {self.kind} log in {self.directory}: {error}"
+            self._drop(records)
             log.warning("%s", self.problem)
             self._abandon_segment()
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _drop(self, records: list[dict]) -> None:
+        self.dropped += len(records)
+        self.problem = f"{self._error} ({self.dropped} dropped)"
 
     def _open_segment(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -189,12 +201,16 @@ class SegmentWriter:
             self._abandon_segment()
 
     def _abandon_segment(self) -> None:
-        """Leave a segment that failed as it is (readers skip a torn last line); the next record opens another."""
+        """Leave a segment that failed as it is (readers skip a torn last line), or remove it if it holds
+        nothing; the next batch opens another."""
         if self._file is not None:
             try:
                 self._file.close()
             except OSError:
                 pass
+            with contextlib.suppress(OSError):
+                if self._path.stat().st_size == 0:
+                    self._path.unlink()
         self._file = None
 
     def _close_segment(self) -> None:

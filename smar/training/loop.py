@@ -406,6 +406,7 @@ def _save(training: Training, paths: Paths, tags: dict[str, str]) -> None:
         save_trained_queries(
             scratch,
             training.data.query_ids,
+            training.data.query_texts,
             {k.removeprefix("data."): v for k, v in tags.items() if k.startswith("data.")},
         )
         if training.run_id:

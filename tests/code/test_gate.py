@@ -98,6 +98,16 @@ def test_without_a_champion_only_the_candidates_own_training_queries_are_left_ou
     assert round(comparison.candidate, 4) == round(1 / 9, 4)
 
 
+def test_a_query_trained_on_under_another_id_is_left_out_by_its_text():
+    """A dataset built from the search log names its queries by their text: the champion's
+    training query 'Red  Mug' (kept normalised) comes back as q3 'red mug', and is not unseen."""
+    texts = {f"q{n}": f"query {n}" for n in range(10)} | {"q3": "red mug"}
+    champion = Measured(rankings(set(range(10))), trained=frozenset({"x7"}), trained_texts=frozenset({"red mug"}))
+    comparison = compare_on_unseen(Measured(rankings({0}), frozenset()), champion, RELEVANT, RECALL_AT_10, texts)
+    assert (comparison.queries, comparison.left_out) == (9, 1)
+    assert compare_on_unseen(Measured(rankings({0}), frozenset()), champion, RELEVANT, RECALL_AT_10).queries == 10
+
+
 def test_a_champion_without_a_record_is_measured_on_every_query_and_the_reason_says_so():
     comparison = compare_on_unseen(
         Measured(rankings({0}), frozenset()), Measured(rankings({0, 1}), None), RELEVANT, RECALL_AT_10

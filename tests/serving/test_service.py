@@ -5,7 +5,6 @@ model (so the pipeline tests' `smar-retriever` is never touched). The service ru
 uvicorn thread on a free port and polls the registry every 0.2 s.
 """
 
-import contextlib
 import gc
 import io
 import json
@@ -39,6 +38,7 @@ from smar.traffic.log import SearchLog, hash_user, read_log
 from smar.traffic.shoppers import simulate
 from tests.browser import chromium
 from tests.conftest import PROJECT
+from tests.servers import running
 
 pytestmark = pytest.mark.slow
 MODEL_NAME = "serving-test"
@@ -63,26 +63,6 @@ def point_alias(version: str) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
-
-
-@contextlib.contextmanager
-def running(app):
-    """`app` served by uvicorn in a thread on a free port: its base URL."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, "the server to listen")
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,16 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from smar.traffic.log import FSYNC_SECONDS, SegmentWriter, close_into_parquet, hash_user, now, read_log
+from smar.traffic.log import (
+    FSYNC_SECONDS,
+    RETRY_SECONDS,
+    WAKE_SECONDS,
+    SegmentWriter,
+    close_into_parquet,
+    hash_user,
+    now,
+    read_log,
+)
 
 CONTINUOUS_WRITER = textwrap.dedent(
     """
@@ -135,10 +144,13 @@ def test_a_log_that_cannot_be_written_drops_counts_and_says_so_then_recovers(tmp
     wait_until(lambda: writer.problem)
     assert "cannot write the events log" in writer.problem and writer.dropped == 1
     blocked.unlink()
-    writer.append(event(1))
+    writer.append(event(1))  # within RETRY_SECONDS of the failure: dropped, the disk left alone
+    time.sleep(RETRY_SECONDS + WAKE_SECONDS)
+    writer.append(event(2))
     wait_until(lambda: writer.problem is None)
     writer.close()
-    assert read_log(blocked, "events").records["search_id"].tolist() == ["S-1"]
+    assert read_log(blocked, "events").records["search_id"].tolist()[-1:] == ["S-2"]
+    assert writer.written + writer.dropped == 3 and not list(blocked.glob("events/*.jsonl"))  # no empty segments
 
 
 @pytest.mark.parametrize("salt", ["", "shop-secret"])

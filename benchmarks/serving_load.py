@@ -22,7 +22,7 @@ server (quick checks). Writes benchmarks/results/serving.json and serving.md.
 verdicts are the median on/off ratios of throughput and p99, and every search the logging
 server answered is counted in its log after it stops. Then two failures, each on a server of
 its own under the same load: `kill -9` (every search answered more than a second before the
-kill must be in the log), and a full disk (the log on a tmpfs of 1 MiB, which needs root:
+kill must be in the log), and a full disk (the log on a tmpfs of 64 KiB, which needs root:
 searches keep answering, /readyz says what is wrong, and says nothing once space is freed).
 Writes serving-logging.{json,md}.
 """
@@ -243,13 +243,13 @@ def kill_under_load(command: list[str], queries: list[str], args, seconds: float
 
 
 def full_disk_under_load(command: list[str], settings: dict, scratch: Path, queries: list[str], args) -> dict:
-    """A logging server whose log directory is on a full disk (a 1 MiB tmpfs): answers, and what /readyz says."""
+    """A logging server whose log directory is on a full disk (a 64 KiB tmpfs): answers, and what /readyz says."""
     import httpx
     import yaml
 
     disk = scratch / "small-disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode:
         return {"skipped": f"mount -t tmpfs failed: {mounted.stderr.decode().strip() or 'needs root'}"}
     try:
@@ -259,8 +259,10 @@ def full_disk_under_load(command: list[str], settings: dict, scratch: Path, quer
             full = asyncio.run(load(url, queries, lasting(args, 10), smar_request))
             said_full = httpx.get(f"{url}/readyz").json()["problems"].get("search_log")
             for segment in disk.rglob("*.jsonl"):
-                segment.unlink()  # the space freed: the writer opens a new segment at its next batch
-            asyncio.run(load(url, queries, lasting(args, 3), smar_request))
+                segment.unlink()  # the space freed: a second later the writer opens a new segment
+            for query in queries[:8]:  # a few searches (a load would fill the 64 KiB again at once)
+                httpx.post(f"{url}/search", json={"query": query, "k": args.k})
+                time.sleep(0.25)
             said_freed = httpx.get(f"{url}/readyz").json()["problems"].get("search_log")
     finally:
         subprocess.run(["umount", str(disk)], check=False)

@@ -13,7 +13,8 @@ For each seed, on the dataset (default: the default catalog), whose test split n
 4. `from-logs` twice, position bias corrected and not (split by query: the simulation lasts
    minutes, not days);
 5. a model trained on each of those datasets alone, with the champion's settings and seed;
-6. every model ranks the dataset's test queries: Recall@10 and NDCG@10 against the true labels.
+6. every model ranks the dataset's test queries: Recall@10 and NDCG@10 against the true labels,
+   and the corrected-minus-uncorrected difference gets a paired bootstrap interval per seed.
 Writes benchmarks/results/learning-loop.{json,md}, after every seed.
 """
 
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,12 +61,14 @@ def main() -> None:
     base = load_config(args.params)
     runs = []
     for seed in args.seeds:
-        runs.append(one_seed(base, args.data, scratch / f"seed-{seed}", seed, args.searches))
+        first_features = scratch / f"seed-{args.seeds[0]}" / "champion" / "features"  # one catalog: made once
+        runs.append(one_seed(base, args.data, scratch / f"seed-{seed}", seed, args.searches, first_features))
         print(json.dumps(runs[-1]), flush=True)
         write(runs, args)
 
 
-def one_seed(base, data: Path, scratch: Path, seed: int, searches: int) -> dict:
+def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features: Path) -> dict:
+    from smar.core.intervals import paired_bootstrap
     from smar.core.paths import Paths
     from smar.data.dataset import load_dataset
     from smar.traffic.dataset import from_logs
@@ -73,7 +77,7 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int) -> dict:
 
     config = base.model_copy(update={"train": base.train.model_copy(update={"seed": seed})})
     champion = Paths(data, scratch / "champion")
-    shipped(config, champion)
+    shipped(config, champion, features)
     log = SearchLog(scratch / "log", max_bytes=64 << 20, max_seconds=3600).start()
     with served(config, champion, log) as url:
         started = time.perf_counter()
@@ -84,7 +88,8 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int) -> dict:
     truth = load_dataset(data)
     relevant, texts = truth.relevant_items("test"), truth.queries.set_index("query_id")["text"]
     run = {"seed": seed, "sent": sent, "simulate_seconds": round(simulate_seconds, 1), "models": {}, "datasets": {}}
-    run["models"]["champion"] = scores(champion, relevant, texts)
+    per_query = {}
+    run["models"]["champion"], per_query["champion"] = scores(champion, relevant, texts)
     for name, bias in (("logs, bias corrected", "explored"), ("logs, not corrected", "none")):
         built = scratch / f"data-{bias}"
         settings = config.from_logs.model_copy(update={"position_bias": bias, "split_by": "query", "seed": seed})
@@ -95,15 +100,27 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int) -> dict:
             "examination": manifest["source"]["examination"],
         }
         trained = Paths(built, scratch / f"model-{bias}")
-        shipped(config, trained)
-        run["models"][name] = scores(trained, relevant, texts)
+        shipped(config, trained, champion.outputs / "features")
+        run["models"][name], per_query[name] = scores(trained, relevant, texts)
+    corrected, not_corrected = per_query["logs, bias corrected"], per_query["logs, not corrected"]
+    run["corrected_minus_not"] = {  # paired over the test queries: how sure this seed's difference is
+        key: asdict(paired_bootstrap(corrected[key] - not_corrected[key], seed=seed))
+        for key in ("ndcg_at_10", "recall_at_10")
+    }
     return run
 
 
-def shipped(config, paths) -> None:
-    """validate -> featurize -> train -> export -> index, untracked."""
+def shipped(config, paths, features_from: Path | None = None) -> None:
+    """validate -> featurize -> train -> export -> index, untracked. With `features_from` (an
+    earlier run on the same catalog), its feature shards are hard-linked in first: featurize
+    then reuses every item shard (they are keyed by their inputs) and encodes only the queries."""
+    import os
+    import shutil
+
     from smar.pipeline import steps
 
+    if features_from is not None and features_from.is_dir() and not paths.outputs.joinpath("features").exists():
+        shutil.copytree(features_from, paths.outputs / "features", copy_function=os.link)
     for step in (steps.validate, steps.featurize, steps.train, steps.export, steps.build_index):
         step(config, paths)
 
@@ -146,16 +163,19 @@ def served(config, paths, log):
         thread.join(timeout=30)
 
 
-def scores(paths, relevant: dict, texts) -> dict:
-    """Recall@10 and NDCG@10 of the model at `paths` on the true test queries."""
-    from smar.core.metrics import retrieval_metrics
+def scores(paths, relevant: dict, texts) -> tuple[dict, dict]:
+    """Recall@10, NDCG@10 and Recall@50 of the model at `paths` on the true test queries: their
+    means, and each query's (arrays in query order)."""
+    import numpy as np
+
+    from smar.core.metrics import per_query_metrics
     from smar.retrieval.retriever import Retriever
 
-    query_ids = sorted(relevant)
+    query_ids = sorted(q for q in relevant if relevant[q])
     hits = Retriever(paths.model.root, paths.index.root).search([texts[q] for q in query_ids], 50)
-    rankings = dict(zip(query_ids, (list(found) for found in hits.item_ids)))
-    metrics = retrieval_metrics(rankings, relevant, ks=(10, 50))
-    return {key: round(metrics[key], 4) for key in ("recall_at_10", "ndcg_at_10", "recall_at_50")}
+    rows = [per_query_metrics(list(found), relevant[q]) for q, found in zip(query_ids, hits.item_ids)]
+    each = {key: np.array([row[key] for row in rows]) for key in ("recall_at_10", "ndcg_at_10", "recall_at_50")}
+    return {key: round(float(values.mean()), 4) for key, values in each.items()}, each
 
 
 def label_precision(built: Path, data: Path) -> float:
@@ -206,6 +226,19 @@ def write(runs: list[dict], args) -> None:
         lines.append(
             f"| {name} | {statistics.mean(b['counts']['queries'] for b in built):.0f} | "
             f"{statistics.mean(b['counts']['qrels'] for b in built):.0f} | {spread(b['precision'] for b in built)} |"
+        )
+    lines += [
+        "",
+        "Bias corrected minus not corrected, each seed paired over its test queries (mean [95% interval]):",
+        "",
+        "| seed | test queries | ndcg@10 | recall@10 |",
+        "|---|---|---|---|",
+    ]
+    for run in runs:
+        ndcg, recall = (run["corrected_minus_not"][key] for key in ("ndcg_at_10", "recall_at_10"))
+        lines.append(
+            f"| {run['seed']} | {ndcg['queries']} | {ndcg['mean']:+.4f} [{ndcg['low']:+.4f}, {ndcg['high']:+.4f}] | "
+            f"{recall['mean']:+.4f} [{recall['low']:+.4f}, {recall['high']:+.4f}] |"
         )
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "learning-loop.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")

@@ -82,13 +82,16 @@ class Retriever:
 
     def search(self, queries: list[str], k: int = 10) -> Hits:
         """Top-k item ids and scores for each query text, best first."""
-        import numpy as np
-
         if not queries:
             return Hits([], [], [])
-        vectors, views = self.encode(queries)
-        item_ids: list[list[str]] = [[] for _ in queries]
-        scores: list[list[float]] = [[] for _ in queries]
+        return self.search_encoded(*self.encode(queries), k)
+
+    def search_encoded(self, vectors, views: list[str], k: int = 10) -> Hits:
+        """`search` for queries already encoded (`encode`'s vectors and views)."""
+        import numpy as np
+
+        item_ids: list[list[str]] = [[] for _ in views]
+        scores: list[list[float]] = [[] for _ in views]
         for view, index in self.indexes.items():
             rows = np.array([row for row, chosen in enumerate(views) if chosen == view], dtype=np.int64)
             if not len(rows):

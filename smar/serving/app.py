@@ -4,6 +4,7 @@
     POST /events   {"search_id": ..., "item_id": ..., "event": "click"} (or a list): what the shopper did
     GET  /healthz  the process is up          GET /readyz   a model is loaded (503 until then)
     GET  /version  model version, data hash, git commit
+    GET  /metrics  Prometheus' text format: requests, latencies, batches, model, log (smar.serving.metrics)
     GET  /images/{item_id}  the item's thumbnail  GET /         the search page
 
 The model answering is the one an `AliasFollower` (smar.serving.follower) keeps current on
@@ -39,6 +40,7 @@ from smar.core.config import ServeConfig
 from smar.core.contract import EVENTS
 from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower, LoadedModel
+from smar.serving.metrics import Instrumented, ServingMetrics
 from smar.traffic.log import SearchLog, hash_user, now
 
 log = logging.getLogger(__name__)
@@ -101,9 +103,11 @@ def create_app(follower: AliasFollower, settings: ServeConfig, search_log: Searc
     app = FastAPI(
         title="smar", summary="Multimodal product search", docs_url="/docs", redoc_url=None, lifespan=lifespan
     )
-    batcher = Batcher(follower, settings.max_batch)
+    metrics = ServingMetrics(follower, search_log)
+    app.add_middleware(Instrumented, metrics=metrics)
+    batcher = Batcher(follower, settings.max_batch, metrics)
     add_error_handlers(app, settings)
-    add_status_routes(app, follower, search_log)
+    add_status_routes(app, follower, search_log, metrics)
     add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log)
     add_events_route(app, search_log)
     add_page_routes(app, follower)
@@ -153,8 +157,11 @@ def ready_model(follower: AliasFollower) -> LoadedModel:
     return model
 
 
-def add_status_routes(app: FastAPI, follower: AliasFollower, search_log: SearchLog | None) -> None:
-    """GET /healthz, /readyz (ready while a model answers, whatever else is wrong) and /version."""
+def add_status_routes(
+    app: FastAPI, follower: AliasFollower, search_log: SearchLog | None, metrics: ServingMetrics
+) -> None:
+    """GET /healthz, /readyz (ready while a model answers, whatever else is wrong), /version and
+    /metrics (Prometheus' text format, smar.serving.metrics)."""
 
     @app.get("/healthz")
     def healthz():
@@ -172,6 +179,11 @@ def add_status_routes(app: FastAPI, follower: AliasFollower, search_log: SearchL
     @app.get("/version")
     def version():
         return ready_model(follower).info | {"alias": follower.alias}
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 def add_search_route(

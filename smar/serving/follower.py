@@ -68,6 +68,8 @@ class AliasFollower:
     tracking_uri: str | None = None  # None: MLflow's configured store
     current: LoadedModel | None = None
     problems: dict[str, str] = field(default_factory=dict)  # "registry" / "load" -> what went wrong
+    poll_failures: int = 0  # registry polls that failed (smar_registry_poll_failures_total)
+    load_failures: int = 0  # versions that failed to load (smar_model_load_failures_total)
     _failed_version: str | None = None
     _client: MlflowClient | None = None
     _client_uri: str | None = None
@@ -83,6 +85,7 @@ class AliasFollower:
         try:
             version = str(self._client.get_model_version_by_alias(self.model_name, self.alias).version)
         except Exception as error:  # unreachable store, no such alias: keep what we have
+            self.poll_failures += 1
             self._problem("registry", f"cannot resolve {self.model_name}@{self.alias}: {_short(error)}")
             return
         self.problems.pop("registry", None)
@@ -95,6 +98,7 @@ class AliasFollower:
         try:
             loaded = load_version(self.model_name, version, self._client)
         except Exception as error:
+            self.load_failures += 1
             self._failed_version = version
             keeping = f"; still serving version {self.current.version}" if self.current else ""
             self._problem("load", f"version {version} failed to load: {_short(error)}{keeping}")

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -120,6 +121,54 @@ def test_health_readiness_and_version(service, trained):
     )
     assert info["data_hash"] == dvc_directory_md5(paths.data)
     assert info["git_commit"] and info["run_id"] == tracking.run_id_of(paths.model.root)
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    """GET /metrics, as {(sample name, labels...): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(f"{url}/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_what_was_served_under_the_documented_names(service, trained):
+    url, follower, _ = service
+    before = scrape(url)
+    for query in ("mug", "red scarf", "wool"):
+        assert httpx.post(f"{url}/search", json={"query": query, "k": 3}).status_code == 200
+    assert httpx.post(f"{url}/search", json={"query": ""}).status_code == 422
+    after = scrape(url)
+
+    def grew(name: str, **labels) -> float:
+        key = (name, *sorted(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("smar_requests_total", route="/search", status="200") == 3
+    assert grew("smar_requests_total", route="/search", status="422") == 1
+    assert grew("smar_request_duration_seconds_count", route="/search") == 4
+    assert grew("smar_queue_duration_seconds_count") == 3 and grew("smar_batch_size_sum") == 3
+    assert grew("smar_encode_duration_seconds_count") >= 1 and grew("smar_search_duration_seconds_count") >= 1
+    version = follower.current.version
+    assert after[("smar_model_info", ("alias", "champion"), ("model_name", MODEL_NAME), ("version", version))] == 1
+    items = len(pd.read_parquet(trained[1].data / "items.parquet"))
+    assert after[("smar_index_items", ("view", "multimodal"))] == items
+    deadline = time.monotonic() + 10  # the log's thread writes them a moment later
+    while grew("smar_log_records_total", kind="searches") < 3:
+        assert time.monotonic() < deadline, "the three searches never reached the log's count"
+        time.sleep(0.1)
+        after = scrape(url)
+    page = (PROJECT / "docs" / "serving.md").read_text()
+    table = page[page.index("## Metrics") :].split("\n\n")[2]  # the section's table: one metric (or two) a row
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`(smar_\w+)`", row.split("|")[1])}
+    assert len(documented) == 12
+    exported = {name for name, *_ in after}
+    for name in documented:  # a histogram exports _bucket, _count and _sum
+        assert name in exported or f"{name}_count" in exported, f"{name} is documented but not exported"
 
 
 def test_search_returns_titled_items_with_fetchable_images(service, trained):

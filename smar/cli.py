@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build datasets in the data contract.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-registry_app = typer.Typer(help="The model registry's champion: promote, roll back, history.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="The model registry's champion: promote, roll back, history, compare on live traffic.", no_args_is_help=True
+)
 app.add_typer(registry_app, name="registry")
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Parameters file (params.yaml layout).")]
@@ -499,6 +501,30 @@ def registry_history(params: ParamsOption = Path("params.yaml")) -> None:
             continue
         typer.echo(f"{event['promoted_at']}  v{moved} {event['reason']} {metrics}".rstrip())
     typer.echo(f"champion: version {current_champion(client, name) or 'none'}")
+
+
+@registry_app.command("compare")
+def registry_compare(
+    log_dir: Annotated[Path, typer.Option(help="The search log (serve.log_dir).")] = Path("outputs/search-log"),
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Of the preference's interval.")] = 0.95,
+) -> None:
+    """Champion against challenger on live traffic: the interleaved searches in the log, won,
+    lost and tied by the challenger, and how sure the preference is (serve.experiment_share)."""
+    from smar.traffic.interleaving import logged_outcomes, preference
+
+    compared = logged_outcomes(log_dir)
+    if not compared:
+        typer.echo(f"no interleaved searches in {log_dir}: set serve.experiment_share above 0 (docs/serving.md)")
+        return
+    typer.echo("model  champion  challenger  searches  wins  losses  ties  challenger preferred  interval  verdict")
+    for (name, champion, challenger), outcomes in sorted(compared.items()):
+        found = preference(outcomes, confidence)
+        share = f"{found.share:.3f}" if found.share is not None else "-"
+        interval = f"[{found.low:.3f}, {found.high:.3f}]" if found.low is not None else "-"
+        typer.echo(
+            f"{name}  v{champion}  v{challenger}  {found.searches:,}  {found.wins:,}  {found.losses:,}  "
+            f"{found.ties:,}  {share}  {interval} ({confidence:.0%})  {found.verdict}"
+        )
 
 
 def main() -> None:

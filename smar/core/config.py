@@ -322,6 +322,14 @@ class ServeConfig(_Section):
         le=1.0,
         description="Share of searches shown k of the top 2k in random order: the log's evidence of position bias.",
     )
+    experiment_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of searches answered by interleaving the champion's and the challenger's rankings "
+        "(docs/serving.md#champion-and-challenger-on-live-traffic); 0: off, no challenger loaded.",
+    )
+    challenger_alias: str = Field("challenger", description="The alias an experiment's challenger is followed on.")
 
 
 class FromLogsConfig(_Section):

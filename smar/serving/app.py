@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from smar.core.config import ServeConfig
 from smar.core.contract import EVENTS
 from smar.serving.batcher import Batcher
+from smar.serving.experiment import Experiment
 from smar.serving.follower import AliasFollower, LoadedModel
 from smar.serving.metrics import Instrumented, ServingMetrics
 from smar.traffic.log import SearchLog, hash_user, now
@@ -90,9 +91,15 @@ EVENTS_HINT = f'send {{"search_id": "...", "item_id": "...", "event": "{" | ".jo
 HOST = socket.gethostname()
 
 
-def create_app(follower: AliasFollower, settings: ServeConfig, search_log: SearchLog | None = None) -> FastAPI:
+def create_app(
+    follower: AliasFollower,
+    settings: ServeConfig,
+    search_log: SearchLog | None = None,
+    challenger: AliasFollower | None = None,
+) -> FastAPI:
     """The service; with a `search_log`, every search is logged and POST /events is open (the log is
-    closed when the service shuts down)."""
+    closed when the service shuts down); with a `challenger` and `settings.experiment_share`, that
+    share of searches is interleaved (smar.serving.experiment)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -106,10 +113,13 @@ def create_app(follower: AliasFollower, settings: ServeConfig, search_log: Searc
     metrics = ServingMetrics(follower, search_log)
     app.add_middleware(Instrumented, metrics=metrics)
     batcher = Batcher(follower, settings.max_batch, metrics)
+    experiment = None
+    if challenger is not None and settings.experiment_share > 0:
+        experiment = Experiment(challenger, settings.experiment_share, settings.max_batch, metrics)
     add_error_handlers(app, settings)
-    add_status_routes(app, follower, search_log, metrics)
-    add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log)
-    add_events_route(app, search_log)
+    add_status_routes(app, follower, search_log, metrics, experiment)
+    add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log, experiment)
+    add_events_route(app, search_log, experiment)
     add_page_routes(app, follower)
     return app
 
@@ -158,7 +168,11 @@ def ready_model(follower: AliasFollower) -> LoadedModel:
 
 
 def add_status_routes(
-    app: FastAPI, follower: AliasFollower, search_log: SearchLog | None, metrics: ServingMetrics
+    app: FastAPI,
+    follower: AliasFollower,
+    search_log: SearchLog | None,
+    metrics: ServingMetrics,
+    experiment: Experiment | None,
 ) -> None:
     """GET /healthz, /readyz (ready while a model answers, whatever else is wrong), /version and
     /metrics (Prometheus' text format, smar.serving.metrics)."""
@@ -173,6 +187,8 @@ def add_status_routes(
         problems = dict(follower.problems)
         if search_log is not None and search_log.problem:
             problems["search_log"] = search_log.problem
+        if experiment is not None and experiment.challenger.problems:  # the champion keeps answering alone
+            problems["experiment"] = "; ".join(experiment.challenger.problems.values())
         body = {"ready": model is not None, "model_version": model.version if model else None, "problems": problems}
         return JSONResponse(body, status_code=200 if model else 503)
 
@@ -193,8 +209,10 @@ def add_search_route(
     request_model: type[BaseModel],
     settings: ServeConfig,
     search_log: SearchLog | None,
+    experiment: Experiment | None,
 ) -> None:
-    """POST /search, answered through the batcher, logged with its search_id."""
+    """POST /search, answered through the batcher (or interleaved with the challenger's answer),
+    logged with its search_id."""
     explore = random.Random()
 
     @app.post(
@@ -203,14 +221,22 @@ def add_search_route(
     )
     async def search(http: Request):
         request = parse_body(await http.body(), request_model.model_validate)
-        ready_model(follower)
-        explored = search_log is not None and explore.random() < settings.explore_share
+        champion = ready_model(follower)
+        search_id, sides, challenger_version = uuid.uuid4().hex, None, None
+        interleaved = experiment is not None and experiment.wants(champion.version)
+        explored = not interleaved and search_log is not None and explore.random() < settings.explore_share
         depth = 2 * request.k if explored else request.k
-        model, item_ids, scores, view = await asyncio.wrap_future(batcher.submit(request.query, depth))
+        answer = batcher.submit(request.query, depth)
+        if interleaved:
+            model, view, challenger_version, item_ids, scores, sides = await experiment.interleave(
+                answer, request.query, request.k
+            )
+            experiment.remember(search_id, sides)
+        else:
+            model, item_ids, scores, view = await asyncio.wrap_future(answer)
         if explored:  # k of the top 2k, in random order: what is shown no longer depends on the ranking's order
             shown = explore.sample(range(len(item_ids)), min(request.k, len(item_ids)))
             item_ids, scores = [item_ids[i] for i in shown], [scores[i] for i in shown]
-        search_id = uuid.uuid4().hex
         if search_log is not None:
             search_log.search(
                 {
@@ -226,6 +252,8 @@ def add_search_route(
                     "explored": explored,
                     "item_ids": list(item_ids),
                     "scores": [float(score) for score in scores],
+                    "sides": sides,
+                    "challenger_version": challenger_version,
                     "host": HOST,
                 }
             )
@@ -252,7 +280,7 @@ def add_search_route(
         )  # a Response skips FastAPI's generic (slow) encoder
 
 
-def add_events_route(app: FastAPI, search_log: SearchLog | None) -> None:
+def add_events_route(app: FastAPI, search_log: SearchLog | None, experiment: Experiment | None) -> None:
     """POST /events: one event or a list of them, validated whole, logged without waiting on the disk."""
 
     @app.post(
@@ -277,6 +305,8 @@ def add_events_route(app: FastAPI, search_log: SearchLog | None) -> None:
         time = now()
         for event in received:
             search_log.event({"time": time, **event.model_dump(), "host": HOST})
+            if experiment is not None:
+                experiment.credit(event.search_id, event.position)
         return {"accepted": len(received)}
 
 
@@ -304,6 +334,12 @@ def serve(settings: ServeConfig, model_name: str) -> None:
         os.environ.setdefault(name, value)
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
+    challenger = None
+    if settings.experiment_share > 0:
+        challenger = AliasFollower(model_name, settings.challenger_alias, settings.poll_seconds)
+        challenger.start()
+        share = 100 * settings.experiment_share
+        log.info("interleaving %.0f%% of searches with %s@%s", share, model_name, challenger.alias)
     search_log = None
     if settings.log:
         search_log = SearchLog(settings.log_dir, int(settings.log_rotate_mb * 2**20), settings.log_rotate_minutes * 60)
@@ -312,4 +348,5 @@ def serve(settings: ServeConfig, model_name: str) -> None:
     log.info(
         "serving %s@%s on http://%s:%d (search page at /)", model_name, settings.alias, settings.host, settings.port
     )
-    uvicorn.run(create_app(follower, settings, search_log), host=settings.host, port=settings.port, log_level="warning")
+    app = create_app(follower, settings, search_log, challenger)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

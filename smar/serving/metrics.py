@@ -16,6 +16,8 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from smar.traffic.interleaving import SIDES
+
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -40,6 +42,18 @@ class ServingMetrics:
         self.batch_size = Histogram(
             "smar_batch_size", "Searches answered together.", registry=self.registry, buckets=BATCH_SIZES
         )
+        self.experiment_searches = Counter(
+            "smar_experiment_searches", "Searches answered by interleaving.", registry=self.registry
+        )
+        self.experiment_impressions = Counter(
+            "smar_experiment_impressions", "Interleaved results shown, by side.", ["side"], registry=self.registry
+        )
+        self.experiment_credits = Counter(
+            "smar_experiment_credits", "Events on interleaved results, by side.", ["side"], registry=self.registry
+        )
+        for side in SIDES:  # exported from the start, at 0
+            self.experiment_impressions.labels(side)
+            self.experiment_credits.labels(side)
         self.registry.register(_ServiceState(follower, search_log))
 
     def exposition(self) -> tuple[bytes, str]:

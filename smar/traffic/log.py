@@ -61,6 +61,8 @@ FIELDS = {
         "explored": "bool",  # shown in random order from a deeper list, for position-bias estimation
         "item_ids": "list<string>",  # as shown: position 1 first
         "scores": "list<float>",
+        "sides": "list<string>",  # interleaved: the side that picked each result (champion, challenger); else null
+        "challenger_version": "string",  # interleaved: the challenger's version
         "host": "string",
     },
     "events": {

@@ -26,7 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageStat
+from typer.testing import CliRunner
 
+from smar import cli
 from smar.core import tracking
 from smar.core.config import SmarConfig, load_config
 from smar.core.paths import ModelFiles, Paths
@@ -35,6 +37,7 @@ from smar.pipeline import steps
 from smar.registry.register import log_version
 from smar.serving.app import create_app
 from smar.traffic.dataset import from_logs, normalise, query_id
+from smar.traffic.interleaving import logged_outcomes
 from smar.traffic.log import SearchLog, hash_user, read_log
 from smar.traffic.shoppers import simulate
 from tests.browser import chromium
@@ -165,7 +168,7 @@ def test_metrics_count_what_was_served_under_the_documented_names(service, train
     page = (PROJECT / "docs" / "serving.md").read_text()
     table = page[page.index("## Metrics") :].split("\n\n")[2]  # the section's table: one metric (or two) a row
     documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`(smar_\w+)`", row.split("|")[1])}
-    assert len(documented) == 12
+    assert len(documented) == 15
     exported = {name for name, *_ in after}
     for name in documented:  # a histogram exports _bucket, _count and _sum
         assert name in exported or f"{name}_count" in exported, f"{name} is documented but not exported"
@@ -332,6 +335,51 @@ def test_a_log_that_cannot_be_written_shows_on_readyz_while_searches_answer(serv
         assert "cannot write the searches log" in ready.json()["problems"]["search_log"]
         assert httpx.post(f"{url}/search", json={"query": "mug"}).status_code == 200
     log.close()
+
+
+def test_an_experiment_interleaves_champion_and_challenger_and_credits_each_side(service, trained, tmp_path):
+    """experiment_share 1: every search team-drafts the champion's and the challenger's rankings
+    (two versions of the same model here, so the page is the champion's own top k); the log
+    says which side picked each result, and an event credits that side on /metrics."""
+    from mlflow import MlflowClient
+
+    from smar.serving.follower import AliasFollower
+
+    _, follower, versions = service
+    config, _ = trained
+    champion = follower.current.version
+    rival = next(v for key, v in versions.items() if key != "broken" and v != champion)
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "challenger", rival)
+    challenger = AliasFollower(MODEL_NAME, "challenger", poll_seconds=0.2)
+    challenger.start()
+    log = SearchLog(tmp_path / "log", max_bytes=1 << 20, max_seconds=3600).start()
+    settings = config.serve.model_copy(update={"experiment_share": 1.0, "explore_share": 0.5})
+    with running(create_app(follower, settings, log, challenger)) as url:
+        wait_for(lambda: challenger.current is not None, "the challenger to load")
+        searches = [httpx.post(f"{url}/search", json={"query": "red mug", "k": 10}).json() for _ in range(5)]
+        before = scrape(url)
+        clicked = {"search_id": searches[0]["search_id"], "item_id": searches[0]["results"][1]["item_id"]}
+        assert httpx.post(f"{url}/events", json=clicked | {"event": "click", "position": 2}).status_code == 202
+        after = scrape(url)
+    challenger.stop()
+    log.close()
+    records = read_log(tmp_path / "log", "searches").records.set_index("search_id")
+    for search in searches:
+        record = records.loc[search["search_id"]]
+        assert record["challenger_version"] == rival and not record["explored"]  # interleaved, never explored
+        assert sorted(record["sides"]) == ["challenger"] * 5 + ["champion"] * 5  # the picks stay balanced
+        assert [r["item_id"] for r in search["results"]] == [r["item_id"] for r in searches[0]["results"]]
+    credited = ("smar_experiment_credits_total", ("side", records.loc[clicked["search_id"], "sides"][1]))
+    assert after[credited] - before.get(credited, 0.0) == 1
+    assert after[("smar_experiment_searches_total",)] == 5
+    assert after[("smar_experiment_impressions_total", ("side", "champion"))] == 25
+
+    [(key, outcomes)] = logged_outcomes(tmp_path / "log").items()  # what `smar registry compare` reads
+    side = records.loc[clicked["search_id"], "sides"][1]
+    assert key == (MODEL_NAME, champion, rival) and sorted(outcomes, key=str) == [None] * 4 + [side]
+    shown = CliRunner().invoke(cli.app, ["registry", "compare", "--log-dir", str(tmp_path / "log")])
+    assert shown.exit_code == 0 and f"v{champion}  v{rival}  5  " in shown.output
+    assert "not distinguishable" in shown.output  # one decided search says nothing yet
 
 
 def test_with_the_log_off_searches_answer_and_events_are_refused(service, trained):

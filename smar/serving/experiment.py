@@ -1,0 +1,60 @@
+"""Champion and challenger on live traffic: a share of searches answered by team-draft interleaving.
+
+With `serve.experiment_share` above 0, `smar serve` also follows the alias `challenger` (which
+registration sets on every new version) and answers that share of searches with both
+rankings interleaved (smar.traffic.interleaving): each result is tagged, in the search log,
+with the side that picked it (`sides`, and `challenger_version`). Shoppers' events credit the
+side whose item they acted on; `smar registry compare` reads the log and says which side
+shoppers prefer, and how sure that is. The challenger is loaded beside the champion (twice
+the serving memory) and answered through a batcher of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import OrderedDict
+
+from smar.serving.batcher import Batcher
+from smar.serving.follower import AliasFollower
+from smar.traffic.interleaving import team_draft
+
+RECENT_SEARCHES = 100_000  # interleaved searches whose sides are kept in memory, to credit their events
+
+
+class Experiment:
+    def __init__(self, challenger: AliasFollower, share: float, max_batch: int, metrics=None):
+        self.challenger, self.share, self.metrics = challenger, share, metrics
+        self.batcher = Batcher(challenger, max_batch)
+        self.rng = random.Random()
+        self._sides: OrderedDict[str, list[str]] = OrderedDict()
+
+    def wants(self, champion_version: str) -> bool:
+        """Whether this search is interleaved: a share of them, while a challenger other than the champion is loaded."""
+        rival = self.challenger.current
+        return rival is not None and rival.version != champion_version and self.rng.random() < self.share
+
+    async def interleave(self, champion_answer, query: str, k: int):
+        """The champion's answer (a batcher future) and the challenger's, team-drafted into k results:
+        (champion model, its index view, challenger version, item ids, their scores, their sides)."""
+        (model, first, first_scores, view), (rival, second, second_scores, _) = await asyncio.gather(
+            asyncio.wrap_future(champion_answer), asyncio.wrap_future(self.batcher.submit(query, k))
+        )
+        item_ids, sides = team_draft(first, second, k, self.rng)
+        scores = {"champion": dict(zip(first, first_scores)), "challenger": dict(zip(second, second_scores))}
+        return model, view, rival.version, item_ids, [scores[side][item] for item, side in zip(item_ids, sides)], sides
+
+    def remember(self, search_id: str, sides: list[str]) -> None:
+        self._sides[search_id] = sides
+        if len(self._sides) > RECENT_SEARCHES:
+            self._sides.popitem(last=False)
+        if self.metrics is not None:
+            self.metrics.experiment_searches.inc()
+            for side in sides:
+                self.metrics.experiment_impressions.labels(side).inc()
+
+    def credit(self, search_id: str, position: int | None) -> None:
+        """An event on an interleaved search: credit the side whose item sat at `position`."""
+        sides = self._sides.get(search_id)
+        if sides is not None and position is not None and 1 <= position <= len(sides) and self.metrics is not None:
+            self.metrics.experiment_credits.labels(sides[position - 1]).inc()

@@ -329,6 +329,13 @@ class ServeConfig(_Section):
         description="Share of searches answered by interleaving the champion's and the challenger's rankings "
         "(docs/serving.md#champion-and-challenger-on-live-traffic); 0: off, no challenger loaded.",
     )
+    shadow_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of searches the challenger also ranks, unseen: its ranking and its overlap with the "
+        "champion's go to the search log (shadow) and /metrics; 0: off.",
+    )
     challenger_alias: str = Field("challenger", description="The alias an experiment's challenger is followed on.")
 
 

@@ -114,8 +114,10 @@ def create_app(
     app.add_middleware(Instrumented, metrics=metrics)
     batcher = Batcher(follower, settings.max_batch, metrics)
     experiment = None
-    if challenger is not None and settings.experiment_share > 0:
-        experiment = Experiment(challenger, settings.experiment_share, settings.max_batch, metrics)
+    if challenger is not None and (settings.experiment_share > 0 or settings.shadow_share > 0):
+        experiment = Experiment(
+            challenger, settings.experiment_share, settings.max_batch, metrics, settings.shadow_share, search_log
+        )
     add_error_handlers(app, settings)
     add_status_routes(app, follower, search_log, metrics, experiment)
     add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log, experiment)
@@ -237,6 +239,9 @@ def add_search_route(
         if explored:  # k of the top 2k, in random order: what is shown no longer depends on the ranking's order
             shown = explore.sample(range(len(item_ids)), min(request.k, len(item_ids)))
             item_ids, scores = [item_ids[i] for i in shown], [scores[i] for i in shown]
+        elif not interleaved and experiment is not None and experiment.shadows(model.version):
+            shadowed = {"time": now(), "model_name": follower.model_name, "host": HOST}
+            experiment.shadow(search_id, request.query, list(item_ids), model.version, shadowed)
         if search_log is not None:
             search_log.search(
                 {
@@ -335,11 +340,16 @@ def serve(settings: ServeConfig, model_name: str) -> None:
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
     challenger = None
-    if settings.experiment_share > 0:
+    if settings.experiment_share > 0 or settings.shadow_share > 0:
         challenger = AliasFollower(model_name, settings.challenger_alias, settings.poll_seconds)
         challenger.start()
-        share = 100 * settings.experiment_share
-        log.info("interleaving %.0f%% of searches with %s@%s", share, model_name, challenger.alias)
+        log.info(
+            "interleaving %.0f%% of searches with %s@%s, shadowing %.0f%%",
+            100 * settings.experiment_share,
+            model_name,
+            challenger.alias,
+            100 * settings.shadow_share,
+        )
     search_log = None
     if settings.log:
         search_log = SearchLog(settings.log_dir, int(settings.log_rotate_mb * 2**20), settings.log_rotate_minutes * 60)

@@ -1,4 +1,5 @@
-"""Champion and challenger on live traffic: a share of searches answered by team-draft interleaving.
+"""Champion and challenger on live traffic: a share of searches answered by team-draft interleaving,
+and a share ranked by the challenger unseen (shadow).
 
 With `serve.experiment_share` above 0, `smar serve` also follows the alias `challenger` (which
 registration sets on every new version) and answers that share of searches with both
@@ -6,7 +7,9 @@ rankings interleaved (smar.traffic.interleaving): each result is tagged, in the 
 with the side that picked it (`sides`, and `challenger_version`). Shoppers' events credit the
 side whose item they acted on; `smar registry compare` reads the log and says which side
 shoppers prefer, and how sure that is. The challenger is loaded beside the champion (twice
-the serving memory) and answered through a batcher of its own.
+the serving memory) and answered through a batcher of its own. With `serve.shadow_share`, that
+share of the other searches is ranked by the challenger too, after the champion has answered,
+never shown: its top k and their overlap with the champion's go to the log (kind `shadow`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ RECENT_SEARCHES = 100_000  # interleaved searches whose sides are kept in memory
 
 
 class Experiment:
-    def __init__(self, challenger: AliasFollower, share: float, max_batch: int, metrics=None):
+    def __init__(
+        self,
+        challenger: AliasFollower,
+        share: float,
+        max_batch: int,
+        metrics=None,
+        shadow_share: float = 0.0,
+        search_log=None,
+    ):
         self.challenger, self.share, self.metrics = challenger, share, metrics
+        self.shadow_share, self.search_log = shadow_share, search_log
         self.batcher = Batcher(challenger, max_batch)
         self.rng = random.Random()
         self._sides: OrderedDict[str, list[str]] = OrderedDict()
@@ -33,6 +45,38 @@ class Experiment:
         """Whether this search is interleaved: a share of them, while a challenger other than the champion is loaded."""
         rival = self.challenger.current
         return rival is not None and rival.version != champion_version and self.rng.random() < self.share
+
+    def shadows(self, champion_version: str) -> bool:
+        """Whether the challenger also ranks this search, unseen."""
+        rival = self.challenger.current
+        return rival is not None and rival.version != champion_version and self.rng.random() < self.shadow_share
+
+    def shadow(self, search_id: str, query: str, shown: list[str], champion_version: str, record: dict) -> None:
+        """The challenger ranks `query` in its own batcher, off the request's path; its top k and
+        their overlap with the champion's (`shown`) go to the log's shadow records and /metrics."""
+        k = len(shown)
+
+        def done(answer) -> None:
+            if answer.exception() is not None or not k:
+                return
+            rival, item_ids, scores, _ = answer.result()
+            overlap = len(set(item_ids) & set(shown)) / k
+            if self.metrics is not None:
+                self.metrics.shadow_overlap.observe(overlap)
+            if self.search_log is not None:
+                self.search_log.shadow(
+                    record
+                    | {
+                        "search_id": search_id,
+                        "champion_version": champion_version,
+                        "challenger_version": rival.version,
+                        "item_ids": list(item_ids),
+                        "scores": [float(score) for score in scores],
+                        "overlap": overlap,
+                    }
+                )
+
+        self.batcher.submit(query, k).add_done_callback(done)
 
     async def interleave(self, champion_answer, query: str, k: int):
         """The champion's answer (a batcher future) and the challenger's, team-drafted into k results:

@@ -51,6 +51,12 @@ class ServingMetrics:
         self.experiment_credits = Counter(
             "smar_experiment_credits", "Events on interleaved results, by side.", ["side"], registry=self.registry
         )
+        self.shadow_overlap = Histogram(
+            "smar_shadow_overlap",
+            "Share of the champion's top k the challenger's top k holds, per shadowed search.",
+            registry=self.registry,
+            buckets=tuple(n / 10 for n in range(11)),
+        )
         for side in SIDES:  # exported from the start, at 0
             self.experiment_impressions.labels(side)
             self.experiment_credits.labels(side)

@@ -3,6 +3,7 @@
     LOG_DIR/searches/<opened>-<host>-<pid>-<n>.jsonl     the segment being written: a JSON object a line
     LOG_DIR/searches/<opened>-<host>-<pid>-<n>.parquet   a closed segment (rotated, or the server stopped)
     LOG_DIR/events/...                                   the same for shopper events
+    LOG_DIR/shadow/...                                   the challenger's rankings of searches it did not answer
 
 Each server process writes segments of its own (host and pid in the name), so any number of
 `smar serve` hosts share one directory without a lock. A record is queued without waiting
@@ -44,7 +45,7 @@ WAKE_SECONDS = 0.1  # how often the writer takes what queued
 RETRY_SECONDS = 1.0  # after a failed write, records are dropped (counted) this long before a new segment is tried
 _SEGMENT_NUMBERS = itertools.count(1)  # unique in the process, whatever the number of writers
 QUEUE_RECORDS = 100_000  # records waiting for the writer; beyond this they are dropped, never waited for
-KINDS = ("searches", "events")
+KINDS = ("searches", "events", "shadow")
 
 # Each kind's fields, in order, with their Parquet types (pyarrow type names).
 FIELDS = {
@@ -63,6 +64,17 @@ FIELDS = {
         "scores": "list<float>",
         "sides": "list<string>",  # interleaved: the side that picked each result (champion, challenger); else null
         "challenger_version": "string",  # interleaved: the challenger's version
+        "host": "string",
+    },
+    "shadow": {  # the challenger's ranking of a search it did not answer (serve.shadow_share)
+        "time": "timestamp",
+        "search_id": "string",
+        "model_name": "string",
+        "champion_version": "string",
+        "challenger_version": "string",
+        "item_ids": "list<string>",  # the challenger's top k
+        "scores": "list<float>",
+        "overlap": "float",  # the share of the champion's top k that the challenger's top k holds too
         "host": "string",
     },
     "events": {
@@ -351,6 +363,9 @@ class SearchLog:
 
     def event(self, record: dict) -> None:
         self.writers["events"].append(record)
+
+    def shadow(self, record: dict) -> None:
+        self.writers["shadow"].append(record)
 
     @property
     def problem(self) -> str | None:

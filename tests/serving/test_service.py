@@ -168,7 +168,7 @@ def test_metrics_count_what_was_served_under_the_documented_names(service, train
     page = (PROJECT / "docs" / "serving.md").read_text()
     table = page[page.index("## Metrics") :].split("\n\n")[2]  # the section's table: one metric (or two) a row
     documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`(smar_\w+)`", row.split("|")[1])}
-    assert len(documented) == 15
+    assert len(documented) == 16
     exported = {name for name, *_ in after}
     for name in documented:  # a histogram exports _bucket, _count and _sum
         assert name in exported or f"{name}_count" in exported, f"{name} is documented but not exported"
@@ -340,7 +340,8 @@ def test_a_log_that_cannot_be_written_shows_on_readyz_while_searches_answer(serv
 def test_an_experiment_interleaves_champion_and_challenger_and_credits_each_side(service, trained, tmp_path):
     """experiment_share 1: every search team-drafts the champion's and the challenger's rankings
     (two versions of the same model here, so the page is the champion's own top k); the log
-    says which side picked each result, and an event credits that side on /metrics."""
+    says which side picked each result, and an event credits that side on /metrics. Then
+    shadow_share 1: the champion answers alone and the challenger's rankings go to the log."""
     from mlflow import MlflowClient
 
     from smar.serving.follower import AliasFollower
@@ -361,8 +362,19 @@ def test_an_experiment_interleaves_champion_and_challenger_and_credits_each_side
         clicked = {"search_id": searches[0]["search_id"], "item_id": searches[0]["results"][1]["item_id"]}
         assert httpx.post(f"{url}/events", json=clicked | {"event": "click", "position": 2}).status_code == 202
         after = scrape(url)
+    shadowing = config.serve.model_copy(update={"shadow_share": 1.0, "explore_share": 0.0})
+    shadow_log = SearchLog(tmp_path / "shadowed", max_bytes=1 << 20, max_seconds=3600).start()
+    with running(create_app(follower, shadowing, shadow_log, challenger)) as url:
+        answered = [httpx.post(f"{url}/search", json={"query": "wool", "k": 4}).json() for _ in range(3)]
+        wait_for(lambda: scrape(url)[("smar_shadow_overlap_count",)] == 3, "three shadow rankings")
     challenger.stop()
     log.close()
+    shadow_log.close()
+    shadowed = read_log(tmp_path / "shadowed", "shadow").records
+    assert sorted(shadowed["search_id"]) == sorted(search["search_id"] for search in answered)
+    assert (shadowed["challenger_version"] == rival).all() and (shadowed["overlap"] == 1.0).all()  # one model twice
+    assert read_log(tmp_path / "shadowed", "searches").records["sides"].isna().all()  # the champion answered alone
+
     records = read_log(tmp_path / "log", "searches").records.set_index("search_id")
     for search in searches:
         record = records.loc[search["search_id"]]

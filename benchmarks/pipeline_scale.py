@@ -164,12 +164,12 @@ def write(results: dict, directory: Path) -> None:
     for items, size in sorted(results["sizes"].items(), key=lambda kv: int(kv[0])):
         for step, run in size["steps"].items():
             summary, notes = run.get("summary", {}), ""
-            if "parts" in summary:
+            if "parts" in summary:  # rows over the seconds its shards took, summed over the workers
                 notes = ", ".join(
                     f"{part} {done['computed_rows'] / done['seconds']:.0f}/s"
                     for part, done in summary["parts"].items()
                     if done["seconds"]
-                )
+                ) + (" per worker" if "workers" in step else "")
             if summary.get("pairs_per_second"):
                 notes = f"{summary['pairs_per_second']:.0f} pairs/s"
             lines.append(

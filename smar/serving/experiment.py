@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 from smar.serving.batcher import Batcher
 from smar.serving.follower import AliasFollower
-from smar.traffic.interleaving import team_draft
+from smar.traffic.interleaving import SIDES, team_draft
 
 RECENT_SEARCHES = 100_000  # interleaved searches whose sides are kept in memory, to credit their events
 
@@ -43,13 +43,15 @@ class Experiment:
 
     def wants(self, champion_version: str) -> bool:
         """Whether this search is interleaved: a share of them, while a challenger other than the champion is loaded."""
-        rival = self.challenger.current
-        return rival is not None and rival.version != champion_version and self.rng.random() < self.share
+        return self._draw(self.share, champion_version)
 
     def shadows(self, champion_version: str) -> bool:
         """Whether the challenger also ranks this search, unseen."""
+        return self._draw(self.shadow_share, champion_version)
+
+    def _draw(self, share: float, champion_version: str) -> bool:
         rival = self.challenger.current
-        return rival is not None and rival.version != champion_version and self.rng.random() < self.shadow_share
+        return rival is not None and rival.version != champion_version and self.rng.random() < share
 
     def shadow(self, search_id: str, query: str, shown: list[str], champion_version: str, record: dict) -> None:
         """The challenger ranks `query` in its own batcher, off the request's path; its top k and
@@ -85,7 +87,7 @@ class Experiment:
             asyncio.wrap_future(champion_answer), asyncio.wrap_future(self.batcher.submit(query, k))
         )
         item_ids, sides = team_draft(first, second, k, self.rng)
-        scores = {"champion": dict(zip(first, first_scores)), "challenger": dict(zip(second, second_scores))}
+        scores = dict(zip(SIDES, (dict(zip(first, first_scores)), dict(zip(second, second_scores)))))
         return model, view, rival.version, item_ids, [scores[side][item] for item, side in zip(item_ids, sides)], sides
 
     def remember(self, search_id: str, sides: list[str]) -> None:

@@ -8,8 +8,9 @@ For each seed, on the dataset (default: the default catalog), whose test split n
 1. the champion: trained on the dataset's own qrels, exported and indexed, as a shop serves it;
 2. served by `smar serve`'s app over real HTTP (uvicorn in this process, the model loaded from
    its files, no registry), logging into a scratch directory with `serve.explore_share`;
-3. simulated shoppers (smar.traffic.shoppers, the position-based click model over the true
-   qrels) send `--searches` searches of the train and valid queries, and their events;
+3. simulated shoppers (`smar simulate`, in a process of their own: the position-based click
+   model over the true qrels) send `--searches` searches of the train and valid queries, and
+   their events;
 4. `from-logs` twice, position bias corrected and not (split by query: the simulation lasts
    minutes, not days);
 5. a model trained on each of those datasets alone, with the champion's settings and seed;
@@ -27,6 +28,7 @@ import json
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -73,7 +75,6 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features
     from smar.data.dataset import load_dataset
     from smar.traffic.dataset import from_logs
     from smar.traffic.log import SearchLog
-    from smar.traffic.shoppers import simulate
 
     config = base.model_copy(update={"train": base.train.model_copy(update={"seed": seed})})
     champion = Paths(data, scratch / "champion")
@@ -81,7 +82,12 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features
     log = SearchLog(scratch / "log", max_bytes=64 << 20, max_seconds=3600).start()
     with served(config, champion, log) as url:
         started = time.perf_counter()
-        sent = simulate(url, data, searches, seed=seed)
+        shoppers = [sys.executable, "-m", "smar", "simulate", "--url", url, "--data", str(data)]
+        shoppers += ["--searches", str(searches), "--seed", str(seed)]
+        done = subprocess.run(shoppers, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"smar simulate failed:\n{done.stderr[-3000:]}")
+        sent = json.loads(done.stdout.strip().splitlines()[-1])
         simulate_seconds = time.perf_counter() - started
     log.close()
 

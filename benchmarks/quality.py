@@ -73,6 +73,7 @@ def main() -> None:
     from smar.core.paths import Paths
     from smar.data.dataset import load_dataset
     from smar.data.splits import resplit
+    from smar.evaluation.slices import query_slices
     from smar.model.kinds import served_views
     from smar.pipeline import steps
 
@@ -157,39 +158,6 @@ def prepare_outputs(paths, validated, shared: Path) -> None:
     paths.validation.report.write_bytes(validated.validation.report.read_bytes())
     shared.mkdir(exist_ok=True)
     paths.features.root.symlink_to(shared, target_is_directory=True)
-
-
-def query_slices(dataset, split: str) -> dict[str, dict]:
-    """{slice name: {query_id: {item_id: label}}}, every slice of the benchmark that has queries."""
-    import pandas as pd
-
-    relevant = dataset.relevant_items(split)
-    cold = dataset.cold_queries(split)
-    slices = {"overall": relevant, "cold": {q: items for q, items in relevant.items() if q in cold}}
-    queries = dataset.queries.set_index("query_id")
-    named = {
-        column: queries[column].notna() for column in ("brand", "colour", "pattern", "material") if column in queries
-    }
-    if named:
-        look = named.get("colour", False) | named.get("pattern", False)
-        kinds = {
-            "names a brand": named.get("brand"),
-            "names a colour or pattern": look,
-            "names a material": named.get("material"),
-        }
-        kinds["names only a category"] = ~pd.concat(list(named.values()), axis=1).any(axis=1)
-        for name, mask in kinds.items():
-            if mask is not None:
-                slices[name] = {q: items for q, items in relevant.items() if bool(mask.get(q, False))}
-        if "title_states_look" in dataset.items:
-            states_look = dict(zip(dataset.items["item_id"], dataset.items["title_states_look"]))
-            for name, stated in {"look in title": True, "look only in image": False}.items():
-                subsets = {
-                    q: {i: label for i, label in relevant[q].items() if states_look[i] == stated}
-                    for q in slices["names a colour or pattern"]
-                }
-                slices[name] = {q: subset for q, subset in subsets.items() if subset}
-    return {name: relevant for name, relevant in slices.items() if relevant}
 
 
 def perfect_rankings(relevant: dict) -> dict:

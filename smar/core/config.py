@@ -280,7 +280,15 @@ class RegisterConfig(_Section):
         description="The gate's floor: a version scoring below it on evaluate.primary_metric is never champion.",
     )
     tolerance: float = Field(
-        0.0, ge=0.0, le=1.0, description="How far below the champion's score a candidate's may be."
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="How far below the champion's score a candidate's may be, sure of it with `confidence`: a "
+        "candidate is promoted when the interval of (candidate - champion) lies above -tolerance "
+        "(docs/registry.md#the-gate).",
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Confidence of the gate's intervals (a paired bootstrap over the queries)."
     )
     min_gate_queries: int = Field(
         30,

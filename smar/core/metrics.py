@@ -104,6 +104,25 @@ def mean_score(rankings: dict[str, list[str]], relevant: dict[str, dict[str, int
     return retrieval_metrics(rankings, relevant, ks=(metric.k,))[metric.key]
 
 
+def per_query_scores(
+    rankings: dict[str, list[str]], relevant: dict[str, dict[str, int]], metric: Metric
+) -> list[float]:
+    """`metric` of each query with relevant items, in `relevant`'s order: what a paired comparison
+    of two rankers resamples. F1 here is each query's own (of its precision and recall), so its
+    mean is not the reported F1 (of the mean precision and recall)."""
+    scores = []
+    for query, items in relevant.items():
+        if not items:
+            continue
+        row = per_query_metrics(rankings.get(query, []), items, (metric.k,))
+        if metric.name == "f1":
+            p, r = row[Metric("precision", metric.k).key], row[Metric("recall", metric.k).key]
+            scores.append(2 * p * r / (p + r) if p + r else 0.0)
+        else:
+            scores.append(row[metric.key])
+    return scores
+
+
 def recall_against_exact(found, exact, k: int = 10) -> float:
     """Recall@k of an approximate search against exact search: the share of each query's exact
     top k (ids; -1 pads a short list) that the approximate search found in its top k, averaged."""

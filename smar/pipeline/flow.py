@@ -127,7 +127,7 @@ def smar_reindex(
     Args:
         data_rev: A git commit, branch or tag: the catalog version its data.dvc records, materialised with DVC
             under outputs_dir/datasets/. Empty: data_dir as it is.
-        overrides: Any other values of the params file, by section, e.g. {"register": {"tolerance": 0.02}};
+        overrides: Any other values of the params file, by section, e.g. {"index": {"target_recall": 0.97}};
             a wrong name fails the run before any work.
         params_file: The params file, in the directory the run executes in.
         data_dir: The catalog: where the day's items land.

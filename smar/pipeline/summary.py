@@ -17,18 +17,32 @@ def decision_row(registration: dict) -> dict:
     return {
         "model": registration["model_name"],
         "version": registration["version"],
-        "decision": "promoted" if registration["promote"] else "rejected",
+        "decision": verdict(registration),
         label: rounded(registration["score"]),
         "champion before": registration["champion_version"],
         f"champion {label}": rounded(registration["champion_score"]),
+        "candidate - champion": _interval(registration.get("difference")),
+        "queries": registration["gate_queries"],
         "reason": registration["reason"],
     }
+
+
+def verdict(registration: dict) -> str:
+    """promoted, rejected or not distinguishable (a registration.json from before the last has only `promote`)."""
+    return registration.get("verdict") or ("promoted" if registration["promote"] else "rejected")
+
+
+def _interval(interval: dict | None) -> str:
+    if not interval:
+        return ""
+    return f"{interval['mean']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
 
 
 def format_summary(summary: dict) -> str:
     """The one-screen summary printed at the end of `smar pipeline` (and kept as a Prefect artifact)."""
     evaluation, registration = summary["evaluate"], summary["register"]
-    decision = "PROMOTED to champion" if registration["promote"] else "NOT promoted"
+    decision = "PROMOTED to champion" if registration["promote"] else f"NOT promoted ({verdict(registration)})"
+    slices = registration.get("slices") or {}
     return "\n".join(
         [
             "",
@@ -50,6 +64,16 @@ def format_summary(summary: dict) -> str:
             f"{registration['run_id']})",
             f"  {decision}: {registration['reason']}.",
         ]
+        + (
+            [
+                f"  candidate - champion by slice ({next(iter(slices.values()))['confidence']:.0%}): "
+                + "; ".join(
+                    f"{name} {_interval(interval)} ({interval['queries']})" for name, interval in slices.items()
+                )
+            ]
+            if slices
+            else []
+        )
     )
 
 

@@ -1,13 +1,17 @@
 """Step 7, register: log the retriever as one MLflow pyfunc version, then run the promotion gate.
 
-The new version gets alias `challenger`. It takes `champion` only if its score on
-`evaluate.primary_metric` (Recall@10 by default) passes `register.threshold` AND is not worse
-(beyond `tolerance`) than the current champion's, both measured here, through their served
-pyfunc models, on the same evaluation queries: those that neither version trained on
-(smar.registry.gate). The alias moves by compare-and-set
-(smar.registry.promotion), so a promotion racing this one cannot leave the worse model as
-champion. The decision, its reason and the numbers behind it are tags on the version, and a
-one-line description (kind, score, data version, decision) shows in the versions list.
+The new version gets alias `challenger`. It takes `champion` only through the gate
+(smar.registry.gate): its score on `evaluate.primary_metric` (Recall@10 by default) passes
+`register.threshold`, and a paired bootstrap of its per-query difference from the current
+champion, both measured here through their served pyfunc models on the evaluation queries
+neither version trained on, shows it no worse beyond `register.tolerance`, overall and in every
+slice; else it is rejected, or, when the interval cannot tell, the champion stays. A reindex
+(a run that `fetch_champion` started) is judged as one: the new index against exact search,
+the new items findable by their titles, and the queries whose items are in both catalogs.
+The alias moves by compare-and-set (smar.registry.promotion), so a promotion racing this one
+cannot leave the worse model as champion. The decision, its interval and the numbers behind it
+are tags on the version, and a one-line description (kind, score, interval, data version,
+decision) shows in the versions list.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -25,10 +30,20 @@ from smar.core.paths import Paths, require, write_text_atomic
 from smar.core.tracking import Tracker, run_id_of
 from smar.data.dataset import data_version, load_dataset
 from smar.model.checkpoint import saved_config, trained_queries
-from smar.registry.gate import Comparison, Measured, compare_on_unseen, gate
+from smar.registry.gate import (
+    Comparison,
+    Decision,
+    Measured,
+    compare_on_unseen,
+    gate,
+    promotion_decision,
+    reindex_decision,
+)
 from smar.registry.promotion import current_champion
 
 CHALLENGER = "challenger"
+REINDEX_TAG = "reindex.from_version"  # set by fetch_champion on a reindex's run
+NEW_ITEMS_TRIED = 1000  # a reindex searches at most this many of its new items by their titles
 STATE_TAG = "smar.state"  # registering -> registered: a version still registering has no gate decision yet
 log = logging.getLogger(__name__)
 RUNTIME_PACKAGES = (
@@ -76,35 +91,52 @@ def register(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -
     return result
 
 
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A registered version loaded as it is served: its rankings of the evaluation queries, the
+    items its index serves, and its search (texts, k -> ranked item ids)."""
+
+    measured: Measured
+    item_ids: frozenset[str]
+    search: Callable[[list[str], int], list[list[str]]]
+
+
 def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, tracker: Tracker) -> dict:
     """Alias `challenger`, the gate on the evaluation queries, and its decision as tags, description and run metrics."""
+    from smar.evaluation.slices import query_slices
+
     settings, split, metric = config.register_, config.evaluate.split, config.evaluate.primary
     dataset = load_dataset(paths.data)
     queries, relevant = dataset.split_queries(split), dataset.relevant_items(split)
     texts = dict(zip(queries["query_id"], queries["text"]))
+    slices = query_slices(dataset, split)
+    reindex_of = client.get_run(run_id).data.tags.get(REINDEX_TAG)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
 
-    measured = {}  # version -> Measured, each version's search run once
+    loaded: dict[str, LoadedVersion] = {}  # each version searched once
 
-    def measure(number: str) -> Measured:
-        if number not in measured:
-            measured[number] = measure_version(f"models:/{settings.model_name}/{number}", queries, metric.k)
-        return measured[number]
+    def load(number: str) -> LoadedVersion:
+        if number not in loaded:
+            loaded[number] = load_version(f"models:/{settings.model_name}/{number}", queries, metric.k)
+        return loaded[number]
 
-    def compare(champion_version: str | None) -> Comparison:
-        champion = measure(champion_version) if champion_version else None
-        return compare_on_unseen(measure(version), champion, relevant, metric, texts)
+    def judged(champion_version: str | None) -> tuple[Decision, Comparison]:
+        candidate, champion = load(version), load(champion_version) if champion_version else None
 
-    decision, champion_version, comparison = gate(
-        client,
-        settings.model_name,
-        version,
-        compare,
-        threshold=settings.threshold,
-        tolerance=settings.tolerance,
-        min_queries=settings.min_gate_queries,
-    )
-    tags = gate_tags(decision, comparison, champion_version, settings.threshold, split)
+        def compare(only: set[str] | None = None) -> Comparison:
+            against = champion.measured if champion else None
+            return compare_on_unseen(
+                candidate.measured, against, relevant, metric, texts, slices, settings.confidence, only
+            )
+
+        if reindex_of and champion:
+            return judge_reindex(config, paths, dataset.items, relevant, candidate, champion, compare)
+        comparison = compare()
+        decision = promotion_decision(comparison, settings.threshold, settings.tolerance, settings.min_gate_queries)
+        return decision, comparison
+
+    decision, champion_version, comparison = gate(client, settings.model_name, version, judged)
+    tags = gate_tags(decision, comparison, champion_version, settings, split)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     client.update_model_version(
@@ -123,7 +155,43 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
         "champion_score": comparison.champion,
         "gate_queries": comparison.queries,
         "gate_queries_left_out": comparison.left_out,
+        "reindex_of": reindex_of,
+        "difference": asdict(comparison.difference) if comparison.difference else None,
+        "slices": {name: asdict(interval) for name, interval in comparison.slices.items()},
     } | asdict(decision)
+
+
+def judge_reindex(
+    config: SmarConfig, paths: Paths, items, relevant: dict, candidate: LoadedVersion, champion: LoadedVersion, compare
+) -> tuple[Decision, Comparison]:
+    """A reindex's decision (smar.registry.gate.reindex_decision) on the queries whose relevant
+    items the champion's catalog holds too, the new index's exactness (as evaluate measured it),
+    and the new items (here, not in the champion's index) searched by their own titles."""
+    from smar.retrieval.index import EXACTNESS
+
+    settings = config.register_
+    comparison = compare({query for query, found in relevant.items() if set(found) <= champion.item_ids})
+    exactness = json.loads(paths.evaluation.metrics.read_text())["index"][EXACTNESS.key]
+    new_items = items.loc[~items["item_id"].astype(str).isin(champion.item_ids)]
+    decision = reindex_decision(
+        comparison,
+        settings.threshold,
+        settings.tolerance,
+        settings.min_gate_queries,
+        exactness,
+        config.index.target_recall,
+        findable(candidate, new_items, EXACTNESS.k),
+    )
+    return decision, comparison
+
+
+def findable(version: LoadedVersion, new_items, k: int, limit: int = NEW_ITEMS_TRIED) -> tuple[int, int]:
+    """(found, tried): of at most `limit` of `new_items`, how many are in the top k of a search for their own title."""
+    if new_items.empty:
+        return 0, 0
+    tried = new_items.sample(n=min(limit, len(new_items)), random_state=0)
+    rankings = version.search(tried["title"].astype(str).tolist(), k)
+    return sum(item in ranking for item, ranking in zip(tried["item_id"].astype(str), rankings)), len(tried)
 
 
 def withdraw(client, model_name: str, version: str) -> None:
@@ -149,26 +217,29 @@ def withdraw_unfinished(client, model_name: str, run_id: str) -> None:
             withdraw(client, model_name, str(found.version))
 
 
-def gate_tags(
-    decision, comparison: Comparison, champion_version: str | None, threshold: float, split: str
-) -> dict[str, str]:
+def gate_tags(decision, comparison: Comparison, champion_version: str | None, settings, split: str) -> dict[str, str]:
     """The gate's decision and the numbers behind it, as tags on the version."""
 
     def number(value: float | None) -> str:
         return f"{value:.6f}" if value is not None else "none"
 
-    return {
-        "gate.decision": "promoted" if decision.promote else "rejected",
+    difference = comparison.difference
+    tags = {
+        "gate.decision": decision.verdict,
         "gate.reason": decision.reason,
         "gate.metric": comparison.metric.key,
         comparison.metric.tracked("gate"): number(comparison.candidate),
-        "gate.threshold": str(threshold),
+        "gate.threshold": str(settings.threshold),
+        "gate.tolerance": str(settings.tolerance),
+        "gate.confidence": str(settings.confidence),
         "gate.split": split,
         "gate.queries": str(comparison.queries),
         "gate.queries_left_out": str(comparison.left_out),
         "gate.champion_version": champion_version or "none",
         comparison.metric.tracked("gate", "champion"): number(comparison.champion),
+        "gate.difference": str(difference) if difference else "none",
     }
+    return tags | {f"gate.slice.{name}": str(interval) for name, interval in comparison.slices.items()}
 
 
 def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Comparison) -> str:
@@ -180,11 +251,11 @@ def describe_version(config: SmarConfig, paths: Paths, decision, comparison: Com
         if comparison.candidate is not None
         else "no unseen queries"
     )
+    if comparison.difference is not None:
+        difference = comparison.difference
+        score += f", candidate - champion {difference.mean:+.4f} [{difference.low:+.4f}, {difference.high:+.4f}]"
     data = f"{version.get('dataset', paths.data.name)} ({version['dvc_md5'][:8]})"
-    return (
-        f"{saved_config(paths.model.root).kind} · {score} · data {data} · gate: "
-        f"{'promoted' if decision.promote else 'rejected'}"
-    )
+    return f"{saved_config(paths.model.root).kind} · {score} · data {data} · gate: {decision.verdict}"
 
 
 def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
@@ -205,26 +276,30 @@ def log_version(model_name: str, model_dir: Path, index_dir: Path) -> str:
     return str(mlflow.register_model(info.model_uri, model_name, tags={STATE_TAG: "registering"}).version)
 
 
-def measure_version(model_uri: str, queries, k: int) -> Measured:
-    """A registered version's top-k rankings of `queries`, searched through its pyfunc model as
-    it is served, and the ids and texts of the queries it trained on (from its saved model)."""
+def load_version(model_uri: str, queries, k: int) -> LoadedVersion:
+    """A registered version through its pyfunc model as it is served: its top-k rankings of
+    `queries` with the ids and texts of the queries it trained on (from its saved model), the item
+    ids its index serves, and its search."""
     import mlflow.pyfunc
     import pandas as pd
 
     from smar.evaluation.evaluate import rank
+    from smar.traffic.dataset import normalise
 
     model = mlflow.pyfunc.load_model(model_uri)
+    retriever = model.unwrap_python_model().retriever
 
     def search(texts: list[str], k: int) -> list[list[str]]:
         return model.predict(pd.DataFrame({"query": texts}), params={"k": k})["item_ids"].tolist()
 
-    from smar.traffic.dataset import normalise
-
-    trained = trained_queries(model.unwrap_python_model().retriever.model_dir)
+    trained = trained_queries(retriever.model_dir)
+    rankings = rank(search, queries, k)
     if trained is None:
-        return Measured(rank(search, queries, k), None)
-    ids, texts = trained
-    return Measured(rank(search, queries, k), ids, frozenset(map(normalise, texts or ())))
+        measured = Measured(rankings, None)
+    else:
+        ids, texts = trained
+        measured = Measured(rankings, ids, frozenset(map(normalise, texts or ())))
+    return LoadedVersion(measured, frozenset(map(str, retriever.item_ids.values())), search)
 
 
 def _signature():

@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 from smar.cli import app
 from smar.core import tracking
 from smar.core.errors import SmarError
-from smar.core.metrics import Metric
-from smar.registry.gate import Comparison, gate
+from smar.registry.gate import gate, promotion_decision
 from smar.registry.promotion import (
     ChampionMoved,
     current_champion,
@@ -21,8 +20,17 @@ from smar.registry.promotion import (
     record_outside_move,
     rollback,
 )
+from tests.comparisons import scored
 
-RECALL_AT_10 = Metric("recall", 10)
+
+def judged_by(compare):
+    """The gate's judge for comparisons made by `compare(champion_version)`, at threshold 0.1 and tolerance 0."""
+
+    def judge(champion_version):
+        comparison = compare(champion_version)
+        return promotion_decision(comparison, threshold=0.1), comparison
+
+    return judge
 
 
 @pytest.fixture
@@ -77,7 +85,7 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
     outcome = {}
 
     def compared(candidate, champion_version):
-        return Comparison(RECALL_AT_10, recall[candidate], recall.get(champion_version), queries=100, left_out=0)
+        return scored(recall[candidate], recall.get(champion_version))
 
     def slow_comparison(champion_version):  # A measures C, then waits until B has promoted
         a_measured_champion.set()
@@ -85,13 +93,13 @@ def test_racing_promotions_never_leave_the_worse_model_as_champion(registry):
         return compared(worse, champion_version)
 
     def judge_a():
-        outcome["a"] = gate(client, name, worse, slow_comparison, threshold=0.1, tolerance=0.0)
+        outcome["a"] = gate(client, name, worse, judged_by(slow_comparison))
 
     racer = threading.Thread(target=judge_a)
     racer.start()
     assert a_measured_champion.wait(timeout=60)
     decision_b, champion_b, _ = gate(
-        client, name, better, lambda champion_version: compared(better, champion_version), threshold=0.1, tolerance=0.0
+        client, name, better, judged_by(lambda champion_version: compared(better, champion_version))
     )
     b_promoted.set()
     racer.join(timeout=60)
@@ -108,14 +116,7 @@ def test_gating_the_champion_again_moves_nothing(registry):
     """A register retried after its promotion went through finds its version champion already."""
     client, name, (version, _, _) = registry
     move_champion(client, name, version, expected=None, reason="first", by="gate")
-    decision, champion, _ = gate(
-        client,
-        name,
-        version,
-        lambda champion_version: Comparison(RECALL_AT_10, 0.5, None, 100, 0),
-        threshold=0.1,
-        tolerance=0.0,
-    )
+    decision, champion, _ = gate(client, name, version, judged_by(lambda champion_version: scored(0.5, None)))
     assert decision.promote and champion == version and "champion already" in decision.reason
     assert len(history(client, name)) == 1
 

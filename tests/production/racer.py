@@ -13,9 +13,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from smar.core.metrics import Metric
-from smar.registry.gate import Comparison, gate
+from smar.core.config import RegisterConfig
+from smar.registry.gate import gate, promotion_decision
 from smar.registry.register import gate_tags
+from tests.comparisons import scored
 
 
 def wait_for_the_start() -> None:
@@ -32,12 +33,14 @@ def main(model: str, version: str, recalls: dict[str, float]) -> None:
 
     def compare(champion_version):
         time.sleep(1.0)  # measuring takes time: both hosts judge against the same champion
-        return Comparison(
-            Metric("recall", 10), recalls[version], recalls.get(champion_version), queries=100, left_out=0
-        )
+        return scored(recalls[version], recalls.get(champion_version))
 
-    decision, champion, comparison = gate(client, model, version, compare, threshold=0.1, tolerance=0.0)
-    for key, value in gate_tags(decision, comparison, champion, 0.1, "test").items():
+    def judge(champion_version):
+        measured = compare(champion_version)
+        return promotion_decision(measured, threshold=0.1), measured
+
+    decision, champion, comparison = gate(client, model, version, judge)
+    for key, value in gate_tags(decision, comparison, champion, RegisterConfig(threshold=0.1), "test").items():
         client.set_model_version_tag(model, version, key, value)
     print(
         json.dumps({"version": version, "promote": decision.promote, "champion": champion, "reason": decision.reason})

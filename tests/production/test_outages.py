@@ -117,13 +117,13 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(
     client = topology.client()
     before = {v.version for v in client.search_model_versions(f"name='{WORKER_MODEL}'")}
     registration = paths.registration.read_bytes()
-    measure = register_step.measure_version
+    measure = register_step.load_version
 
     def outage_while_measuring(uri, queries, k):
         topology.stop_tracking()
         return measure(uri, queries, k)
 
-    monkeypatch.setattr(register_step, "measure_version", outage_while_measuring)
+    monkeypatch.setattr(register_step, "load_version", outage_while_measuring)
     try:
         with pytest.raises(MlflowException):
             run_step("register", config, paths)
@@ -133,7 +133,7 @@ def test_a_registration_cut_off_by_an_outage_leaves_no_version(
     [cut_off] = [v for v in client.search_model_versions(f"name='{WORKER_MODEL}'") if v.version not in before]
     assert cut_off.tags["smar.state"] == "registering" and "gate.decision" not in cut_off.tags
 
-    monkeypatch.setattr(register_step, "measure_version", measure)
+    monkeypatch.setattr(register_step, "load_version", measure)
     result = run_step("register", config, paths)  # what the task's retry does
     versions = {v.version: v for v in client.search_model_versions(f"name='{WORKER_MODEL}'")}
     assert cut_off.version not in versions  # removed by the retry

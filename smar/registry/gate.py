@@ -156,12 +156,13 @@ def promotion_decision(
     if difference.low > -tolerance:
         return Decision(
             True,
-            f"{scores}: candidate - champion {difference}, above {_margin(tolerance)} (no slice worse beyond its interval)",
+            f"{scores}: candidate - champion {difference}, above {_margin(tolerance)} (no slice worse beyond its "
+            f"interval)",
         )
     return Decision(
         False,
-        f"{scores}: candidate - champion {difference} spans {_margin(tolerance)}, so the two are not distinguishable on "
-        f"these queries; the champion stays",
+        f"{scores}: candidate - champion {difference} spans {_margin(tolerance)}, so the two are not "
+        f"distinguishable on these queries; the champion stays",
         NOT_DISTINGUISHABLE,
     )
 

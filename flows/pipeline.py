@@ -8,9 +8,9 @@ from smar.core.process import setup
 
 setup()  # before the flows import Prefect
 
-from smar.pipeline.flow import serve_deployment, smar_learn, smar_pipeline, smar_reindex  # noqa: E402
+from smar.pipeline.flow import serve_deployment, smar_learn, smar_pipeline, smar_promote, smar_reindex  # noqa: E402
 
-__all__ = ["smar_pipeline", "smar_reindex", "smar_learn", "serve_deployment"]
+__all__ = ["smar_pipeline", "smar_reindex", "smar_learn", "smar_promote", "serve_deployment"]
 
 if __name__ == "__main__":
     serve_deployment()

@@ -290,6 +290,17 @@ class RegisterConfig(_Section):
     confidence: float = Field(
         0.95, gt=0.5, lt=1.0, description="Confidence of the gate's intervals (a paired bootstrap over the queries)."
     )
+    await_interleaving: bool = Field(
+        False,
+        description="A version the offline gate passes waits as challenger until shoppers prefer it in the "
+        "interleaving experiment (serve.experiment_share); the smar-promote flow decides (docs/registry.md).",
+    )
+    interleaving_searches: int = Field(
+        4000,
+        ge=4,
+        description="Interleaved searches an experiment may take: looked at after each quarter; not distinguishable "
+        "after all of them.",
+    )
     min_gate_queries: int = Field(
         30,
         ge=1,

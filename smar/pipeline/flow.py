@@ -1,6 +1,7 @@
 """The pipeline as Prefect flows, one task per step, each a thin call into smar.pipeline.steps:
-`smar-pipeline` (train and ship), `smar-reindex` (a changed catalog with the champion's towers)
-and `smar-learn` (the search log becomes a dataset version, and the pipeline trains on it).
+`smar-pipeline` (train and ship), `smar-reindex` (a changed catalog with the champion's towers),
+`smar-learn` (the search log becomes a dataset version, and the pipeline trains on it) and
+`smar-promote` (the waiting challenger promoted, or not, on the interleaving experiment's evidence).
 
 Run it with `smar pipeline`, or serve it as a deployment (`smar pipeline --serve`) and
 trigger runs with a parameter form from the Prefect UI (its fields: smar.pipeline.form).
@@ -171,6 +172,29 @@ def smar_learn(
     built = from_logs_task(log_dir, catalog_dir, dataset_dir, config)
     summary = smar_pipeline(overrides=overrides, params_file=params_file, data_dir=dataset_dir, outputs_dir=outputs_dir)
     return {"from_logs": built} | summary
+
+
+@flow(name="smar-promote", log_prints=True)
+def smar_promote(params_file: str = "params.yaml", log_dir: str = "") -> dict:
+    """The challenger waiting for live traffic (register.await_interleaving): promoted once the
+    interleaved searches in the log show shoppers prefer it, rejected once they show the
+    opposite, not distinguishable after register.interleaving_searches, else still waiting.
+
+    Args:
+        params_file: The params file, in the directory the run executes in.
+        log_dir: The search log the servers write; empty: serve.log_dir.
+    """
+    from smar.registry.on_traffic import promote_on_traffic
+
+    config = load_config(params_file)
+    decided = promote_on_traffic(config, Path(log_dir) if log_dir else config.serve.log_dir)
+    create_table_artifact(
+        key="interleaving-decision",
+        table=[{key: value for key, value in decided.items() if key != "preference"}],
+        description="Champion and challenger on live traffic",
+    )
+    print(f"{decided['decision']}: {decided['reason']}")
+    return decided
 
 
 def _start(params_file: str, data_dir: str, outputs_dir: str, overrides: dict, data_rev: str | None):

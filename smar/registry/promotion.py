@@ -46,10 +46,15 @@ class ChampionMoved(SmarError):
 
 
 def current_champion(client, model_name: str) -> str | None:
+    return alias_version(client, model_name, CHAMPION)
+
+
+def alias_version(client, model_name: str, alias: str) -> str | None:
+    """The version `alias` points at, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+        return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException:
         return None
 

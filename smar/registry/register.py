@@ -39,6 +39,7 @@ from smar.registry.gate import (
     promotion_decision,
     reindex_decision,
 )
+from smar.registry.on_traffic import AWAITING
 from smar.registry.promotion import current_champion
 
 CHALLENGER = "challenger"
@@ -133,6 +134,8 @@ def judge(config: SmarConfig, paths: Paths, client, version: str, run_id: str, t
             return judge_reindex(config, paths, dataset.items, relevant, candidate, champion, compare)
         comparison = compare()
         decision = promotion_decision(comparison, settings.threshold, settings.tolerance, settings.min_gate_queries)
+        if decision.promote and champion and settings.await_interleaving:  # shoppers decide (smar.registry.on_traffic)
+            decision = Decision(False, f"{decision.reason}; it waits for the interleaving experiment", AWAITING)
         return decision, comparison
 
     decision, champion_version, comparison = gate(client, settings.model_name, version, judged)

@@ -111,9 +111,9 @@ def _normal_quantile(p: float) -> float:
 
 
 def logged_outcomes(log_dir) -> dict[tuple[str, str, str], list[str | None]]:
-    """Every interleaved search in a search log, credited by the events on it (any kind: a click,
-    a cart or a purchase on an item counts once), by (model name, champion version, challenger
-    version). An event's position is where the server showed its item, whatever the client said."""
+    """Every interleaved search in a search log, in time order, credited by the events on it (any
+    kind: a click, a cart or a purchase on an item counts once), by (model name, champion version,
+    challenger version). An event's position is where the server showed its item, whatever the client said."""
     from collections import defaultdict
     from pathlib import Path
 
@@ -123,7 +123,8 @@ def logged_outcomes(log_dir) -> dict[tuple[str, str, str], list[str | None]]:
     events = read_log(Path(log_dir), "events").records
     acted = events.groupby("search_id")["item_id"].agg(set).to_dict() if len(events) else {}
     outcomes: dict[tuple[str, str, str], list[str | None]] = defaultdict(list)
-    for search in searches[searches["challenger_version"].notna()].itertuples():
+    interleaved = searches[searches["challenger_version"].notna()].sort_values("time", kind="stable")
+    for search in interleaved.itertuples():
         items = acted.get(search.search_id, set())
         positions = [position for position, item in enumerate(search.item_ids, start=1) if item in items]
         key = (search.model_name, str(search.model_version), str(search.challenger_version))

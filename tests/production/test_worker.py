@@ -54,7 +54,8 @@ def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology
 
 
 @pytest.mark.parametrize(
-    "deployment, cron", [("smar-reindex/nightly", "0 2 * * *"), ("smar-learn/weekly", "0 3 * * 1")]
+    "deployment, cron",
+    [("smar-reindex/nightly", "0 2 * * *"), ("smar-learn/weekly", "0 3 * * 1"), ("smar-promote/hourly", "15 * * * *")],
 )
 def test_the_scheduled_deployments_are_deployed_with_their_schedules_off(worker_run, topology, deployment, cron):
     with topology.prefect_api() as api:

@@ -7,9 +7,12 @@ import re
 import pytest
 import yaml
 
+from smar.registry.gate import NOT_DISTINGUISHABLE, PROMOTED, REJECTED
 from tests.browser import chromium
 from tests.production.conftest import WORKER_MODEL, wait_for_run
 from tests.servers import BIN, run_cli
+
+VERDICTS = (PROMOTED, REJECTED, NOT_DISTINGUISHABLE)  # what the gate decides on a run's version
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +145,7 @@ def test_a_run_submitted_from_the_prefect_ui_form_completes_with_its_overrides(
         float(params["train.learning_rate"]) == file["train"]["learning_rate"]
     )  # the file's, where the form was not changed
     [version] = client.search_model_versions(f"name='{WORKER_MODEL}' and run_id='{tracked.info.run_id}'")
-    assert version.tags["gate.decision"] in ("promoted", "rejected") and version.tags["smar.state"] == "registered"
+    assert version.tags["gate.decision"] in VERDICTS and version.tags["smar.state"] == "registered"
 
 
 def move_champion_in_the_mlflow_ui(browser, version_page: str) -> None:

@@ -356,6 +356,11 @@ class ServeConfig(_Section):
         "champion's go to the search log (shadow) and /metrics; 0: off.",
     )
     challenger_alias: str = Field("challenger", description="The alias an experiment's challenger is followed on.")
+    side_by_side: bool = Field(
+        False,
+        description="Load the challenger too (as an experiment does), so that POST /compare and the search page "
+        "show its results beside the champion's for one query, what differs marked.",
+    )
 
 
 class FromLogsConfig(_Section):

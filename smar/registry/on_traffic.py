@@ -46,33 +46,47 @@ def promote_on_traffic(config: SmarConfig, log_dir: Path) -> dict:
         return result | {"decision": "nothing to decide", "reason": f"no challenger of {name} is {AWAITING}"}
 
     outcomes = logged_outcomes(log_dir).get((name, champion, challenger), [])
-    budget = settings.interleaving_searches
-    looks = min(LOOKS, len(outcomes) * LOOKS // budget)
-    confidence = 1 - (1 - settings.confidence) / LOOKS
-    result |= {"searches": len(outcomes), "looks": looks, "budget": budget}
-    if not looks:
-        return result | {
-            "decision": "waiting",
-            "reason": f"{len(outcomes):,} interleaved searches; the first look is at {budget // LOOKS:,}",
-        }
-    found = preference(outcomes[: looks * budget // LOOKS], confidence)
-    result |= {"preference": _described(found)}
-    said = f"look {looks} of {LOOKS}: {_described(found)}"
-    if found.verdict == "challenger better":
+    looked = look(outcomes, settings.interleaving_searches, settings.confidence)
+    result |= {key: value for key, value in looked.items() if key != "found"}
+    if looked["decision"] == "promoted":
         move_champion(
-            client, name, challenger, expected=champion, reason=f"shoppers prefer it; {said}", by="interleaving"
+            client,
+            name,
+            challenger,
+            expected=champion,
+            reason=f"shoppers prefer it; {looked['reason']}",
+            by="interleaving",
         )
-        decision = "promoted"
-    elif found.verdict == "challenger worse":
-        decision = "rejected"
-    elif looks == LOOKS:
-        decision = "not distinguishable"
-    else:
-        return result | {"decision": "waiting", "reason": f"{said}; the next look at {(looks + 1) * budget // LOOKS:,}"}
-    tags = {"gate.decision": decision, "interleaving.reason": said, "interleaving.searches": str(found.searches)}
+    if looked["decision"] == "waiting":
+        return result
+    tags = {
+        "gate.decision": looked["decision"],
+        "interleaving.reason": looked["reason"],
+        "interleaving.searches": str(looked["found"].searches),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, challenger, key, value)
-    return result | {"decision": decision, "reason": said}
+    return result
+
+
+def look(outcomes: list[str | None], budget: int, confidence: float) -> dict:
+    """The decision on an experiment's outcomes so far (in time order): at the last fixed look
+    they reach, "promoted", "rejected" or, at the last look, "not distinguishable"; else "waiting"."""
+    looks = min(LOOKS, len(outcomes) * LOOKS // budget)
+    decided = {"searches": len(outcomes), "looks": looks, "budget": budget}
+    if not looks:
+        reason = f"{len(outcomes):,} interleaved searches; the first look is at {budget // LOOKS:,}"
+        return decided | {"decision": "waiting", "reason": reason}
+    found = preference(outcomes[: looks * budget // LOOKS], 1 - (1 - confidence) / LOOKS)
+    said = f"look {looks} of {LOOKS}: {_described(found)}"
+    decided |= {"preference": _described(found), "found": found, "reason": said}
+    if found.verdict == "challenger better":
+        return decided | {"decision": "promoted"}
+    if found.verdict == "challenger worse":
+        return decided | {"decision": "rejected"}
+    if looks == LOOKS:
+        return decided | {"decision": "not distinguishable"}
+    return decided | {"decision": "waiting", "reason": f"{said}; the next look at {(looks + 1) * budget // LOOKS:,}"}
 
 
 def _described(found: Preference) -> str:

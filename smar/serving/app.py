@@ -2,6 +2,7 @@
 
     POST /search   {"query": "red striped mug", "k": 10} -> a search_id, items with id, title, score, image URL
     POST /events   {"search_id": ..., "item_id": ..., "event": "click"} (or a list): what the shopper did
+    POST /compare  {"query": ..., "k": 10} -> the champion's and the challenger's results side by side
     GET  /healthz  the process is up          GET /readyz   a model is loaded (503 until then)
     GET  /version  model version, data hash, git commit
     GET  /metrics  Prometheus' text format: requests, latencies, batches, model, log (smar.serving.metrics)
@@ -114,7 +115,7 @@ def create_app(
     app.add_middleware(Instrumented, metrics=metrics)
     batcher = Batcher(follower, settings.max_batch, metrics)
     experiment = None
-    if challenger is not None and (settings.experiment_share > 0 or settings.shadow_share > 0):
+    if challenger is not None:
         experiment = Experiment(
             challenger, settings.experiment_share, settings.max_batch, metrics, settings.shadow_share, search_log
         )
@@ -122,6 +123,7 @@ def create_app(
     add_status_routes(app, follower, search_log, metrics, experiment)
     add_search_route(app, follower, batcher, search_request_model(settings), settings, search_log, experiment)
     add_events_route(app, search_log, experiment)
+    add_compare_route(app, batcher, search_request_model(settings), experiment)
     add_page_routes(app, follower)
     return app
 
@@ -262,16 +264,7 @@ def add_search_route(
                     "host": HOST,
                 }
             )
-        retriever = model.retriever
-        results = [
-            {
-                "item_id": item_id,
-                "title": retriever.items.get(item_id, (None,))[0],
-                "score": round(score, 6),
-                "image_url": retriever.image_url(item_id),
-            }
-            for item_id, score in zip(item_ids, scores)
-        ]
+        results = shown_results(model, item_ids, scores)
         body = {
             "search_id": search_id,
             "query": request.query,
@@ -283,6 +276,52 @@ def add_search_route(
         return Response(
             orjson.dumps(body), media_type="application/json"
         )  # a Response skips FastAPI's generic (slow) encoder
+
+
+def shown_results(model: LoadedModel, item_ids, scores) -> list[dict]:
+    """A ranking as the page shows it: each item's id, title, score and image URL."""
+    retriever = model.retriever
+    return [
+        {
+            "item_id": item_id,
+            "title": retriever.items.get(item_id, (None,))[0],
+            "score": round(score, 6),
+            "image_url": retriever.image_url(item_id),
+        }
+        for item_id, score in zip(item_ids, scores)
+    ]
+
+
+def add_compare_route(
+    app: FastAPI, batcher: Batcher, request_model: type[BaseModel], experiment: Experiment | None
+) -> None:
+    """POST /compare: the champion's and the challenger's results for one query, side by side; each
+    result says where the other side ranks it (`rank_there`, null: not in its top k). Not logged:
+    it is for the team looking, not a shopper's search."""
+
+    @app.post("/compare")
+    async def compare(http: Request):
+        request = parse_body(await http.body(), request_model.model_validate)
+        if experiment is None or experiment.challenger.current is None:
+            problem = (
+                "no challenger loaded: set serve.side_by_side (or an experiment's share) and point the alias "
+                "`challenger` at a version"
+                if experiment is None
+                else f"no version of alias {experiment.challenger.alias!r} loaded yet"
+            )
+            raise HTTPException(409, problem)
+        ready_model(batcher.follower)
+        answers = await experiment.side_by_side(batcher.submit(request.query, request.k), request.query, request.k)
+        ranks = {side: {item: n for n, item in enumerate(answer[1], start=1)} for side, answer in answers.items()}
+        body = {"query": request.query, "k": request.k}
+        for side, (model, item_ids, scores, view) in answers.items():
+            there = ranks[next(other for other in ranks if other != side)]
+            results = [
+                result | {"rank_there": there.get(result["item_id"])}
+                for result in shown_results(model, item_ids, scores)
+            ]
+            body[side] = {"model_version": model.version, "index": view, "results": results}
+        return Response(orjson.dumps(body), media_type="application/json")
 
 
 def add_events_route(app: FastAPI, search_log: SearchLog | None, experiment: Experiment | None) -> None:
@@ -340,7 +379,7 @@ def serve(settings: ServeConfig, model_name: str) -> None:
     follower = AliasFollower(model_name, settings.alias, settings.poll_seconds)
     follower.start()
     challenger = None
-    if settings.experiment_share > 0 or settings.shadow_share > 0:
+    if settings.experiment_share > 0 or settings.shadow_share > 0 or settings.side_by_side:
         challenger = AliasFollower(model_name, settings.challenger_alias, settings.poll_seconds)
         challenger.start()
         log.info(

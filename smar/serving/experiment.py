@@ -10,6 +10,8 @@ shoppers prefer, and how sure that is. The challenger is loaded beside the champ
 the serving memory) and answered through a batcher of its own. With `serve.shadow_share`, that
 share of the other searches is ranked by the challenger too, after the champion has answered,
 never shown: its top k and their overlap with the champion's go to the log (kind `shadow`).
+And for the people who look before they trust, POST /compare (and the search page) shows both
+sides' results for one query, unlogged, with `serve.side_by_side` or either share above 0.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ class Experiment:
         item_ids, sides = team_draft(first, second, k, self.rng)
         scores = dict(zip(SIDES, (dict(zip(first, first_scores)), dict(zip(second, second_scores)))))
         return model, view, rival.version, item_ids, [scores[side][item] for item, side in zip(item_ids, sides)], sides
+
+    async def side_by_side(self, champion_answer, query: str, k: int) -> dict:
+        """The champion's answer (a batcher future) and the challenger's top k, each side as
+        (model, item ids, scores, index view), by side."""
+        answers = await asyncio.gather(
+            asyncio.wrap_future(champion_answer), asyncio.wrap_future(self.batcher.submit(query, k))
+        )
+        return dict(zip(SIDES, answers))
 
     def remember(self, search_id: str, sides: list[str]) -> None:
         self._sides[search_id] = sides

@@ -57,10 +57,12 @@ def trained(tiny_data, tiny_params, tmp_path_factory) -> tuple[SmarConfig, Paths
     return config, paths
 
 
-def register_version(paths: Paths, model_dir: Path | None = None, index_dir: Path | None = None) -> str:
+def register_version(
+    paths: Paths, model_dir: Path | None = None, index_dir: Path | None = None, name: str = MODEL_NAME
+) -> str:
     mlflow = tracking.configure()
     with mlflow.start_run(run_id=tracking.run_id_of(paths.model.root)):
-        return log_version(MODEL_NAME, model_dir or paths.model.root, index_dir or paths.index.root)
+        return log_version(name, model_dir or paths.model.root, index_dir or paths.index.root)
 
 
 def point_alias(version: str) -> None:
@@ -392,6 +394,99 @@ def test_an_experiment_interleaves_champion_and_challenger_and_credits_each_side
     shown = CliRunner().invoke(cli.app, ["registry", "compare", "--log-dir", str(tmp_path / "log")])
     assert shown.exit_code == 0 and f"v{champion}  v{rival}  5  " in shown.output
     assert "not distinguishable" in shown.output  # one decided search says nothing yet
+
+
+def test_shoppers_prefer_the_better_side_and_smar_promote_makes_it_champion(prefect_harness, trained, tmp_path):
+    """The experiment end to end: the champion is a version made worse on purpose (its index's
+    item ids shuffled); the register step, with register.await_interleaving, passes the trained
+    version and leaves it `challenger`, awaiting interleaving; simulated shoppers search the
+    service interleaving both; the smar-promote flow reads the log and promotes the challenger."""
+    import numpy as np
+    import yaml
+    from mlflow import MlflowClient
+
+    from smar.pipeline.flow import smar_promote
+    from smar.registry.on_traffic import AWAITING
+    from smar.registry.promotion import current_champion, history, move_champion
+    from smar.serving.follower import AliasFollower
+
+    config, paths = trained
+    name, client = f"{MODEL_NAME}-experiment", MlflowClient()
+    shuffled = tmp_path / "shuffled-index"
+    shutil.copytree(paths.index.root, shuffled)
+    id_map = pd.read_parquet(shuffled / "id_map.parquet")
+    id_map["item_id"] = np.random.default_rng(0).permutation(id_map["item_id"].to_numpy())
+    id_map.to_parquet(shuffled / "id_map.parquet", index=False)
+    worse = register_version(paths, index_dir=shuffled, name=name)
+    move_champion(client, name, worse, expected=None, reason="made worse on purpose", by="test")
+
+    settings = {"model_name": name, "await_interleaving": True, "interleaving_searches": 400}
+    waiting = config.model_copy(update={"register_": config.register_.model_copy(update=settings)})
+    steps.run_step("evaluate", waiting, paths)
+    registered = steps.run_step("register", waiting, paths)
+    challenger = registered["version"]
+    assert registered["verdict"] == AWAITING and not registered["promote"], registered["reason"]
+    assert current_champion(client, name) == worse
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == challenger
+
+    followers = [AliasFollower(name, alias, poll_seconds=60) for alias in ("champion", "challenger")]
+    for follower in followers:
+        follower.start()
+    log = SearchLog(tmp_path / "log", max_bytes=1 << 20, max_seconds=3600).start()
+    experiment = config.serve.model_copy(update={"experiment_share": 1.0, "explore_share": 0.0})
+    with running(create_app(followers[0], experiment, log, followers[1])) as url:
+        wait_for(lambda: all(f.current is not None for f in followers), "both versions to load")
+        simulate(url, paths.data, 400, seed=0, concurrency=4)
+        side_by_side_shows_what_differs(url, worse, challenger, tmp_path)
+    for follower in followers:
+        follower.stop()
+    log.close()
+    assert len(read_log(tmp_path / "log", "searches").records) == 400  # the shoppers' searches; comparing logs none
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"register": settings}))
+    decided = smar_promote(params_file=str(params), log_dir=str(tmp_path / "log"))
+    assert decided["decision"] == "promoted" and decided["searches"] == 400, decided
+    assert current_champion(client, name) == challenger
+    [*_, move] = history(client, name)
+    assert move["by"] == "interleaving" and "shoppers prefer it" in move["reason"]
+    assert client.get_model_version(name, challenger).tags["gate.decision"] == "promoted"
+
+
+def side_by_side_shows_what_differs(url: str, champion: str, challenger: str, tmp_path: Path) -> None:
+    """POST /compare, and the search page's side-by-side view in a real browser: each side's top k,
+    where the other side ranks each item, and the items only one side shows outlined; nothing logged."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    body = httpx.post(f"{url}/compare", json={"query": "red striped mug", "k": 8}).json()
+    assert (body["champion"]["model_version"], body["challenger"]["model_version"]) == (champion, challenger)
+    for side, other in (("champion", "challenger"), ("challenger", "champion")):
+        theirs = [result["item_id"] for result in body[other]["results"]]
+        for result in body[side]["results"]:
+            expected = theirs.index(result["item_id"]) + 1 if result["item_id"] in theirs else None
+            assert result["rank_there"] == expected
+    differs = sum(result["rank_there"] is None for result in body["champion"]["results"])
+    assert differs > 0  # a shuffled index against the trained one
+
+    with chromium(tmp_path / "profile") as browser:
+        browser.get(f"{url}/")
+        browser.find_element(By.ID, "query").send_keys("red striped mug")
+        browser.find_element(By.ID, "compare").click()
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#sides figure")) == 24)
+        headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#sides h2")]
+        assert headings[0].startswith(f"champion: version {champion}") and f"version {challenger}" in headings[1]
+        outlined = browser.find_elements(By.CSS_SELECTOR, "#sides .side[data-side=champion] figure.differs")
+        assert len(outlined) > 0 and all(
+            f.find_element(By.CLASS_NAME, "there").text == "only on this side" for f in outlined
+        )
+
+
+def test_compare_without_a_challenger_says_how_to_load_one(service):
+    url, _, _ = service
+    refused = httpx.post(f"{url}/compare", json={"query": "red mug"})
+    assert refused.status_code == 409 and "serve.side_by_side" in refused.json()["error"]
 
 
 def test_with_the_log_off_searches_answer_and_events_are_refused(service, trained):

@@ -1,17 +1,21 @@
 """The statistical gate's calls: versions of the same settings that differ only by their seed,
 and one made worse on purpose, judged by the gate the register step runs.
 
-    .venv/bin/python benchmarks/gate_calls.py                   # seeds 0-10: 10 pairs, and half the epochs
+    .venv/bin/python benchmarks/gate_calls.py                   # seeds 0-10: 10 pairs; half the epochs, and 1
     .venv/bin/python benchmarks/gate_calls.py --seeds 0 1 2 --worse-epochs 2
+    .venv/bin/python benchmarks/gate_calls.py --worse-only      # the pairs kept from gate-calls.json
 
 Every version is trained with the shipped params (one catalog's features, made once), exported
 and indexed; each ranks the evaluation queries through its index as served. Seed s+1 is then
 judged as the candidate against seed s as the champion (smar.registry.gate: the paired bootstrap
 of per-query differences, overall and per slice, at register.tolerance and register.confidence),
-and the version trained with `--worse-epochs` against seed 0. A seed pair has no true
-difference, so "rejected" is a wrong call, and so is "promoted" when the candidate is in fact
-worse by more than the tolerance; "not distinguishable" and "promoted" are the right ones. The
-version made worse must be rejected.
+and each version trained with fewer epochs (`--worse-epochs`) against the first seed. A seed
+pair has no true difference, so "rejected" is a wrong call, and so is "promoted" when the
+candidate is in fact worse by more than the tolerance; "not distinguishable" and "promoted" are
+the right ones. A version made worse must be rejected ("not distinguishable" keeps the
+champion too, but is not the refusal asked for).
+Training is deterministic given the seed, so `--worse-only` retrains only the first seed and the
+worse versions and keeps the pairs of the last full run.
 Writes benchmarks/results/gate-calls.{json,md}.
 """
 
@@ -34,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(11)))
-    parser.add_argument("--worse-epochs", type=int, help="Epochs of the version made worse (default: half).")
+    parser.add_argument("--worse-epochs", type=int, nargs="+", help="Epochs of the versions made worse (half, 1).")
+    parser.add_argument("--worse-only", action="store_true", help="keep the pairs of the last gate-calls.json")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -58,7 +63,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="smar-gate-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     features = scratch / f"seed-{args.seeds[0]}" / "features"  # one catalog: featurized once, then linked
-    worse_epochs = args.worse_epochs or max(1, base.train.epochs // 2)
+    worse_epochs = args.worse_epochs or sorted({max(1, base.train.epochs // 2), 1}, reverse=True)
 
     def version(name: str, **train):
         config = base.model_copy(update={"train": base.train.model_copy(update=train)})
@@ -81,9 +86,10 @@ def main() -> None:
             "reason": decision.reason,
         }
 
-    versions = {seed: version(f"seed-{seed}", seed=seed) for seed in args.seeds}
-    pairs = []
-    for champion_seed, candidate_seed in zip(args.seeds, args.seeds[1:]):
+    seeds = args.seeds[:1] if args.worse_only else args.seeds
+    versions = {seed: version(f"seed-{seed}", seed=seed) for seed in seeds}
+    pairs = json.loads((args.results / "gate-calls.json").read_text())["pairs"] if args.worse_only else []
+    for champion_seed, candidate_seed in zip(seeds, seeds[1:]):
         call = judged(versions[candidate_seed], versions[champion_seed])
         worse_beyond = call["difference"]["mean"] < -settings.tolerance
         call |= {"champion_seed": champion_seed, "candidate_seed": candidate_seed}
@@ -92,9 +98,12 @@ def main() -> None:
         )
         pairs.append(call)
         print(json.dumps({k: v for k, v in call.items() if k != "slices"}), flush=True)
-    worse = judged(version(f"epochs-{worse_epochs}", seed=args.seeds[0], epochs=worse_epochs), versions[args.seeds[0]])
-    worse |= {"epochs": worse_epochs, "champion_seed": args.seeds[0], "correct": worse["verdict"] == "rejected"}
-    print(json.dumps({k: v for k, v in worse.items() if k != "slices"}), flush=True)
+    worse = []
+    for epochs in worse_epochs:
+        call = judged(version(f"epochs-{epochs}", seed=seeds[0], epochs=epochs), versions[seeds[0]])
+        call |= {"epochs": epochs, "champion_seed": seeds[0], "correct": call["verdict"] == "rejected"}
+        worse.append(call)
+        print(json.dumps({k: v for k, v in call.items() if k != "slices"}), flush=True)
     write(
         {
             "data": str(args.data),
@@ -132,13 +141,14 @@ def write(result: dict, results: Path) -> None:
         return f"{value['mean']:+.4f} [{value['low']:+.4f}, {value['high']:+.4f}]"
 
     pairs, worse = result["pairs"], result["made_worse"]
+    shown = ", ".join(str(call["epochs"]) for call in worse)
     lines = [
         f"# The gate's calls on `{Path(result['data']).name}` ({result['split']}, {result['metric']}, tolerance "
         f"{result['tolerance']}, {result['confidence']:.0%} paired bootstrap)",
         "",
         "`.venv/bin/python benchmarks/gate_calls.py`: versions of the shipped settings "
         f"({result['epochs']} epochs) that differ by their seed, each judged against the one before, and one "
-        f"trained {worse['epochs']} epochs judged against seed {worse['champion_seed']}.",
+        f"trained {shown} epochs judged against seed {worse[0]['champion_seed']}.",
         "",
         "| champion | candidate | champion's | candidate's | candidate - champion | worst slice | decision | right |",
         "|---|---|---|---|---|---|---|---|",
@@ -156,7 +166,7 @@ def write(result: dict, results: Path) -> None:
         )
 
     lines += [row(f"seed {p['champion_seed']}", f"seed {p['candidate_seed']}", p) for p in pairs]
-    lines.append(row(f"seed {worse['champion_seed']}", f"{worse['epochs']} epochs", worse))
+    lines += [row(f"seed {call['champion_seed']}", f"{call['epochs']} epochs", call) for call in worse]
     counts = {
         verdict: sum(p["verdict"] == verdict for p in pairs)
         for verdict in ("promoted", "not distinguishable", "rejected")
@@ -164,7 +174,9 @@ def write(result: dict, results: Path) -> None:
     lines += [
         "",
         f"Seed pairs: {', '.join(f'{n} {v}' for v, n in counts.items())}; right calls "
-        f"{sum(p['correct'] for p in pairs)} of {len(pairs)}. Made worse: {worse['verdict']}.",
+        f"{sum(p['correct'] for p in pairs)} of {len(pairs)}. Made worse: "
+        + ", ".join(f"{call['epochs']} epochs {call['verdict']}" for call in worse)
+        + ".",
         "",
     ]
     (results / "gate-calls.md").write_text("\n".join(lines))

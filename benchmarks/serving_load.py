@@ -25,6 +25,12 @@ its own under the same load: `kill -9` (every search answered more than a second
 kill must be in the log), and a full disk (the log on a tmpfs of 64 KiB, which needs root:
 searches keep answering, /readyz says what is wrong, and says nothing once space is freed).
 Writes serving-logging.{json,md}.
+
+`--experiment-cost SHARE` measures the experiment instead: two `smar serve` processes, one
+interleaving SHARE of its searches with a challenger (the champion's artifacts registered
+again as a version; the alias `challenger` restored afterwards), one without; phases off,
+scraped (/metrics read every second, 15x Prometheus' default rate) and experiment alternated
+`--repeat` times; the verdicts are median ratios to off. Writes serving-experiment-SHARE%.{json,md}.
 """
 
 from __future__ import annotations
@@ -60,6 +66,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="steady and swap phases, alternated this many times")
     parser.add_argument("--only-smar", action="store_true", help="skip the limit and `mlflow models serve`")
     parser.add_argument("--logging-cost", action="store_true", help="logging on against off (serving-logging.md)")
+    parser.add_argument(
+        "--experiment-cost",
+        type=float,
+        metavar="SHARE",
+        help="an experiment interleaving SHARE of searches against none, /metrics scraped (serving-experiment.md)",
+    )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -112,6 +124,8 @@ def main() -> None:
     if args.logging_cost:
         return logging_cost(smar_command, queries, args, results["meta"])
     twin = register_twin(client, name, champion)
+    if args.experiment_cost is not None:
+        return experiment_cost(smar_command[:-3], queries, args, results["meta"], client, name, twin)
     runs = []
     with server(smar_command, "/readyz") as url:
         for number in range(1, args.repeat + 1):
@@ -209,6 +223,148 @@ def logging_cost(smar_command: list[str], queries: list[str], args, meta: dict) 
     (args.results / "serving-logging.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.results / "serving-logging.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def experiment_cost(command: list[str], queries: list[str], args, meta: dict, client, name: str, twin: str) -> None:
+    """Throughput and p99 of a server interleaving `--experiment-cost` of its searches with a
+    challenger (the champion's artifacts registered again: the same work as any challenger), and
+    of one scraped every second, over the same server with neither; both log their searches."""
+    import httpx
+    import yaml
+
+    scratch = Path(tempfile.mkdtemp(prefix="smar-experiment-"))
+    settings = yaml.safe_load(args.params.read_text())
+    was = alias_of(client, name, "challenger")
+    client.set_registered_model_alias(name, "challenger", twin)
+    params = {}
+    for mode, share in (("plain", 0.0), ("experiment", args.experiment_cost)):
+        serve = settings["serve"] | {"experiment_share": share, "log_dir": str(scratch / f"log-{mode}")}
+        params[mode] = scratch / f"params-{mode}.yaml"
+        params[mode].write_text(yaml.safe_dump(settings | {"serve": serve}))
+    phases = {"off": "plain", "scraped": "plain", "experiment": "experiment"}  # phase -> server
+    runs = []
+    try:
+        with (
+            server([*command, "--params", str(params["plain"]), "--port"], "/readyz") as plain,
+            server([*command, "--params", str(params["experiment"]), "--port"], "/readyz") as experimenting,
+        ):
+            urls = {"plain": plain, "experiment": experimenting}
+            probe = {"query": queries[0], "k": args.k}
+            deadline = time.monotonic() + 300
+            while httpx.post(f"{experimenting}/compare", json=probe, timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, "the challenger did not load in 300 s"
+                time.sleep(1)
+            before = interleaved_share(experimenting)
+            for number in range(1, args.repeat + 1):
+                run = {}
+                order = list(phases)[number - 1 :] + list(phases)[: number - 1]  # each phase first once in 3
+                for phase in order:
+                    host = phases[phase]
+                    print(f"{phase} ({number}/{args.repeat}): {args.clients} clients for {args.seconds:.0f} s")
+                    with scraping(urls[host], every=1.0, enabled=phase != "off") as scrapes:
+                        run[phase] = asyncio.run(load(urls[host], queries, args, smar_request))
+                    run[phase]["scrapes"] = sum(scrapes)
+                    print(json.dumps(run[phase]), flush=True)
+                for phase in ("scraped", "experiment"):
+                    run[f"throughput_{phase}_vs_off"] = round(
+                        run[phase]["throughput_rps"] / run["off"]["throughput_rps"], 3
+                    )
+                    run[f"p99_{phase}_vs_off"] = round(run[phase]["p99_ms"] / run["off"]["p99_ms"], 3)
+                runs.append(run)
+            after = interleaved_share(experimenting)
+    finally:
+        if was is None:
+            client.delete_registered_model_alias(name, "challenger")
+        else:
+            client.set_registered_model_alias(name, "challenger", was)
+        shutil.rmtree(scratch, ignore_errors=True)
+    keys = [f"{what}_{phase}_vs_off" for phase in ("scraped", "experiment") for what in ("throughput", "p99")]
+    median = {key: statistics.median(run[key] for run in runs) for key in keys}
+    searched = int(after["searches"] - before["searches"])
+    interleaved = (after["interleaved"] - before["interleaved"]) / searched if searched else 0.0
+    results = {"meta": meta | {"experiment_share": args.experiment_cost}, "runs": runs, "median": median}
+    results["interleaved_share"] = round(interleaved, 4)
+    lines = [
+        f"{meta['clients']} closed-loop clients on 127.0.0.1, {args.seconds:.0f} s per phase, k={meta['k']}, "
+        f"{meta['cpus']} CPUs; two `smar serve` processes logging their searches, one with an experiment "
+        f"interleaving {args.experiment_cost:.0%} of searches with a challenger (the champion's artifacts as another "
+        f"version), one without; the phases off (no experiment, not scraped), scraped (the same server, /metrics "
+        f"read every second) and experiment (scraped too) alternated {len(runs)} times, each first in turn.",
+        "",
+        "| run | off (req/s) | scraped (req/s) | experiment (req/s) | scraped/off | experiment/off | p99 off (ms) | "
+        "p99 scraped (ms) | p99 experiment (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {n} | {run['off']['throughput_rps']} | {run['scraped']['throughput_rps']} | "
+            f"{run['experiment']['throughput_rps']} | {run['throughput_scraped_vs_off']} | "
+            f"{run['throughput_experiment_vs_off']} | {run['off']['p99_ms']} | {run['scraped']['p99_ms']} | "
+            f"{run['experiment']['p99_ms']} |"
+            for n, run in enumerate(runs, start=1)
+        ),
+        "",
+        f"- throughput with the experiment on: {median['throughput_experiment_vs_off']:.3f}x off, the median "
+        f"(target >= 0.85); p99 {median['p99_experiment_vs_off']:.3f}x",
+        f"- throughput while /metrics is scraped every second: {median['throughput_scraped_vs_off']:.3f}x off, the "
+        f"median; p99 {median['p99_scraped_vs_off']:.3f}x",
+        f"- searches the experiment server interleaved: {interleaved:.1%} of {searched:,} (its /metrics)",
+        f"- errors: {sum(run[phase]['errors'] for run in runs for phase in phases)} (target 0)",
+    ]
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = f"serving-experiment-{round(100 * args.experiment_cost)}"
+    (args.results / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def alias_of(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+@contextlib.contextmanager
+def scraping(url: str, every: float, enabled: bool = True):
+    """GET /metrics every `every` seconds in a thread while the block runs; yields a list that
+    holds the number of scrapes once the block has ended."""
+    import httpx
+
+    stop, counted = threading.Event(), []
+
+    def scrape() -> None:
+        scrapes = 0
+        with httpx.Client(timeout=30) as http:
+            while not stop.wait(every):
+                http.get(f"{url}/metrics").raise_for_status()
+                scrapes += 1
+        counted.append(scrapes)
+
+    thread = threading.Thread(target=scrape) if enabled else None
+    if thread:
+        thread.start()
+    try:
+        yield counted
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+
+
+def interleaved_share(url: str) -> dict:
+    """The server's own count of searches and of interleaved ones, from /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {"searches": 0.0, "interleaved": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "smar_requests_total" and sample.labels.get("route") == "/search":
+                values["searches"] += sample.value
+            elif sample.name == "smar_experiment_searches_total":
+                values["interleaved"] += sample.value
+    return values
 
 
 def kill_under_load(command: list[str], queries: list[str], args, seconds: float = 8.0) -> dict:

@@ -8,7 +8,11 @@ from smar.model.kinds import KINDS
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("kind", "routing"), [(kind, False) for kind in sorted(KINDS)] + [("smar", True)])
+# smar itself, unrouted, runs through this pipeline in most tests (tests/pipeline/test_end_to_end.py first)
+CASES = [(kind, False) for kind in sorted(KINDS) if kind != "smar"] + [("smar", True)]
+
+
+@pytest.mark.parametrize(("kind", "routing"), CASES)
 def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harness, tiny_data, tiny_params, tmp_path):
     import mlflow.pyfunc
     import pandas as pd
@@ -22,7 +26,7 @@ def test_kind_runs_through_the_pipeline_and_serves(kind, routing, prefect_harnes
     }
     summary = smar_pipeline(
         model_kind=kind,
-        epochs=2,
+        epochs=1,
         overrides=overrides,
         params_file=str(tiny_params),
         data_dir=str(tiny_data),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -214,8 +215,10 @@ def test_the_loop_on_its_own_traffic_registers_a_challenger_that_only_the_gate_c
     from smar.traffic.log import SearchLog
     from smar.traffic.shoppers import simulate
 
-    summary, _, params = first_run
+    summary, first_paths, params = first_run
     champion = summary["register"]["version"]
+    (tmp_path / "outputs").mkdir()  # the same catalog: featurize reuses the first run's item shards
+    shutil.copytree(first_paths.outputs / "features", tmp_path / "outputs" / "features", copy_function=os.link)
     search_log = SearchLog(tmp_path / "log", max_bytes=1 << 20, max_seconds=3600).start()
     follower = AliasFollower(MODEL_NAME, "champion", poll_seconds=60)
     follower.start()

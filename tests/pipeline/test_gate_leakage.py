@@ -3,6 +3,8 @@ champion has trained on many of the new test queries; the gate measures both ver
 on the queries neither trained on, says how many, and refuses to decide on too few."""
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -49,6 +51,8 @@ def test_gate_compares_only_on_queries_neither_version_trained_on(tiny_data, tin
     assert len(new_test & old_train) >= 10  # many new test queries trained the champion
 
     second_paths = Paths(resplit_data, tmp_path / "second")
+    second_paths.outputs.mkdir()  # the same items and queries: featurize reuses the first run's shards
+    shutil.copytree(tmp_path / "first" / "features", second_paths.outputs / "features", copy_function=os.link)
     refused = run_pipeline(with_settings(base, len(unseen) + 1), second_paths)
     assert not refused["promote"] and refused["gate_queries"] == len(unseen)
     assert f"only {len(unseen)} evaluation queries are unseen" in refused["reason"]

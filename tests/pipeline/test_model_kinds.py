@@ -1,5 +1,6 @@
-"""Every model kind runs through the same pipeline by changing one parameter, `model.kind`,
-and its registered version serves queries."""
+"""Model kinds run through the same pipeline by changing one parameter, `model.kind`, one for
+each set of index views a kind serves (text, image, multimodal, multimodal and text routed), and
+their registered versions serve queries."""
 
 import pytest
 
@@ -8,8 +9,12 @@ from smar.model.kinds import KINDS
 pytestmark = pytest.mark.slow
 
 
-# smar itself, unrouted, runs through this pipeline in most tests (tests/pipeline/test_end_to_end.py first)
-CASES = [(kind, False) for kind in sorted(KINDS) if kind != "smar"] + [("smar", True)]
+# A kind's towers are the model's business (each kind trains and encodes in tests/model/test_kinds.py);
+# what the pipeline sees of it is its index views. smar runs through this pipeline in most tests,
+# routed here; its ablations smar_fused_only and smar_no_xattn serve the multimodal view as it and
+# late_fusion do.
+CASES = [("text_only", False), ("image_only", False), ("late_fusion", False), ("smar", True)]
+assert {kind for kind, _ in CASES} | {"smar_fused_only", "smar_no_xattn"} == set(KINDS)  # none forgotten
 
 
 @pytest.mark.parametrize(("kind", "routing"), CASES)

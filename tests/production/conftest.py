@@ -146,6 +146,6 @@ def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 600) -> dict:
 @pytest.fixture(scope="session")
 def worker_run(topology, worker_host):
     _, env = worker_host
-    run_id = run_deployment(env, "smar-pipeline/default", "epochs=4", 'overrides={"train": {"weight_decay": 0.03}}')
+    run_id = run_deployment(env, "smar-pipeline/default", "epochs=2", 'overrides={"train": {"weight_decay": 0.03}}')
     with topology.prefect_api() as api:
         return wait_for_run(api, run_id)

@@ -36,7 +36,7 @@ def test_the_run_and_its_version_are_on_the_tracking_server(worker_run, topology
     [run] = client.search_runs(
         [client.get_experiment_by_name("smar").experiment_id], f"tags.`prefect.flow_run_id` = '{worker_run['id']}'"
     )
-    assert (run.data.params["train.epochs"], run.data.params["train.weight_decay"]) == ("4", "0.03")  # --param
+    assert (run.data.params["train.epochs"], run.data.params["train.weight_decay"]) == ("2", "0.03")  # --param
     file_lr = yaml.safe_load(tiny_params.read_text())["train"]["learning_rate"]
     assert float(run.data.params["train.learning_rate"]) == file_lr  # the file's value where the form was silent
     made = client.search_model_versions(

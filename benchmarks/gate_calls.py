@@ -166,7 +166,7 @@ def write(result: dict, results: Path) -> None:
         )
 
     lines += [row(f"seed {p['champion_seed']}", f"seed {p['candidate_seed']}", p) for p in pairs]
-    lines += [row(f"seed {call['champion_seed']}", f"{call['epochs']} epochs", call) for call in worse]
+    lines += [row(f"seed {call['champion_seed']}", epochs(call["epochs"]), call) for call in worse]
     counts = {
         verdict: sum(p["verdict"] == verdict for p in pairs)
         for verdict in ("promoted", "not distinguishable", "rejected")
@@ -175,11 +175,15 @@ def write(result: dict, results: Path) -> None:
         "",
         f"Seed pairs: {', '.join(f'{n} {v}' for v, n in counts.items())}; right calls "
         f"{sum(p['correct'] for p in pairs)} of {len(pairs)}. Made worse: "
-        + ", ".join(f"{call['epochs']} epochs {call['verdict']}" for call in worse)
+        + ", ".join(f"{epochs(call['epochs'])} {call['verdict']}" for call in worse)
         + ".",
         "",
     ]
     (results / "gate-calls.md").write_text("\n".join(lines))
+
+
+def epochs(count: int) -> str:
+    return f"{count} epoch{'' if count == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ process instead of over HTTP: the searches drawn as `smar simulate` draws them (
 and the position-based click model of smar.traffic.shoppers, every draw from the trial's seed),
 each search team-drafted (smar.traffic.interleaving) from the two sides' top 10, credited by
 the shopper's events, and decided at the fixed looks of smar.registry.on_traffic.look with
-register.interleaving_searches and register.confidence. Experiments (champion / challenger):
+register.interleaving_searches and register.interleaving_confidence. Experiments (champion / challenger):
 the better against the blended and the blended against the better (a true difference of
 `--difference`), the better against the weaker and back, and A/A (the better on both sides).
 Each runs `--trials` times with seeds 0, 1, ... The serving path of the same code (the server's
@@ -48,6 +48,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--worse-epochs", type=int, default=1)
     parser.add_argument("--difference", type=float, default=0.03, help="true Recall@10 difference of the blend")
+    parser.add_argument("--aa-trials", type=int, default=200, help="A/A trials for its rate of false winners")
+    parser.add_argument(
+        "--rankings",
+        type=Path,
+        default=ROOT / "outputs" / "benchmarks" / "interleaving-rankings.json",
+        help="the two versions' rankings: made (trained) when missing, read when present",
+    )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -60,6 +67,7 @@ def main() -> None:
 
     from smar.core.config import load_config
     from smar.core.contract import QRELS, QUERIES
+    from smar.core.intervals import wilson
     from smar.core.paths import Paths
     from smar.evaluation.evaluate import rank
     from smar.retrieval.retriever import Retriever
@@ -81,10 +89,15 @@ def main() -> None:
         print(f"trained {name} ({epochs} epochs)", flush=True)
         return rank(lambda batch, depth: retriever.search(batch, depth).item_ids, queries, K)
 
-    better = version("better", config.train.epochs)
-    weaker = version("weaker", args.worse_epochs)
-    gap = recall(better, relevant, searched) - recall(weaker, relevant, searched)
-    blended = blend(better, weaker, searched, min(1.0, args.difference / gap) if gap > 0 else 1.0)
+    made = {"epochs": [config.train.epochs, args.worse_epochs], "data": str(args.data.resolve())}
+    kept = json.loads(args.rankings.read_text()) if args.rankings.is_file() else {}
+    if kept.get("made") != made:  # trained with other settings, or not yet
+        kept = {"made": made, "better": version("better", config.train.epochs)}
+        kept["weaker"] = version("weaker", args.worse_epochs)
+        args.rankings.parent.mkdir(parents=True, exist_ok=True)
+        args.rankings.write_text(json.dumps(kept))
+    better, weaker = kept["better"], kept["weaker"]
+    blended = blend(better, weaker, relevant, searched, args.difference)
     sides = {"better": better, "blended": blended, "weaker": weaker}
     true_recall = {name: recall(ranking, relevant, searched) for name, ranking in sides.items()}
     print(json.dumps({"true_recall_at_10": true_recall}), flush=True)
@@ -99,17 +112,31 @@ def main() -> None:
     ):
         trials = [
             trial(sides[champion], sides[challenger], searched, relevant, settings.interleaving_searches,
-                  settings.confidence, seed)
+                  settings.interleaving_confidence, seed)
             for seed in range(args.trials)
         ]  # fmt: skip
         experiment = summarised(champion, challenger, true_recall, trials)
         print(json.dumps({k: v for k, v in experiment.items() if k != "trials"}), flush=True)
         experiments.append(experiment)
+    print(f"A/A: {args.aa_trials} trials", flush=True)
+    budget, confidence = settings.interleaving_searches, settings.interleaving_confidence
+    aa = [trial(better, better, searched, relevant, budget, confidence, 1000 + seed) for seed in range(args.aa_trials)]
+    winners = sum(t["decision"] != "not distinguishable" for t in aa)
+    low, high = wilson(winners, args.aa_trials)
+    won, lost = sum(t["won"] for t in aa), sum(t["lost"] for t in aa)
     result = {
+        "aa_rate": {
+            "trials": args.aa_trials,
+            "winners": winners,
+            "low": round(low, 4),
+            "high": round(high, 4),
+            "decided_searches": won + lost,
+            "challenger_share": round(won / (won + lost), 4),  # 0.5: the draft favours neither side
+        },
         "data": str(args.data),
         "queries": len(searched),
         "budget": settings.interleaving_searches,
-        "confidence": settings.confidence,
+        "confidence": settings.interleaving_confidence,
         "epochs": {"better": config.train.epochs, "weaker": args.worse_epochs},
         "true_recall_at_10": true_recall,
         "experiments": experiments,
@@ -123,16 +150,23 @@ def recall(rankings: dict[str, list[str]], relevant: dict[str, set[str]], query_
     return sum(found) / len(found)
 
 
-def blend(better: dict, weaker: dict, query_ids: list[str], share: float) -> dict:
-    """The better version's rankings, but the weaker's on a fixed random `share` of the queries."""
-    picked = set(random.Random(0).sample(query_ids, round(share * len(query_ids))))
-    return {q: (weaker if q in picked else better)[q] for q in query_ids}
+def blend(better: dict, weaker: dict, relevant: dict, query_ids: list[str], difference: float) -> dict:
+    """The better version's rankings, but the weaker's on queries taken in a fixed random order
+    until the blend's Recall@K is `difference` below the better's (or every query is taken)."""
+    order, taken, lost = list(query_ids), set(), 0.0
+    random.Random(0).shuffle(order)
+    for query in order:
+        if lost >= difference:
+            break
+        taken.add(query)
+        lost += (recall(better, relevant, [query]) - recall(weaker, relevant, [query])) / len(query_ids)
+    return {q: (weaker if q in taken else better)[q] for q in query_ids}
 
 
 def trial(champion: dict, challenger: dict, query_ids, relevant, budget: int, confidence: float, seed: int) -> dict:
     """One experiment: searches until the look that decides, or until the budget is spent."""
     from smar.registry.on_traffic import LOOKS, look
-    from smar.traffic.interleaving import credit, team_draft
+    from smar.traffic.interleaving import SIDES, credit, team_draft
     from smar.traffic.shoppers import Shoppers, plan_sessions, shopper_events
 
     shoppers = Shoppers()
@@ -147,8 +181,11 @@ def trial(champion: dict, challenger: dict, query_ids, relevant, budget: int, co
             if len(outcomes) % (budget // LOOKS) == 0:
                 decided = look(outcomes, budget, confidence)
                 if decided["decision"] != "waiting":
-                    return {"seed": seed, "decision": decided["decision"], "searches": len(outcomes)}
-    return {"seed": seed, "decision": decided["decision"], "searches": len(outcomes)}
+                    break
+        if decided["decision"] != "waiting":
+            break
+    wins, losses = outcomes.count(SIDES[1]), outcomes.count(SIDES[0])
+    return {"seed": seed, "decision": decided["decision"], "searches": len(outcomes), "won": wins, "lost": losses}
 
 
 def summarised(champion: str, challenger: str, true_recall: dict, trials: list[dict]) -> dict:
@@ -182,7 +219,7 @@ def write(result: dict, results: Path) -> None:
     recalls = ", ".join(f"{name} {value:.4f}" for name, value in result["true_recall_at_10"].items())
     lines = [
         f"# Interleaving on `{Path(result['data']).name}`: {result['budget']:,} searches an experiment at most, "
-        f"looked at 4 times, {result['confidence']:.0%} in all",
+        f"looked at 4 times, {result['confidence']:.0%} in all (register.interleaving_confidence)",
         "",
         f"`.venv/bin/python benchmarks/interleaving.py`: the simulated shoppers on {result['queries']:,} queries "
         f"(train and valid); the better version trained {result['epochs']['better']} epochs, the weaker "
@@ -201,7 +238,15 @@ def write(result: dict, results: Path) -> None:
             f"{e['counts']['promoted']} | {e['counts']['rejected']} | {e['counts']['not distinguishable']} | "
             f"{e['wrong_calls']} | {searches} |"
         )
-    lines.append("")
+    aa = result["aa_rate"]
+    lines += [
+        "",
+        f"A/A over {aa['trials']} more trials (the better version on both sides): {aa['winners']} named a winner, "
+        f"{aa['winners'] / aa['trials']:.1%} (95% Wilson interval [{aa['low']:.1%}, {aa['high']:.1%}]), against "
+        f"the {1 - result['confidence']:.0%} the looks allow; of their {aa['decided_searches']:,} decided searches "
+        f"the challenger's side won {aa['challenger_share']:.1%}.",
+        "",
+    ]
     (results / "interleaving.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -413,6 +413,11 @@ def serve(
 
     Needs only the tracking server ($MLFLOW_TRACKING_URI): the registered version carries the
     model, the indexes, the titles and the thumbnails."""
+    import os
+
+    # Idle OpenMP threads (FAISS's, PyTorch's) sleep rather than spin: the server's event loop, its
+    # batchers and an experiment's second model share the cores (benchmarks/results/serving-experiment-10.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when the OpenMP runtime loads
     from smar.core import tracking
     from smar.core.config import SmarConfig, load_config
 

@@ -301,6 +301,14 @@ class RegisterConfig(_Section):
         description="Interleaved searches an experiment may take: looked at after each quarter; not distinguishable "
         "after all of them.",
     )
+    interleaving_confidence: float = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="Confidence of the shoppers' preference over the experiment's four looks together: a "
+        "promotion on live traffic acts at once, so it asks for more than the offline gate "
+        "(benchmarks/results/interleaving.md).",
+    )
     min_gate_queries: int = Field(
         30,
         ge=1,

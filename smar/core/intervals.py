@@ -1,4 +1,4 @@
-"""How sure a comparison is: a paired bootstrap of per-query differences.
+"""How sure a comparison is: a paired bootstrap of per-query differences, and a Wilson interval of a rate.
 
 Two rankers scored on the same queries differ query by query; the mean of those differences
 is the comparison, and resampling the queries (with replacement, the pairs kept together)
@@ -48,3 +48,17 @@ def paired_bootstrap(differences, confidence: float = 0.95, resamples: int = RES
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return Interval(float(values.mean()), float(low), float(high), confidence, len(values))
+
+
+def wilson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of the rate successes / trials (trials > 0) at `confidence`."""
+    import math
+    from statistics import NormalDist
+
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"wilson needs 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    rate = successes / trials
+    centre = (rate + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return centre - half, centre + half

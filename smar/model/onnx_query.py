@@ -96,6 +96,10 @@ class OnnxQueryEncoder:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle intra-op threads sleep rather than spin: a server holding two towers (an experiment's
+        # champion and challenger) runs two sessions at once, and spinning ones steal the cores
+        # the other is computing on (benchmarks/results/serving-experiment-10.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def encode(self, tokenizer, texts: list[str], batch_size: int = 512):

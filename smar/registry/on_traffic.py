@@ -12,9 +12,9 @@ flow (scheduled) reads the search log and decides (smar.traffic.interleaving):
 Looking at a growing experiment again and again, and stopping at the first look that shows a
 winner, finds winners where there are none far more often than its confidence says. So the
 experiment is looked at only at LOOKS fixed points, after each quarter of the searches it may
-take, every look at confidence 1 - (1 - register.confidence) / LOOKS (Bonferroni over the
-looks); however often the flow runs, the chance of a wrong winner stays within
-1 - register.confidence. Each look reads the first searches up to its point, in time order.
+take, every look at confidence 1 - (1 - register.interleaving_confidence) / LOOKS (Bonferroni
+over the looks); however often the flow runs, the chance of a wrong winner stays within
+1 - register.interleaving_confidence. Each look reads the first searches up to its point, in time order.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def promote_on_traffic(config: SmarConfig, log_dir: Path) -> dict:
         return result | {"decision": "nothing to decide", "reason": f"no challenger of {name} is {AWAITING}"}
 
     outcomes = logged_outcomes(log_dir).get((name, champion, challenger), [])
-    looked = look(outcomes, settings.interleaving_searches, settings.confidence)
+    looked = look(outcomes, settings.interleaving_searches, settings.interleaving_confidence)
     result |= {key: value for key, value in looked.items() if key != "found"}
     if looked["decision"] == "promoted":
         move_champion(

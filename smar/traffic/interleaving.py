@@ -12,7 +12,6 @@ sides' click rates in an A/B split (interleaving needs 10 to 100 times fewer sea
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -96,18 +95,10 @@ def preference(outcomes: Iterable[str | None], confidence: float = 0.95) -> Pref
     decided = wins + losses
     if not decided:
         return Preference(len(outcomes), 0, 0, len(outcomes), None, None, None, confidence)
-    z = _normal_quantile(1 - (1 - confidence) / 2)
-    share = wins / decided
-    centre = (share + z * z / (2 * decided)) / (1 + z * z / decided)
-    half = z * math.sqrt(share * (1 - share) / decided + z * z / (4 * decided * decided)) / (1 + z * z / decided)
-    ties = len(outcomes) - decided
-    return Preference(len(outcomes), wins, losses, ties, share, centre - half, centre + half, confidence)
+    from smar.core.intervals import wilson
 
-
-def _normal_quantile(p: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(p)
+    low, high = wilson(wins, decided, confidence)
+    return Preference(len(outcomes), wins, losses, len(outcomes) - decided, wins / decided, low, high, confidence)
 
 
 def logged_outcomes(log_dir) -> dict[tuple[str, str, str], list[str | None]]:

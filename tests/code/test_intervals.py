@@ -40,3 +40,13 @@ def test_it_is_reproducible_and_says_what_it_covers(monkeypatch):
 def test_bad_input_is_refused_naming_what_is_wrong(differences, confidence):
     with pytest.raises(ValueError, match="differences|confidence"):
         paired_bootstrap(differences, confidence)
+
+
+def test_wilson_matches_hand_computed_intervals():
+    # 50 of 100 at 95%: 0.5 -+ 1.96 sqrt(0.25/100 + 1.96^2/40000) / (1 + 1.96^2/100)
+    low, high = intervals.wilson(50, 100)
+    assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)
+    low, high = intervals.wilson(0, 200)  # none seen: the interval still bounds the rate
+    assert low == pytest.approx(0.0, abs=1e-12) and round(high, 4) == 0.0188
+    with pytest.raises(ValueError, match="successes <= trials"):
+        intervals.wilson(3, 2)

@@ -77,7 +77,7 @@ def test_a_challenger_shoppers_prefer_is_promoted_at_a_look_and_not_before(waiti
     assert decided["decision"] == "promoted" and decided["looks"] == 1, decided
     assert current_champion(client, name) == challenger
     [*_, move] = history(client, name)
-    assert move["by"] == "interleaving" and "look 1 of 4" in move["reason"] and "(98.75%)" in move["reason"]
+    assert move["by"] == "interleaving" and "look 1 of 4" in move["reason"] and "(99.75%)" in move["reason"]
     assert client.get_model_version(name, challenger).tags["gate.decision"] == "promoted"
     assert promote_on_traffic(config, tmp_path)["decision"] == "nothing to decide"  # decided once
 

@@ -47,7 +47,7 @@ def promote_on_traffic(config: SmarConfig, log_dir: Path) -> dict:
 
     outcomes = logged_outcomes(log_dir).get((name, champion, challenger), [])
     looked = look(outcomes, settings.interleaving_searches, settings.interleaving_confidence)
-    result |= {key: value for key, value in looked.items() if key != "found"}
+    result |= looked
     if looked["decision"] == "promoted":
         move_champion(
             client,
@@ -62,7 +62,7 @@ def promote_on_traffic(config: SmarConfig, log_dir: Path) -> dict:
     tags = {
         "gate.decision": looked["decision"],
         "interleaving.reason": looked["reason"],
-        "interleaving.searches": str(looked["found"].searches),
+        "interleaving.searches": str(looked["looked_at"]),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, challenger, key, value)
@@ -77,9 +77,10 @@ def look(outcomes: list[str | None], budget: int, confidence: float) -> dict:
     if not looks:
         reason = f"{len(outcomes):,} interleaved searches; the first look is at {budget // LOOKS:,}"
         return decided | {"decision": "waiting", "reason": reason}
-    found = preference(outcomes[: looks * budget // LOOKS], 1 - (1 - confidence) / LOOKS)
+    looked_at = looks * budget // LOOKS
+    found = preference(outcomes[:looked_at], 1 - (1 - confidence) / LOOKS)
     said = f"look {looks} of {LOOKS}: {_described(found)}"
-    decided |= {"preference": _described(found), "found": found, "reason": said}
+    decided |= {"looked_at": looked_at, "preference": _described(found), "reason": said}
     if found.verdict == "challenger better":
         return decided | {"decision": "promoted"}
     if found.verdict == "challenger worse":

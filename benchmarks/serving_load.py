@@ -71,7 +71,7 @@ def main() -> None:
         type=float,
         metavar="SHARE",
         help="an experiment interleaving SHARE of searches against none, /metrics scraped"
-        " (serving-experiment-SHARE%.md)",
+        " (serving-experiment-SHARE%%.md)",
     )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")

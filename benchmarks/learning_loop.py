@@ -3,9 +3,13 @@ the true labels, on the test queries no shopper searched.
 
     .venv/bin/python benchmarks/learning_loop.py                        # 3 seeds, 20,000 searches each
     .venv/bin/python benchmarks/learning_loop.py --seeds 0 --searches 5000
+    .venv/bin/python benchmarks/learning_loop.py --served-by zero-shot  # a shop's first model serves
 
 For each seed, on the dataset (default: the default catalog), whose test split no shopper searches:
 1. the champion: trained on the dataset's own qrels, exported and indexed, as a shop serves it;
+   with `--served-by zero-shot` the shoppers are served instead by a shop's first model, the
+   towers as initialised (zero-shot MiniLM: one training step at a learning rate that moves no
+   weight), which ranks many relevant items low: where position bias should matter most;
 2. served by `smar serve`'s app over real HTTP (uvicorn in this process, the model loaded from
    its files, no registry), logging into a scratch directory with `serve.explore_share`;
 3. simulated shoppers (`smar simulate`, in a process of their own: the position-based click
@@ -39,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MODELS = {
-    "champion": "trained on the true qrels (what served the shoppers)",
+    "champion": "trained on the true qrels",
+    "served": "what served the shoppers",
     "logs, bias corrected": "trained on the logs alone, position bias corrected",
     "logs, not corrected": "trained on the logs alone, no correction",
 }
@@ -49,6 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--searches", type=int, default=20_000)
+    parser.add_argument(
+        "--served-by",
+        choices=("champion", "zero-shot"),
+        default="champion",
+        help="who serves the shoppers (zero-shot: results in learning-loop-zero-shot.{json,md})",
+    )
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -64,12 +75,14 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         first_features = scratch / f"seed-{args.seeds[0]}" / "champion" / "features"  # one catalog: made once
-        runs.append(one_seed(base, args.data, scratch / f"seed-{seed}", seed, args.searches, first_features))
+        runs.append(
+            one_seed(base, args.data, scratch / f"seed-{seed}", seed, args.searches, first_features, args.served_by)
+        )
         print(json.dumps(runs[-1]), flush=True)
         write(runs, args)
 
 
-def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features: Path) -> dict:
+def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features: Path, served_by: str) -> dict:
     from smar.core.intervals import paired_bootstrap
     from smar.core.paths import Paths
     from smar.data.dataset import load_dataset
@@ -79,8 +92,13 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features
     config = base.model_copy(update={"train": base.train.model_copy(update={"seed": seed})})
     champion = Paths(data, scratch / "champion")
     shipped(config, champion, features)
+    serving = champion
+    if served_by == "zero-shot":
+        serving = Paths(data, scratch / "zero-shot")
+        untrained = {"max_steps": 1, "learning_rate": 1e-12, "checkpoint_every_steps": 0}
+        shipped(config.model_copy(update={"train": config.train.model_copy(update=untrained)}), serving, features)
     log = SearchLog(scratch / "log", max_bytes=64 << 20, max_seconds=3600).start()
-    with served(config, champion, log) as url:
+    with served(config, serving, log) as url:
         started = time.perf_counter()
         shoppers = [sys.executable, "-m", "smar", "simulate", "--url", url, "--data", str(data)]
         shoppers += ["--searches", str(searches), "--seed", str(seed)]
@@ -96,6 +114,7 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features
     run = {"seed": seed, "sent": sent, "simulate_seconds": round(simulate_seconds, 1), "models": {}, "datasets": {}}
     per_query = {}
     run["models"]["champion"], per_query["champion"] = scores(champion, relevant, texts)
+    run["models"]["served"], _ = scores(serving, relevant, texts)
     for name, bias in (("logs, bias corrected", "explored"), ("logs, not corrected", "none")):
         built = scratch / f"data-{bias}"
         settings = config.from_logs.model_copy(update={"position_bias": bias, "split_by": "query", "seed": seed})
@@ -133,7 +152,7 @@ def shipped(config, paths, features_from: Path | None = None) -> None:
 
 @contextlib.contextmanager
 def served(config, paths, log):
-    """The champion behind `smar serve`'s app on a free port, loaded from its files."""
+    """The model at `paths` behind `smar serve`'s app on a free port, loaded from its files."""
     import httpx
     import uvicorn
 
@@ -205,9 +224,10 @@ def write(runs: list[dict], args) -> None:
         )
 
     seeds = [run["seed"] for run in runs]
+    server = "the champion" if args.served_by == "champion" else "zero-shot MiniLM (the towers untrained)"
     lines = [
         f"The loop on `{args.data.name}`: {args.searches:,} simulated searches a seed (train and valid queries), "
-        f"seeds {seeds}; every model ranks the true test split (mean ± std over seeds).",
+        f"served by {server}; seeds {seeds}; every model ranks the true test split (mean ± std over seeds).",
         "",
         "| model | recall@10 | ndcg@10 | recall@50 | vs champion, recall@10 |",
         "|---|---|---|---|---|",
@@ -246,9 +266,10 @@ def write(runs: list[dict], args) -> None:
             f"| {run['seed']} | {ndcg['queries']} | {ndcg['mean']:+.4f} [{ndcg['low']:+.4f}, {ndcg['high']:+.4f}] | "
             f"{recall['mean']:+.4f} [{recall['low']:+.4f}, {recall['high']:+.4f}] |"
         )
+    name = "learning-loop" if args.served_by == "champion" else f"learning-loop-{args.served_by}"
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "learning-loop.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
-    (args.results / "learning-loop.md").write_text("\n".join(lines) + "\n")
+    (args.results / f"{name}.json").write_text(json.dumps({"served_by": args.served_by, "runs": runs}, indent=2) + "\n")
+    (args.results / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 KINDS = ["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
-METRICS = ["recall_at_10", "recall_at_50", "precision_at_50", "f1_at_50", "mrr_at_10", "ndcg_at_10"]
-SLICE_METRICS = ["recall_at_10", "ndcg_at_10"]
+METRICS = ["recall_at_10", "recall_at_50", "precision_at_50", "f1_at_50", "mrr_at_10", "ndcg_at_10", "bndcg_at_10"]
+SLICE_METRICS = ["recall_at_10", "ndcg_at_10", "bndcg_at_10"]
 ZERO_SHOT = "zero-shot MiniLM (no training)"
 
 

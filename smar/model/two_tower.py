@@ -99,5 +99,19 @@ class RetrievalModel(nn.Module):
             modules.append(self.image_encoder.backbone)
         return [p for module in modules for p in module.parameters()]
 
+    def shipped_state_keys(self) -> set[str]:
+        """State keys of the frozen pretrained encoders (MiniLM, the ImageNet backbone): the
+        packages' weights, which training never changes, so a saved model need not carry them."""
+        frozen = [encoder.bert for encoder in (self.query_encoder, self.title_encoder) if encoder and encoder.frozen]
+        if self.image_encoder is not None and self.image_encoder.frozen and self.image_encoder.backbone is not None:
+            frozen.append(self.image_encoder.backbone)
+        ids = {id(module) for module in frozen}
+        return {
+            f"{name}.{key}"
+            for name, module in self.named_modules(remove_duplicate=False)
+            if id(module) in ids
+            for key in module.state_dict()
+        }
+
     def temperatures(self) -> dict[str, float]:
         return {view: float(1.0 / scale.detach().exp()) for view, scale in self.logit_scales.items()}

@@ -25,17 +25,24 @@ from typing import TYPE_CHECKING
 
 from smar.core.config import SmarConfig
 from smar.core.contract import item_texts
+from smar.core.errors import ConfigError
 from smar.core.paths import Paths, replace_on_success
 from smar.core.progress import Progress
 from smar.core.tracking import Tracker, flatten, lineage_tags, save_run_id
 from smar.data.dataset import data_version, load_dataset
 from smar.data.validation import require_passed
 from smar.features import inputs
-from smar.model.checkpoint import image_feature_shape, save_model, save_trained_queries
+from smar.model.checkpoint import (
+    image_feature_shape,
+    load_own_weights,
+    own_weights,
+    save_model,
+    save_trained_queries,
+)
 from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
-from smar.training.batches import Catalog, PairBatches
+from smar.training.batches import Catalog, PairBatches, Siblings
 from smar.training.distributed import Cluster, GpuMonitor
 from smar.training.resume import Checkpoint, fingerprint
 from smar.training.router import routed_score, train_router
@@ -142,10 +149,13 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
     item_row = {item_id: row for row, item_id in enumerate(items["item_id"])}
     pair_queries = torch.tensor(qrels["query_id"].map(query_row).to_numpy(), dtype=torch.long)
     pair_items = torch.tensor(qrels["item_id"].map(item_row).to_numpy(), dtype=torch.long)
+    pair_labels = torch.tensor(qrels["label"].to_numpy(), dtype=torch.float32)
     relevant = dataset.relevant_items("train")
     return model, TrainingData(
         tokenizer=tokenizer,
-        pairs=PairBatches(pair_queries, pair_items, query_inputs, catalog),
+        pairs=PairBatches(
+            pair_queries, pair_items, pair_labels, query_inputs, catalog, siblings=_siblings(config, items, paths)
+        ),
         known_pairs=torch.sort(pair_queries * len(items) + pair_items).values.to(cluster.device),
         query_ids=queries["query_id"].astype(str).tolist(),
         query_texts=query_texts,
@@ -153,6 +163,19 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
         valid_queries=dataset.split_queries("valid"),
         valid_relevant=dataset.relevant_items("valid"),
     )
+
+
+def _siblings(config: SmarConfig, items: pd.DataFrame, paths: Paths) -> Siblings | None:
+    """The hard negatives' source: the catalog grouped by `train.hard_negatives` (None: in-batch negatives only)."""
+    column = config.train.hard_negatives
+    if column is None:
+        return None
+    if column not in items.columns:
+        raise ConfigError(
+            f"train.hard_negatives: {paths.data / 'items.parquet'} has no column {column!r} (its columns: "
+            f"{', '.join(items.columns)}). Fix: name one of them (family, category), or null for in-batch negatives."
+        )
+    return Siblings.of(items[column])
 
 
 @dataclass
@@ -215,7 +238,7 @@ class Training:
     def restore(self, saved: dict) -> None:
         import torch
 
-        self.model.load_state_dict(saved["model"])
+        load_own_weights(self.model, saved["model"], self.checkpoint.file)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])
         torch.set_rng_state(saved["torch_rng"])
@@ -240,7 +263,7 @@ class Training:
                     "epoch_losses": self.epoch_losses,
                     "torch_rng": torch.get_rng_state(),
                     "tokenizer": self.data.tokenizer.to_str(),
-                    "model": self.model.state_dict(),
+                    "model": own_weights(self.model),  # the frozen encoders come from their packages
                     "optimizer": self.optimizer.state_dict(),
                     "schedule": self.schedule.state_dict(),
                 }
@@ -260,7 +283,7 @@ class Training:
                 with Progress(
                     f"train epoch {epoch}/{settings.epochs}", len(batches), "batch", enabled=self.cluster.is_main
                 ) as progress:
-                    for batch in loader.epoch(batches):
+                    for batch in loader.epoch(batches, epoch):
                         if self.step >= self.total_steps:
                             break
                         self.train_step(batch, epoch)
@@ -281,7 +304,7 @@ class Training:
         return valid_score
 
     def train_step(self, batch: dict, epoch: int) -> None:
-        loss, parts = self.objective(batch)
+        loss, parts = self.objective(batch, progress=self.step / self.total_steps)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()

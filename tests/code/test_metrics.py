@@ -15,7 +15,8 @@ def test_one_hit_at_rank_two_of_two_relevant():
     assert scores["precision_at_10"] == pytest.approx(1 / 10)
     assert scores["mrr_at_10"] == pytest.approx(1 / 2)
     assert scores["ndcg_at_10"] == pytest.approx((1 / math.log2(3)) / (1 / math.log2(2) + 1 / math.log2(3)))
-    assert set(scores) == {"recall_at_10", "precision_at_10", "mrr_at_10", "ndcg_at_10"}
+    assert scores["bndcg_at_10"] == scores["ndcg_at_10"]  # every gain is 1
+    assert set(scores) == {"recall_at_10", "precision_at_10", "mrr_at_10", "ndcg_at_10", "bndcg_at_10"}
 
 
 def test_hit_beyond_ten_counts_only_for_larger_k():
@@ -41,6 +42,8 @@ def test_graded_labels_use_label_as_gain():
     dcg = 1 / math.log2(1 + 1) + 3 / math.log2(3 + 1)
     ideal = 3 / math.log2(1 + 1) + 1 / math.log2(2 + 1)
     assert scores["ndcg_at_10"] == pytest.approx(dcg / ideal)
+    binary_dcg = 1 / math.log2(1 + 1) + 1 / math.log2(3 + 1)  # the same ranks, every gain 1
+    assert scores["bndcg_at_10"] == pytest.approx(binary_dcg / (1 / math.log2(2) + 1 / math.log2(3)))
     assert scores["recall_at_10"] == pytest.approx(2 / 2)
     assert scores["mrr_at_10"] == pytest.approx(1 / 1)
 
@@ -60,7 +63,7 @@ def test_ideal_dcg_is_cut_at_ten():
 
 def test_no_hit_in_top_ten_gives_zero_mrr_and_ndcg():
     scores = per_query_metrics(RANKING[:10], {"zzz": 1}, ks=(10,))
-    assert scores == {"recall_at_10": 0.0, "precision_at_10": 0.0, "mrr_at_10": 0.0, "ndcg_at_10": 0.0}
+    assert scores == dict.fromkeys(["recall_at_10", "precision_at_10", "mrr_at_10", "ndcg_at_10", "bndcg_at_10"], 0.0)
 
 
 def test_retrieval_metrics_average_over_queries_and_f1_of_averages():
@@ -79,7 +82,8 @@ def test_retrieval_metrics_average_over_queries_and_f1_of_averages():
     ndcg_q1 = 1.0
     ndcg_q2 = (1 / math.log2(4)) / sum(1 / math.log2(r + 1) for r in range(1, 5))
     assert report["ndcg_at_10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2)
-    assert set(report) == {"recall_at_10", "precision_at_10", "f1_at_10", "mrr_at_10", "ndcg_at_10"}
+    assert report["bndcg_at_10"] == report["ndcg_at_10"]  # binary labels: the two are one
+    assert set(report) == {"recall_at_10", "precision_at_10", "f1_at_10", "mrr_at_10", "ndcg_at_10", "bndcg_at_10"}
 
 
 def test_query_missing_from_rankings_counts_as_zero():

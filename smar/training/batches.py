@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import torch
 
     from smar.features.store import ItemTextFeatures
+    from smar.training.negatives import HardNegatives
 
 
 @dataclass
@@ -49,58 +50,6 @@ class Catalog:
 
 
 @dataclass
-class Siblings:
-    """Hard negatives from the catalog's structure: the items sharing a row's value of one item
-    column (`train.hard_negatives`, e.g. family: the other colours of one listing)."""
-
-    by_group: torch.Tensor  # long [N]: catalog rows, grouped by value
-    start: torch.Tensor  # long [N]: where row r's group begins in by_group
-    size: torch.Tensor  # long [N]: its group's size (1: no sibling)
-    position: torch.Tensor  # long [N]: row r's place within its group
-
-    @classmethod
-    def of(cls, values) -> Siblings:
-        """From each catalog row's value of the column (a missing value makes a group of one)."""
-        import numpy as np
-        import pandas as pd
-        import torch
-
-        codes = pd.factorize(values.reset_index(drop=True))[0]
-        codes = np.where(codes < 0, codes.max(initial=0) + 1 + np.arange(len(codes)), codes)
-        order = np.argsort(codes, kind="stable")
-        _, first, size = np.unique(codes[order], return_index=True, return_counts=True)
-        group = np.searchsorted(np.unique(codes), codes)
-        position = np.empty(len(codes), dtype=np.int64)
-        position[order] = np.arange(len(codes)) - first[group[order]]
-        arrays = (order, first[group], size[group], position)
-        return cls(*(torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)) for array in arrays))
-
-    def draw(self, items: torch.Tensor, pairs: torch.Tensor, epoch: int) -> torch.Tensor:
-        """A sibling of each item, drawn by the pair's index and the epoch alone (so ranks and
-        micro-batches draw what one process would); an item with none gets any catalog item, so
-        a batch always holds as many negatives as pairs (ranks gather equal shapes)."""
-        import numpy as np
-        import torch
-
-        draws = torch.from_numpy((_mixed(pairs.numpy().astype(np.uint64) * 1_000_003 + epoch) >> 1).astype(np.int64))
-        size = self.size[items]
-        pick = draws % (size - 1).clamp(min=1)
-        pick += pick >= self.position[items]  # skip the item itself
-        sibling = self.by_group[(self.start[items] + pick).clamp(max=len(self.by_group) - 1)]
-        return torch.where(size > 1, sibling, draws % len(self.by_group))
-
-
-def _mixed(x):
-    """SplitMix64's finaliser: well-spread uint64s from consecutive ones."""
-    import numpy as np
-
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-@dataclass
 class PairBatches:
     """Training pairs, read a whole batch at a time: `dataset[list of pair indices]` -> batch dict."""
 
@@ -109,15 +58,15 @@ class PairBatches:
     pair_labels: torch.Tensor  # float [P]: the pair's label (a grade or a click count)
     query_tokens: dict
     catalog: Catalog
-    siblings: Siblings | None = None  # each pair's hard negative is drawn from these
+    negatives: HardNegatives | None = None  # each pair's hard negative is drawn from these (smar.training.negatives)
 
     def __len__(self) -> int:
         return len(self.pair_items)
 
     def __getitem__(self, key: tuple[int, list[int]]) -> dict:
         """Batch (epoch, pair indices): its queries and positive items (catalog rows), their labels
-        and inputs; with siblings, `negatives` (a catalog row per pair), whose inputs follow the
-        positives' in `item_inputs`."""
+        and inputs; with hard negatives, `negatives` (a catalog row per pair), whose inputs follow
+        the positives' in `item_inputs`."""
         import torch
 
         from smar.data.image_cache import rows_to_tensor
@@ -132,8 +81,8 @@ class PairBatches:
             "query_tokens": {k: rows_to_tensor(v, queries) for k, v in self.query_tokens.items()},
         }
         rows = items
-        if self.siblings is not None:
-            batch["negatives"] = self.siblings.draw(items, indices, epoch)
+        if self.negatives is not None:
+            batch["negatives"] = self.negatives.draw(queries, items, indices, epoch)
             rows = torch.cat([items, batch["negatives"]])
         return batch | {"item_inputs": self.catalog.inputs(rows)}
 

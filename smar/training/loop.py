@@ -39,11 +39,13 @@ from smar.model.checkpoint import (
     save_model,
     save_trained_queries,
 )
+from smar.model.kinds import served_views
 from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
-from smar.training.batches import Catalog, PairBatches, Siblings
+from smar.training.batches import Catalog, PairBatches
 from smar.training.distributed import Cluster, GpuMonitor
+from smar.training.negatives import Mined, Siblings
 from smar.training.resume import Checkpoint, fingerprint
 from smar.training.router import routed_score, train_router
 from smar.training.step import Objective, make_optimizer, make_schedule
@@ -154,7 +156,12 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
     return model, TrainingData(
         tokenizer=tokenizer,
         pairs=PairBatches(
-            pair_queries, pair_items, pair_labels, query_inputs, catalog, siblings=_siblings(config, items, paths)
+            pair_queries,
+            pair_items,
+            pair_labels,
+            query_inputs,
+            catalog,
+            negatives=_hard_negatives(config, items, len(queries), paths),
         ),
         known_pairs=torch.sort(pair_queries * len(items) + pair_items).values.to(cluster.device),
         query_ids=queries["query_id"].astype(str).tolist(),
@@ -165,17 +172,20 @@ def prepare(config: SmarConfig, paths: Paths, cluster: Cluster, tokenizer=None) 
     )
 
 
-def _siblings(config: SmarConfig, items: pd.DataFrame, paths: Paths) -> Siblings | None:
-    """The hard negatives' source: the catalog grouped by `train.hard_negatives` (None: in-batch negatives only)."""
-    column = config.train.hard_negatives
-    if column is None:
+def _hard_negatives(config: SmarConfig, items: pd.DataFrame, num_queries: int, paths: Paths):
+    """Where each pair's hard negative comes from (`train.hard_negatives`; None: in-batch negatives only)."""
+    source = config.train.hard_negatives
+    if source is None:
         return None
-    if column not in items.columns:
+    if source == "mined":
+        return Mined.empty(num_queries, len(items))
+    if source not in items.columns:
         raise ConfigError(
-            f"train.hard_negatives: {paths.data / 'items.parquet'} has no column {column!r} (its columns: "
-            f"{', '.join(items.columns)}). Fix: name one of them (family, category), or null for in-batch negatives."
+            f"train.hard_negatives: {paths.data / 'items.parquet'} has no column {source!r} (its columns: "
+            f"{', '.join(items.columns)}). Fix: mined, an item column (family, category), or null for in-batch "
+            f"negatives only."
         )
-    return Siblings.of(items[column])
+    return Siblings.of(items[source])
 
 
 @dataclass
@@ -279,6 +289,7 @@ class Training:
             for epoch in range(self.first_epoch, settings.epochs + 1):
                 self.model.train()
                 epoch_started = time.perf_counter()
+                self.mine_negatives()
                 batches = self.cluster.epoch_batches(len(self.data.pairs), settings.seed, epoch)[self.batches_done :]
                 with Progress(
                     f"train epoch {epoch}/{settings.epochs}", len(batches), "batch", enabled=self.cluster.is_main
@@ -302,6 +313,14 @@ class Training:
             "train_pairs_per_second": pairs_seen / loop_seconds if loop_seconds else 0.0,
         } | self.gpu_summary
         return valid_score
+
+    def mine_negatives(self) -> None:
+        """With `train.hard_negatives: mined`, each query's confusions under the model as it is now (every rank
+        mines the same, from the same weights)."""
+        pairs = self.data.pairs
+        if isinstance(pairs.negatives, Mined):
+            view = served_views(self.config.model)[0]
+            pairs.negatives.mine(self.model, pairs.query_tokens, pairs.catalog, self.data.known_pairs, view)
 
     def train_step(self, batch: dict, epoch: int) -> None:
         loss, parts = self.objective(batch, progress=self.step / self.total_steps)

@@ -104,11 +104,9 @@ class Mined:
         most_positives = int(torch.unique(known // self.num_items, return_counts=True)[1].max()) if len(known) else 0
         found = torch.from_numpy(top_k(queries, items, MINED_DEPTH + most_positives)[1])
         positive = is_known(torch.arange(len(found))[:, None] * self.num_items + found, known)
-        keep = torch.full_like(self.rows, -1)
-        for query, (row, masked) in enumerate(zip(found, positive)):  # the first MINED_DEPTH that are not positives
-            negatives = row[~masked][:MINED_DEPTH]
-            keep[query, : len(negatives)] = negatives
-        self.rows.copy_(keep)
+        order = torch.argsort(positive.to(torch.int8), dim=1, stable=True)[:, :MINED_DEPTH]  # non-positives first
+        kept = found.gather(1, order).masked_fill(positive.gather(1, order), -1)
+        self.rows.copy_(torch.nn.functional.pad(kept, (0, MINED_DEPTH - kept.shape[1]), value=-1))
         model.train(was_training)
 
     def draw(self, queries: torch.Tensor, items: torch.Tensor, pairs: torch.Tensor, epoch: int) -> torch.Tensor:

@@ -4,6 +4,7 @@ every sibling in turn, and the same draw however the pairs are split into batche
 import collections
 
 import pandas as pd
+import pytest
 import torch
 
 from smar.training.negatives import Siblings
@@ -34,24 +35,32 @@ def test_the_draw_depends_on_the_pair_and_the_epoch_not_the_batch():
     assert not (whole == items).any()
 
 
-def test_mined_negatives_are_the_models_best_items_that_are_not_positives(tiny_data, tiny_params, tmp_path):
-    """On the tiny catalog, through training's own preparation: each query's mined items are its
-    top results under the model as it is, known positives left out; a batch draws from them."""
+@pytest.fixture(scope="module")
+def prepared(tiny_data, tiny_params, tmp_path_factory):
+    """Training's own preparation of the tiny catalog with mined hard negatives: (config, model, data)."""
     from smar.core.config import load_config
     from smar.core.paths import Paths
-    from smar.data.image_cache import rows_to_tensor
-    from smar.model.losses import is_known
     from smar.pipeline import steps
     from smar.training.distributed import Cluster
     from smar.training.loop import prepare
-    from smar.training.negatives import MINED_DEPTH, Mined
 
     config = load_config(tiny_params)
     config = config.model_copy(update={"train": config.train.model_copy(update={"hard_negatives": "mined"})})
-    paths = Paths(tiny_data, tmp_path / "outputs")
+    paths = Paths(tiny_data, tmp_path_factory.mktemp("mined") / "outputs")
     steps.validate(config, paths)
     steps.featurize(config, paths)
-    model, data = prepare(config, paths, Cluster.start("cpu", config.train.batch_size))
+    torch.manual_seed(0)
+    return (config, *prepare(config, paths, Cluster.start("cpu", config.train.batch_size)))
+
+
+def test_mined_negatives_are_the_models_best_items_that_are_not_positives(prepared):
+    """Each query's mined items are its top results under the model as it is, known positives
+    left out; a batch draws from them."""
+    from smar.data.image_cache import rows_to_tensor
+    from smar.model.losses import is_known
+    from smar.training.negatives import MINED_DEPTH, Mined
+
+    _, model, data = prepared
     mined, pairs = data.pairs.negatives, data.pairs
     assert isinstance(mined, Mined) and (mined.rows == -1).all()
     mined.mine(model, pairs.query_tokens, data.catalog, data.known_pairs, "multimodal")
@@ -71,3 +80,25 @@ def test_mined_negatives_are_the_models_best_items_that_are_not_positives(tiny_d
     for query, negative in zip(batch["queries"], batch["negatives"]):
         assert negative in mined.rows[query]
     assert batch["item_inputs"]["states"].shape[0] == 32  # the positives' inputs, then the negatives'
+
+
+def test_micro_batches_with_hard_negatives_match_one_pass(prepared):
+    """Micro-batches put each one's positives, then its negatives, back in the whole batch's order:
+    the loss and every gradient are those of one pass."""
+    from smar.training.distributed import Cluster
+    from smar.training.step import Objective
+
+    config, model, data = prepared
+    data.pairs.negatives.mine(model, data.pairs.query_tokens, data.catalog, data.known_pairs, "multimodal")
+    batch = data.pairs[(2, list(range(32)))]
+    cluster = Cluster.start("cpu", 32)
+    results = []
+    for micro_batches in (1, 4):
+        settings = config.train.model_copy(update={"accumulation_steps": micro_batches})
+        model.zero_grad()
+        loss, _ = Objective(model, model, data.known_pairs, len(data.catalog.item_ids), settings, cluster)(batch)
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (one_loss, one_grads), (micro_loss, micro_grads) = results
+    assert micro_loss == pytest.approx(one_loss, rel=1e-5) and one_grads.keys() == micro_grads.keys()
+    for name, grad in one_grads.items():
+        torch.testing.assert_close(micro_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)

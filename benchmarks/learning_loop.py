@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+SEARCHES = 20_000
 MODELS = {
     "champion": "trained on the true qrels",
     "served": "what served the shoppers",
@@ -53,7 +54,7 @@ MODELS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--searches", type=int, default=20_000)
+    parser.add_argument("--searches", type=int, default=SEARCHES, help="a seed (another number: -<N>k in the name)")
     parser.add_argument(
         "--served-by",
         choices=("champion", "zero-shot"),
@@ -223,11 +224,15 @@ def write(runs: list[dict], args) -> None:
             f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
         )
 
-    seeds = [run["seed"] for run in runs]
+    from smar.core.config import load_config
+
+    seeds, rule = [run["seed"] for run in runs], load_config(args.params).from_logs
     server = "the champion" if args.served_by == "champion" else "zero-shot MiniLM (the towers untrained)"
     lines = [
         f"The loop on `{args.data.name}`: {args.searches:,} simulated searches a seed (train and valid queries), "
-        f"served by {server}; seeds {seeds}; every model ranks the true test split (mean ± std over seeds).",
+        f"served by {server}; seeds {seeds}; every model ranks the true test split (mean ± std over seeds). "
+        f"A pair is a label when the low end of its rate's Wilson interval at {rule.confidence} reaches "
+        f"{rule.min_rate}, with events in {rule.min_searches} searches (`from_logs` in `{args.params.name}`).",
         "",
         "| model | recall@10 | ndcg@10 | recall@50 | vs champion, recall@10 |",
         "|---|---|---|---|---|",
@@ -267,6 +272,8 @@ def write(runs: list[dict], args) -> None:
             f"{recall['mean']:+.4f} [{recall['low']:+.4f}, {recall['high']:+.4f}] |"
         )
     name = "learning-loop" if args.served_by == "champion" else f"learning-loop-{args.served_by}"
+    if args.searches != SEARCHES:
+        name += f"-{args.searches // 1000}k"
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{name}.json").write_text(json.dumps({"served_by": args.served_by, "runs": runs}, indent=2) + "\n")
     (args.results / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -49,14 +49,15 @@ class ValidateConfig(_Section):
     example_rows: int = Field(5, ge=1, le=50, description="Failing rows quoted per failed check.")
 
 
-ModelKind = Literal["smar", "text_only", "image_only", "late_fusion", "smar_fused_only", "smar_no_xattn"]
+ModelKind = Literal["smar_fused_only", "smar", "text_only", "image_only", "late_fusion", "smar_no_xattn"]
 
 
 class ModelConfig(_Section):
     kind: ModelKind = Field(
-        "smar",
-        description="smar (the paper), text_only (DPSR-like), image_only, late_fusion (sum of text and image vectors), "
-        "smar_fused_only (fused loss alone), smar_no_xattn (SMAR losses, MLP fusion without cross-attention).",
+        "smar_fused_only",
+        description="smar_fused_only (SMAR's towers and cross-attention, trained on the fused view's loss alone: best "
+        "on unseen products), smar (the paper: L_t, L_i and L_m), text_only (DPSR-like), image_only, late_fusion (sum "
+        "of text and image vectors), smar_no_xattn (SMAR losses, MLP fusion without cross-attention).",
     )
     text_encoder: Literal["scratch", "minilm"] = Field(
         "minilm",
@@ -94,7 +95,7 @@ class ModelConfig(_Section):
     image_layers: int = Field(1, ge=1, description="Transformer layers over the backbone's patch tokens.")
     fusion_layers: int = Field(1, ge=1, description="Cross-attention layers from title tokens to image tokens.")
     adaptive_routing: bool = Field(
-        False, description="smar only: a query head picks the multimodal or the text index (stage 2)."
+        False, description="kind smar only: a query head picks the multimodal or the text index (stage 2)."
     )
 
     @model_validator(mode="after")
@@ -112,6 +113,11 @@ class ModelConfig(_Section):
         if self.image_weights == "imagenet" and self.image_backbone != "tf_efficientnet_lite0":
             raise ValueError(
                 "image_weights 'imagenet' ships for EfficientNet-Lite0 only: set image_backbone: tf_efficientnet_lite0"
+            )
+        if self.adaptive_routing and self.kind != "smar":
+            raise ValueError(
+                f"adaptive_routing routes between the text and multimodal views that kind smar trains, not kind "
+                f"{self.kind}: set kind: smar, or adaptive_routing: false"
             )
         return self
 
@@ -396,6 +402,13 @@ class FromLogsConfig(_Section):
     max_weight: float = Field(10.0, ge=1.0, description="Largest inverse-examination weight an event gets.")
     min_rate: float = Field(
         0.2, gt=0.0, le=1.0, description="A pair is relevant when its events per examined impression reach this..."
+    )
+    confidence: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        description="...as the low end of its Wilson interval at this confidence, the examined impressions as trials "
+        "(a stray click where few look is no evidence); 0: the rate itself...",
     )
     min_searches: int = Field(2, ge=1, description="...with events in at least this many searches.")
     split_by: str = Field(

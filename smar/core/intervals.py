@@ -50,15 +50,29 @@ def paired_bootstrap(differences, confidence: float = 0.95, resamples: int = RES
     return Interval(float(values.mean()), float(low), float(high), confidence, len(values))
 
 
+def wilson_low(successes, trials, confidence: float) -> np.ndarray:
+    """The low end of the Wilson interval of each rate successes / trials at `confidence` (0: the rate
+    itself). Trials may be fractional (expected examined impressions) and fewer than the successes;
+    the rate is then taken as 1."""
+    successes, trials = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
+    if (trials <= 0).any() or (successes < 0).any():
+        raise ValueError("wilson_low needs trials > 0 and successes >= 0")
+    rate = np.minimum(successes / trials, 1.0)
+    return rate if confidence == 0 else _wilson(rate, trials, confidence)[0]
+
+
 def wilson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of the rate successes / trials (trials > 0) at `confidence`."""
-    import math
-    from statistics import NormalDist
-
     if trials <= 0 or not 0 <= successes <= trials:
         raise ValueError(f"wilson needs 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    rate = successes / trials
-    centre = (rate + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    low, high = _wilson(np.float64(successes / trials), np.float64(trials), confidence)
+    return float(low), float(high)
+
+
+def _wilson(rate, trials, confidence: float):
+    from statistics import NormalDist
+
+    z2 = NormalDist().inv_cdf(1 - (1 - confidence) / 2) ** 2
+    centre = (rate + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = np.sqrt(z2 * rate * (1 - rate) / trials + z2 * z2 / (4 * trials * trials)) / (1 + z2 / trials)
     return centre - half, centre + half

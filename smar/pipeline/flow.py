@@ -87,8 +87,8 @@ def smar_pipeline(
     Every value a run does not set comes from `params_file`.
 
     Args:
-        model_kind: The model to train (model.kind): smar (the paper), text_only, image_only, late_fusion,
-            smar_fused_only or smar_no_xattn.
+        model_kind: The model to train (model.kind): smar_fused_only (the default: SMAR's towers, the fused
+            loss alone), smar (the paper's three losses), text_only, image_only, late_fusion or smar_no_xattn.
         epochs: Passes over the training queries (train.epochs).
         learning_rate: The optimiser's learning rate (train.learning_rate).
         batch_size: Queries per batch, and so in-batch negatives (train.batch_size).

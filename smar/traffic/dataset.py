@@ -15,10 +15,14 @@
    estimates the examination probability of each position (a position-based click model,
    measured by randomisation as Joachims et al. 2017 do rather than fitted by EM, which needs
    the same pair shown at several positions and a model of relevance to get there).
-5. Labels: for each (query, item) shown, its events per examined impression: the impressions
-   with an event, each weighted by 1 / examination of its position (at most `max_weight`),
-   over its impressions. A pair at or above `min_rate` is relevant, graded by its strongest
-   event (`grades`). Without correction (`position_bias: none`) every weight is 1.
+5. Labels: for each (query, item) shown, its events per examined impression (clicks over
+   expected clicks: the impressions with an event over the sum of their positions' examination,
+   each at least 1 / `max_weight`). A rate measured on few examined impressions is mostly noise,
+   and correction makes it louder: two stray clicks at position 8, examined 1 time in 8, read
+   as a rate of 1. So a pair is relevant when the low end of the rate's Wilson interval at
+   `confidence` (the examined impressions as trials) reaches `min_rate`, with events in at least
+   `min_searches` searches; it is graded by its strongest event (`grades`). Without correction
+   (`position_bias: none`) every impression counts as examined.
 6. Splits: by time (the queries first searched in the latest `test_days` are the test split,
    the rest train and valid by a seeded hash), or as `split_by` says (smar.data.splits).
 
@@ -37,6 +41,7 @@ from pathlib import Path
 from smar.core.config import FromLogsConfig
 from smar.core.contract import BY_TIME, ITEMS, MANIFEST, QRELS, QUERIES
 from smar.core.errors import DatasetError
+from smar.core.intervals import wilson_low
 from smar.core.paths import replace_on_success
 from smar.data.importers import dataset_counts
 from smar.data.splits import assign_splits, copy_catalog, hash_split
@@ -211,14 +216,14 @@ def _examination(searches, events, shown, settings: FromLogsConfig, log_dir: Pat
 
 def _labels(events, shown, examination: dict[int, float], settings: FromLogsConfig):
     """qrels (query text, item_id, label, rate): the pairs whose events per examined impression reach
-    min_rate, in at least min_searches searches."""
+    min_rate at `confidence`, in at least min_searches searches."""
     grade = events.assign(grade=events["event"].map(settings.grades)).groupby(["search_id", "item_id"])["grade"].max()
     impressions = shown.join(grade, on=["search_id", "item_id"])
-    impressions["weight"] = impressions["grade"].notna() / impressions["position"].map(examination)
+    impressions["examined"] = impressions["position"].map(examination)
     pairs = impressions.groupby(["text", "item_id"]).agg(
-        shown=("search_id", "size"), weighted=("weight", "sum"), label=("grade", "max"), searches=("grade", "count")
+        examined=("examined", "sum"), label=("grade", "max"), searches=("grade", "count")
     )
-    pairs["rate"] = pairs["weighted"] / pairs["shown"]
+    pairs["rate"] = wilson_low(pairs["searches"], pairs["examined"], settings.confidence)
     relevant = pairs[(pairs["rate"] >= settings.min_rate) & (pairs["searches"] >= settings.min_searches)].reset_index()
     return relevant.assign(query_id=relevant["text"].map(query_id), label=relevant["label"].astype("int64"))
 

@@ -106,35 +106,44 @@ def simulate(
     sessions = plan_sessions(query_ids, searches, shoppers, random.Random(seed))
     sent: Counter = Counter()
     lock = threading.Lock()
+    local, opened = threading.local(), []
+
+    def clients() -> tuple:
+        """This thread's clients, kept across its sessions: an httpx.Client costs milliseconds of CPU to
+        make, more than a search, and its connections are then reused."""
+        if not hasattr(local, "pair"):
+            local.pair = httpx.Client(base_url=url, timeout=60), httpx.Client(base_url=events_url or url, timeout=60)
+            with lock:
+                opened.extend(local.pair)
+        return local.pair
 
     def run_session(session_number: int, session: list) -> None:
-        with (
-            httpx.Client(base_url=url, timeout=60) as client,
-            httpx.Client(base_url=events_url or url, timeout=60) as sink,
-        ):
-            for number, qid, is_bot in session:
-                rng = random.Random(f"{seed}:{number}")
-                body = {"query": texts[qid], "k": k, "session_id": f"{'bot' if is_bot else 's'}-{session_number}"}
-                answer = client.post("/search", json=body | {"user_id": f"user-{session_number}"})
-                answer.raise_for_status()
-                answer = answer.json()
-                results = [hit["item_id"] for hit in answer["results"]]
-                events = [
-                    {"search_id": answer["search_id"], "item_id": item, "event": event, "position": position}
-                    for item, event, position in shopper_events(
-                        results, relevant.get(qid, set()), is_bot, shoppers, rng
-                    )
-                ]
-                repeat = bool(events) and rng.random() < shoppers.repeat_share
-                for _ in range(1 + repeat if events else 0):
-                    sink.post("/events", json=events).raise_for_status()
-                with lock:
-                    sent.update({"searches": 1, "bot_searches": int(is_bot), "repeated_events": len(events) * repeat})
-                    sent.update(event["event"] for event in events)
+        client, sink = clients()
+        for number, qid, is_bot in session:
+            rng = random.Random(f"{seed}:{number}")
+            body = {"query": texts[qid], "k": k, "session_id": f"{'bot' if is_bot else 's'}-{session_number}"}
+            answer = client.post("/search", json=body | {"user_id": f"user-{session_number}"})
+            answer.raise_for_status()
+            answer = answer.json()
+            results = [hit["item_id"] for hit in answer["results"]]
+            events = [
+                {"search_id": answer["search_id"], "item_id": item, "event": event, "position": position}
+                for item, event, position in shopper_events(results, relevant.get(qid, set()), is_bot, shoppers, rng)
+            ]
+            repeat = bool(events) and rng.random() < shoppers.repeat_share
+            for _ in range(1 + repeat if events else 0):
+                sink.post("/events", json=events).raise_for_status()
+            with lock:
+                sent.update({"searches": 1, "bot_searches": int(is_bot), "repeated_events": len(events) * repeat})
+                sent.update(event["event"] for event in events)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        for done in [pool.submit(run_session, n, session) for n, session in enumerate(sessions)]:
-            done.result()
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            for done in [pool.submit(run_session, n, session) for n, session in enumerate(sessions)]:
+                done.result()
+    finally:
+        for client in opened:
+            client.close()
     seconds = time.perf_counter() - started
     return dict(sent) | {"sessions": len(sessions), "seconds": round(seconds, 2), "shoppers": asdict(shoppers)}

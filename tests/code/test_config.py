@@ -145,7 +145,8 @@ def test_config_is_frozen():
 def test_gpu_preset_fine_tunes_the_pretrained_towers_with_larger_sizes():
     gpu = load_config(PARAMS.with_name("params.gpu.yaml"))
     shipped = load_config(PARAMS)
-    assert gpu.model.kind == "smar" and gpu.model.pretrained == "finetune" and shipped.model.pretrained == "frozen"
+    assert gpu.model.kind == shipped.model.kind
+    assert gpu.model.pretrained == "finetune" and shipped.model.pretrained == "frozen"
     assert gpu.model.text_encoder == "minilm" and gpu.model.image_weights == "imagenet"
     assert gpu.model.fusion_width > shipped.model.fusion_width and gpu.model.image_size > shipped.model.image_size
     assert gpu.train.device == "cuda" and gpu.train.batch_size > shipped.train.batch_size
@@ -156,6 +157,12 @@ def test_unknown_model_kind_lists_the_choices(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("model:\n  kind: clip\n")
     with pytest.raises(ConfigError, match=r"model\.kind.*smar.*text_only"):
+        load_config(path)
+
+
+def test_routing_a_kind_that_does_not_train_the_text_view_is_rejected_naming_the_fix(tmp_path):
+    path = _shipped_with(tmp_path, "model", "adaptive_routing", True)  # the shipped kind: smar_fused_only
+    with pytest.raises(ConfigError, match=r"not kind smar_fused_only: set kind: smar, or adaptive_routing: false"):
         load_config(path)
 
 

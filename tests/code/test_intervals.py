@@ -50,3 +50,11 @@ def test_wilson_matches_hand_computed_intervals():
     assert low == pytest.approx(0.0, abs=1e-12) and round(high, 4) == 0.0188
     with pytest.raises(ValueError, match="successes <= trials"):
         intervals.wilson(3, 2)
+
+
+def test_wilson_low_is_the_intervals_low_end_and_takes_expected_trials():
+    assert intervals.wilson_low([50], [100], 0.95)[0] == pytest.approx(intervals.wilson(50, 100)[0])
+    assert intervals.wilson_low([2, 2], [4.0, 1.6], 0.0).tolist() == [0.5, 1.0]  # 0: the rate, at most 1
+    # 2 events in 4 examined impressions are weaker evidence of the same rate than 8 in 16
+    few, many = intervals.wilson_low([2, 8], [4.0, 16.0], 0.9)
+    assert few < 0.2 < many

@@ -75,7 +75,7 @@ def test_kind_trains_with_falling_loss(kind, batch):
     ],
 )
 def test_kind_has_the_towers_and_losses_it_promises(kind, fusion, losses, served):
-    config = ModelConfig(kind=kind, adaptive_routing=True, **SMALL)
+    config = ModelConfig(kind=kind, adaptive_routing=kind == "smar", **SMALL)
     model = RetrievalModel(config, 100)
     assert isinstance(model.fusion, fusion)
     assert model.spec.losses == losses and set(model.logit_scales) == set(losses)

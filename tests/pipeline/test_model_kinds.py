@@ -10,8 +10,8 @@ pytestmark = pytest.mark.slow
 
 
 # A kind's towers are the model's business (each kind trains and encodes in tests/model/test_kinds.py);
-# what the pipeline sees of it is its index views. smar runs through this pipeline in most tests,
-# routed here; its ablations smar_fused_only and smar_no_xattn serve the multimodal view as it and
+# what the pipeline sees of it is its index views. The default, smar_fused_only, runs through this
+# pipeline in most tests; smar is routed here; smar_no_xattn serves the multimodal view as they and
 # late_fusion do.
 CASES = [("text_only", False), ("image_only", False), ("late_fusion", False), ("smar", True)]
 assert {kind for kind, _ in CASES} | {"smar_fused_only", "smar_no_xattn"} == set(KINDS)  # none forgotten

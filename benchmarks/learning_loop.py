@@ -48,6 +48,18 @@ MODELS = {
     "served": "what served the shoppers",
     "logs, bias corrected": "trained on the logs alone, position bias corrected",
     "logs, not corrected": "trained on the logs alone, no correction",
+    "logs, corrected, rates as such": "corrected, every rate at min_rate a label (from_logs.confidence 0)",
+    "logs, not corrected, rates as such": "no correction, every rate at min_rate a label (from_logs.confidence 0)",
+}
+COMPARISONS = {  # the corrected dataset minus: the same rule uncorrected, and the uncorrected rates as such
+    "corrected_minus_not": "logs, not corrected",
+    "corrected_minus_not_rates_as_such": "logs, not corrected, rates as such",
+}
+BUILDS = {  # dataset name: (from_logs.position_bias, from_logs.confidence or None for the params file's)
+    "logs, bias corrected": ("explored", None),
+    "logs, not corrected": ("none", None),
+    "logs, corrected, rates as such": ("explored", 0.0),
+    "logs, not corrected, rates as such": ("none", 0.0),
 }
 
 
@@ -116,23 +128,27 @@ def one_seed(base, data: Path, scratch: Path, seed: int, searches: int, features
     per_query = {}
     run["models"]["champion"], per_query["champion"] = scores(champion, relevant, texts)
     run["models"]["served"], _ = scores(serving, relevant, texts)
-    for name, bias in (("logs, bias corrected", "explored"), ("logs, not corrected", "none")):
-        built = scratch / f"data-{bias}"
-        settings = config.from_logs.model_copy(update={"position_bias": bias, "split_by": "query", "seed": seed})
+    for number, (name, (bias, confidence)) in enumerate(BUILDS.items()):
+        built = scratch / f"data-{number}"
+        update = {"position_bias": bias, "split_by": "query", "seed": seed}
+        settings = config.from_logs.model_copy(
+            update=update | ({} if confidence is None else {"confidence": confidence})
+        )
         manifest = from_logs(scratch / "log", data, built, settings)
         run["datasets"][name] = {
             "counts": manifest["counts"],
             "precision": label_precision(built, data),
             "examination": manifest["source"]["examination"],
         }
-        trained = Paths(built, scratch / f"model-{bias}")
+        trained = Paths(built, scratch / f"model-{number}")
         shipped(config, trained, champion.outputs / "features")
         run["models"][name], per_query[name] = scores(trained, relevant, texts)
-    corrected, not_corrected = per_query["logs, bias corrected"], per_query["logs, not corrected"]
-    run["corrected_minus_not"] = {  # paired over the test queries: how sure this seed's difference is
-        key: asdict(paired_bootstrap(corrected[key] - not_corrected[key], seed=seed))
-        for key in ("ndcg_at_10", "recall_at_10")
-    }
+    for comparison, baseline in COMPARISONS.items():  # paired over the test queries: how sure each difference is
+        corrected, other = per_query["logs, bias corrected"], per_query[baseline]
+        run[comparison] = {
+            key: asdict(paired_bootstrap(corrected[key] - other[key], seed=seed))
+            for key in ("ndcg_at_10", "recall_at_10")
+        }
     return run
 
 
@@ -252,31 +268,33 @@ def write(runs: list[dict], args) -> None:
         "| dataset built from the logs | queries | qrels | share of its qrels truly relevant |",
         "|---|---|---|---|",
     ]
-    for name in ("logs, bias corrected", "logs, not corrected"):
+    for name in BUILDS:
         built = [run["datasets"][name] for run in runs]
         lines.append(
             f"| {name} | {statistics.mean(b['counts']['queries'] for b in built):.0f} | "
             f"{statistics.mean(b['counts']['qrels'] for b in built):.0f} | {spread(b['precision'] for b in built)} |"
         )
-    lines += [
-        "",
-        "Bias corrected minus not corrected, each seed paired over its test queries (mean [95% interval]):",
-        "",
-        "| seed | test queries | ndcg@10 | recall@10 |",
-        "|---|---|---|---|",
-    ]
-    for run in runs:
-        ndcg, recall = (run["corrected_minus_not"][key] for key in ("ndcg_at_10", "recall_at_10"))
-        lines.append(
-            f"| {run['seed']} | {ndcg['queries']} | {ndcg['mean']:+.4f} [{ndcg['low']:+.4f}, {ndcg['high']:+.4f}] | "
-            f"{recall['mean']:+.4f} [{recall['low']:+.4f}, {recall['high']:+.4f}] |"
-        )
+    for comparison, baseline in COMPARISONS.items():
+        lines += [
+            "",
+            f"Bias corrected minus {baseline}, each seed paired over its test queries (mean [95% interval]):",
+            "",
+            "| seed | test queries | ndcg@10 | recall@10 |",
+            "|---|---|---|---|",
+        ]
+        for run in runs:
+            ndcg, recall = (run[comparison][key] for key in ("ndcg_at_10", "recall_at_10"))
+            lines.append(f"| {run['seed']} | {ndcg['queries']} | {interval(ndcg)} | {interval(recall)} |")
     name = "learning-loop" if args.served_by == "champion" else f"learning-loop-{args.served_by}"
     if args.searches != SEARCHES:
         name += f"-{args.searches // 1000}k"
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{name}.json").write_text(json.dumps({"served_by": args.served_by, "runs": runs}, indent=2) + "\n")
     (args.results / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def interval(stats: dict) -> str:
+    return f"{stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}]"
 
 
 if __name__ == "__main__":

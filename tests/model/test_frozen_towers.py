@@ -35,7 +35,7 @@ def test_untrained_towers_are_off_the_shelf_minilm(model, tiny_data):
     images = torch.from_numpy(np.array(image_store(tiny_data, tiny_data.parent / "cache-frozen", 32)[: len(TEXTS)]))
     with torch.inference_mode():
         queries = model.encode_queries(**tokens)
-        items = model.encode_items(**tokens, images=images)
+        items = model.encode_items(**tokens, images=images, views=("text", "multimodal"))
     expected = zero_shot(TEXTS)
     torch.testing.assert_close(queries, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(items["text"], expected, atol=1e-5, rtol=0)

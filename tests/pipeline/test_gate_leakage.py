@@ -66,7 +66,7 @@ def test_gate_compares_only_on_queries_neither_version_trained_on(tiny_data, tin
     version = client.get_model_version(MODEL_NAME, decided["version"])
     assert version.tags["gate.queries"] == str(len(unseen))
     assert (
-        version.description.startswith("smar · Recall@10 ")
+        version.description.startswith(f"{base.model.kind} · Recall@10 ")
         and f"on {len(unseen)} unseen test queries" in version.description
     )
     assert json.loads((second_paths.model.root / "trained_queries.json").read_text())["query_ids"] == sorted(

@@ -15,11 +15,13 @@ For each seed, on the dataset (default: the default catalog), whose test split n
 3. simulated shoppers (`smar simulate`, in a process of their own: the position-based click
    model over the true qrels) send `--searches` searches of the train and valid queries, and
    their events;
-4. `from-logs` twice, position bias corrected and not (split by query: the simulation lasts
-   minutes, not days);
+4. `from-logs` four times (BUILDS): position bias corrected and not, each at the params file's
+   `from_logs.confidence` and with the rates as they are (confidence 0); split by query (the
+   simulation lasts minutes, not days);
 5. a model trained on each of those datasets alone, with the champion's settings and seed;
 6. every model ranks the dataset's test queries: Recall@10 and NDCG@10 against the true labels,
-   and the corrected-minus-uncorrected difference gets a paired bootstrap interval per seed.
+   and the corrected dataset's difference from each uncorrected one (COMPARISONS) gets a paired
+   bootstrap interval per seed.
 Writes benchmarks/results/learning-loop.{json,md}, after every seed.
 """
 

@@ -216,3 +216,20 @@ def test_the_cli_builds_it_and_adds_it_to_dvc(tiny_data, tmp_path):
         [*smar, "--out", "x", "--catalog", str(tmp_path)], cwd=project, capture_output=True, text=True
     )
     assert missing.returncode == 1 and "items.parquet: missing" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_label_needs_its_rates_interval_to_reach_min_rate_not_its_rate_alone():
+    """Two clicks in 16 impressions at a position examined a quarter of the time read as a rate of
+    0.5, but on 4 examined impressions: at confidence 0.9 that is no label; 8 of 16 at the top is."""
+    from smar.traffic.dataset import _labels
+
+    shown = pd.DataFrame(
+        [(f"S{n}", item, position, "red mug") for n in range(16) for item, position in (("top", 1), ("low", 3))],
+        columns=["search_id", "item_id", "position", "text"],
+    )
+    clicks = [("top", n) for n in range(8)] + [("low", n) for n in range(2)]
+    events = pd.DataFrame([(f"S{n}", item, "click") for item, n in clicks], columns=["search_id", "item_id", "event"])
+    examination = {1: 1.0, 3: 0.25}
+    as_such = _labels(events, shown, examination, settings(confidence=0.0))
+    with_evidence = _labels(events, shown, examination, settings())
+    assert set(as_such["item_id"]) == {"top", "low"} and set(with_evidence["item_id"]) == {"top"}

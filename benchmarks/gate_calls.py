@@ -106,6 +106,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in call.items() if k != "slices"}), flush=True)
     write(
         {
+            "kind": base.model.kind,
             "data": str(args.data),
             "split": split,
             "metric": metric.key,
@@ -147,7 +148,8 @@ def write(result: dict, results: Path) -> None:
         f"{result['tolerance']}, {result['confidence']:.0%} paired bootstrap)",
         "",
         "`.venv/bin/python benchmarks/gate_calls.py`: versions of the shipped settings "
-        f"({result['epochs']} epochs) that differ by their seed, each judged against the one before, and one "
+        f"(kind `{result['kind']}`, {result['epochs']} epochs) that differ by their seed, each judged against "
+        "the one before, and one "
         f"trained {shown} epochs judged against seed {worse[0]['champion_seed']}.",
         "",
         "| champion | candidate | champion's | candidate's | candidate - champion | worst slice | decision | right |",

@@ -89,6 +89,13 @@ class ModelConfig(_Section):
         0.1, ge=0, lt=1, description="Dropout in the scratch text encoder (attention and hidden)."
     )
     image_size: int = Field(64, ge=16, le=512)
+    image_stage: int = Field(
+        3,
+        ge=1,
+        le=5,
+        description="ImageNet backbone only: the stage whose feature map becomes the image tokens (EfficientNet-Lite0: "
+        "1 to 5, strides 2 to 32; earlier stages keep more of the colour that ImageNet training discards).",
+    )
     fusion_width: int = Field(
         128, ge=8, description="Width of the image tower's Transformer and of the cross-attention fusion."
     )

@@ -34,8 +34,8 @@ def text_encoder_key(config: ModelConfig) -> str:
 
 
 def image_encoder_key(config: ModelConfig) -> str:
-    """Changes with the backbone's weights or the image size."""
-    return _image_encoder(config.image_size, "cpu").key
+    """Changes with the backbone's weights, the image size or the stage read."""
+    return _image_encoder(config.image_size, config.image_stage, "cpu").key
 
 
 def encode_texts(config: ModelConfig, texts: list[str], device: str, batch_size: int):
@@ -45,7 +45,7 @@ def encode_texts(config: ModelConfig, texts: list[str], device: str, batch_size:
 
 def encode_images(config: ModelConfig, pixels: np.ndarray, device: str, shard_rows: int) -> np.ndarray:
     """uint8 [b, 3, S, S] -> float32 patch tokens [b, P, C], for a shard of `shard_rows` images."""
-    return _image_encoder(config.image_size, device).run(pixels, onnx=shard_rows >= ONNX_FROM_ROWS)
+    return _image_encoder(config.image_size, config.image_stage, device).run(pixels, onnx=shard_rows >= ONNX_FROM_ROWS)
 
 
 @cache
@@ -54,8 +54,8 @@ def _text_encoder(max_length: int, device: str) -> FrozenText:
 
 
 @cache
-def _image_encoder(image_size: int, device: str) -> FrozenImage:
-    return FrozenImage(image_size, device)
+def _image_encoder(image_size: int, stage: int, device: str) -> FrozenImage:
+    return FrozenImage(image_size, stage, device)
 
 
 class _Runtime:
@@ -168,11 +168,12 @@ class FrozenText:
 class FrozenImage:
     """The EfficientNet-Lite0 backbone as shipped; its runtime is built on first use."""
 
-    def __init__(self, image_size: int, device: str):
+    def __init__(self, image_size: int, stage: int, device: str):
         from smar.model.towers import ImageEncoder
 
-        self.encoder = ImageEncoder(ModelConfig(image_size=image_size), pretrained=True).eval()
-        self.key = _key(self.encoder.backbone, image_size)
+        config = ModelConfig(image_size=image_size, image_stage=stage)
+        self.encoder = ImageEncoder(config, pretrained=True).eval()
+        self.key = _key(self.encoder.backbone, image_size, stage)
         self.image_size, self.device = image_size, device
 
     @cached_property

@@ -298,7 +298,7 @@ def _settings(model: ModelConfig) -> dict[str, dict]:
     text = {"format": store.FORMAT, "max_text_length": model.max_text_length}
     return {
         ITEM_TEXT: text,
-        ITEM_IMAGE: {"format": store.FORMAT, "image_size": model.image_size},
+        ITEM_IMAGE: {"format": store.FORMAT, "image_size": model.image_size, "image_stage": model.image_stage},
         QUERY_TEXT: text | {"text_pooling": model.text_pooling},
     }
 

@@ -74,9 +74,13 @@ def shipped_packages(config: ModelConfig) -> dict[str, str]:
     return {package: version(package) for package in frozen}
 
 
+SAVED_BEFORE_IMAGE_STAGE = 5  # models saved before `image_stage` existed read the backbone's last stage
+
+
 def saved_config(directory: str | Path) -> ModelConfig:
     """The model settings a saved model was trained with (its kind, towers, sizes)."""
-    return ModelConfig.model_validate(json.loads(ModelFiles(Path(directory)).config.read_text())["model"])
+    saved = json.loads(ModelFiles(Path(directory)).config.read_text())["model"]
+    return ModelConfig.model_validate({"image_stage": SAVED_BEFORE_IMAGE_STAGE} | saved)
 
 
 def load_model(directory: str | Path, device: str = "cpu"):

@@ -122,14 +122,15 @@ class ImageEncoder(nn.Module):
 
     Input: uint8 pixels [B, 3, H, W], which go through the backbone, or float features
     [B, T, C] that take its place: a dataset's precomputed features, or the frozen backbone's
-    own output read from the cache. The ImageNet backbone is read at its last stage, before
-    its 1x1 head: ImageNet's head discards colour, which shoppers ask for.
+    own output read from the cache. The ImageNet backbone is read at `image_stage` (its last
+    by default), before its 1x1 head: ImageNet's head discards colour, which shoppers ask for.
     """
 
     def __init__(self, config: ModelConfig, feature_shape: tuple[int, int] | None = None, pretrained: bool = False):
         super().__init__()
         self.backbone = None
         self.imagenet = config.image_weights == "imagenet"
+        self.stage = config.image_stage
         self.frozen = False
         if feature_shape:
             grid, channels = feature_shape
@@ -173,7 +174,7 @@ class ImageEncoder(nn.Module):
         with torch.no_grad() if self.frozen else nullcontext():
             if self.imagenet:
                 features = self.backbone.forward_intermediates(
-                    pixels, indices=1, intermediates_only=True, stop_early=True
+                    pixels, indices=[self.stage - 1], intermediates_only=True, stop_early=True
                 )[-1]
             else:
                 features = self.backbone.forward_features(pixels)

@@ -95,3 +95,27 @@ def test_a_saved_model_leaves_the_frozen_encoders_to_their_packages(model, tmp_p
     torch.save(model.state_dict(), files.weights)
     state = load_model(tmp_path)[0].state_dict()
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+
+
+def test_a_model_saved_before_image_stage_existed_reads_the_last_stage(tmp_path):
+    """The shipped stage (3, stride 8) keeps more colour than the last (5, stride 32); a model
+    saved before the setting existed was trained on the last stage's tokens, and loads as such."""
+    import json
+
+    from smar.core.paths import ModelFiles
+    from smar.model.checkpoint import load_model, save_model
+
+    pixels = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    config = ModelConfig(image_size=32, image_stage=5)
+    assert ModelConfig().image_stage == 3
+    shipped = RetrievalModel(ModelConfig(image_size=32), 0, pretrained=True).image_encoder
+    assert shipped.patches(pixels).shape == (1, 16, 40)  # (32 / 8)^2 tokens of 40 channels
+    old = RetrievalModel(config, 0, pretrained=True).eval()
+    save_model(old, train_tokenizer([], config), tmp_path)
+    files = ModelFiles(tmp_path)
+    meta = json.loads(files.config.read_text())
+    del meta["model"]["image_stage"]
+    files.config.write_text(json.dumps(meta))
+    loaded, _ = load_model(tmp_path)
+    assert loaded.config.image_stage == 5
+    assert loaded.image_encoder.patches(pixels).shape == (1, 1, 320)

@@ -107,6 +107,7 @@ def main() -> None:
     write(
         {
             "kind": base.model.kind,
+            "image_stage": base.model.image_stage,
             "data": str(args.data),
             "split": split,
             "metric": metric.key,
@@ -148,8 +149,8 @@ def write(result: dict, results: Path) -> None:
         f"{result['tolerance']}, {result['confidence']:.0%} paired bootstrap)",
         "",
         "`.venv/bin/python benchmarks/gate_calls.py`: versions of the shipped settings "
-        f"(kind `{result['kind']}`, {result['epochs']} epochs) that differ by their seed, each judged against "
-        "the one before, and one "
+        f"(kind `{result['kind']}`, image stage {result.get('image_stage', 5)}, {result['epochs']} epochs) "
+        "that differ by their seed, each judged against the one before, and one "
         f"trained {shown} epochs judged against seed {worse[0]['champion_seed']}.",
         "",
         "| champion | candidate | champion's | candidate's | candidate - champion | worst slice | decision | right |",

@@ -85,7 +85,8 @@ def test_features_are_the_frozen_encoders_outputs(config, paths, runtime, monkey
         masked_mean(read["states"], mask), masked_mean(states, tokens["attention_mask"])
     )
     assert cosine.min() > 0.9999
-    torch.testing.assert_close(features.item_image.rows(rows), patches, atol=0.05, rtol=0.02)
+    read, step = features.item_image.rows(rows), patches.abs().amax(-1, keepdim=True) / 127
+    assert ((read - patches).abs() <= step + 1e-3).all()  # int8: within one step of its token's own scale
 
     queries = dataset.split_queries("train")["text"].tolist()
     query_tokens = tokenize(tokenizer, queries[:5])

@@ -122,8 +122,8 @@ class ImageEncoder(nn.Module):
 
     Input: uint8 pixels [B, 3, H, W], which go through the backbone, or float features
     [B, T, C] that take its place: a dataset's precomputed features, or the frozen backbone's
-    own output read from the cache. The ImageNet backbone is read at `image_stage` (its last
-    by default), before its 1x1 head: ImageNet's head discards colour, which shoppers ask for.
+    own output read from the cache. The ImageNet backbone is read at `image_stage` (the third
+    by default): its deeper stages, and its 1x1 head, discard colour, which shoppers ask for.
     """
 
     def __init__(self, config: ModelConfig, feature_shape: tuple[int, int] | None = None, pretrained: bool = False):

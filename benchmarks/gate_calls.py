@@ -149,7 +149,7 @@ def write(result: dict, results: Path) -> None:
         f"{result['tolerance']}, {result['confidence']:.0%} paired bootstrap)",
         "",
         "`.venv/bin/python benchmarks/gate_calls.py`: versions of the shipped settings "
-        f"(kind `{result['kind']}`, image stage {result.get('image_stage', 5)}, {result['epochs']} epochs) "
+        f"(kind `{result['kind']}`, image stage {result['image_stage']}, {result['epochs']} epochs) "
         "that differ by their seed, each judged against the one before, and one "
         f"trained {shown} epochs judged against seed {worse[0]['champion_seed']}.",
         "",

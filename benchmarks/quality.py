@@ -135,6 +135,7 @@ def main() -> None:
                 "seed": seed,
                 "seconds": round(time.perf_counter() - started, 1),
                 "train_seconds": round(trained["seconds"], 1),
+                "zero_shot_blend": trained["zero_shot_blend"],
                 "overall": evaluation["model"],
                 "served_by_index": evaluation["served_by_index"],
                 "routed": len(served_views(config.model)) > 1,
@@ -214,6 +215,7 @@ def summarise(runs: list[dict]) -> dict:
                 for name in mine[0]["slices"]
             },
             "train_seconds": statistics.median(r["train_seconds"] for r in mine),
+            "zero_shot_blend": [r.get("zero_shot_blend", 1.0) for r in mine],
             "seeds": len(mine),
         }
         if mine[0].get("routed"):
@@ -263,6 +265,14 @@ def markdown(summary: dict, baselines: dict, meta: dict) -> str:
             "",
             "Share of test queries the routing head sent to the text index, per seed: "
             + "; ".join(f"{label}: {shares}" for label, shares in routed.items())
+            + ".",
+        ]
+    blends = {label: stats["zero_shot_blend"] for label, stats in summary.items()}
+    if any(factor != 1.0 for factors in blends.values() for factor in factors):
+        lines += [
+            "",
+            "Zero-shot blend kept per seed (`train.zero_shot_blend`; 1: the model as trained): "
+            + "; ".join(f"{label}: {factors}" for label, factors in blends.items())
             + ".",
         ]
     lines += ["", *target_lines(summary, baselines)]

@@ -29,12 +29,15 @@ def _transformer_layer(config: ModelConfig, decoder: bool = False) -> nn.Module:
     return layer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
 
 
-def _zero_linear(inputs: int, outputs: int) -> nn.Linear:
-    """A linear layer that starts at zero: the residual branch it ends adds nothing until trained."""
-    layer = nn.Linear(inputs, outputs)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
+class ResidualOutput(nn.Linear):
+    """The last layer of a branch added on top of a pretrained encoder. It starts at zero, so the
+    branch adds nothing until trained; scaling every one of them by a factor walks from the
+    untrained model (0: zero-shot MiniLM) to the trained one (1), as smar.training.blend does."""
+
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__(inputs, outputs)
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,7 @@ class ResidualAdapter(nn.Module):
 
     def __init__(self, width: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), _zero_linear(width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), ResidualOutput(width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mlp(x)
@@ -199,7 +202,7 @@ class CrossAttentionFusion(nn.Module):
         super().__init__()
         self.title_projection = nn.Linear(config.text_hidden_size, config.fusion_width)
         self.layers = nn.TransformerDecoder(_transformer_layer(config, decoder=True), config.fusion_layers)
-        self.added = _zero_linear(config.fusion_width, config.embedding_dim)
+        self.added = ResidualOutput(config.fusion_width, config.embedding_dim)
 
     def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
         title = self.title_projection(text_tokens)
@@ -213,7 +216,7 @@ class MlpFusion(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         width = 2 * config.embedding_dim
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), _zero_linear(width, config.embedding_dim))
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), ResidualOutput(width, config.embedding_dim))
 
     def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
         return text_vector + self.mlp(

@@ -44,6 +44,7 @@ from smar.model.onnx_query import save_query_onnx
 from smar.model.tokenizer import train_tokenizer
 from smar.model.two_tower import RetrievalModel
 from smar.training.batches import Catalog, PairBatches
+from smar.training.blend import blend_with_zero_shot, residual_outputs
 from smar.training.distributed import Cluster, GpuMonitor
 from smar.training.negatives import Mined, Siblings
 from smar.training.resume import Checkpoint, fingerprint
@@ -95,7 +96,7 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         valid_score = training.run_epochs(started)
         if not cluster.is_main:
             return None
-        valid_score = _train_router(training, valid_score)
+        valid_score = _train_router(training, _blend_with_zero_shot(training, valid_score))
         _save(training, paths, tags)
         checkpoint.remove()
         seconds = time.perf_counter() - started
@@ -114,6 +115,7 @@ def train(config: SmarConfig, paths: Paths, tracker: Tracker | None = None) -> d
         "kind": config.model.kind,
         "final_loss": final_loss,
         "valid": {config.evaluate.primary_metric: valid_score},
+        "zero_shot_blend": training.zero_shot_blend,
         "seconds": seconds,
         "pairs_per_second": training.speed["train_pairs_per_second"],
     }
@@ -209,6 +211,7 @@ class Training:
     speed: dict = field(default_factory=dict)
     gpu_summary: dict = field(default_factory=dict)
     resumed: bool = False
+    zero_shot_blend: float = 1.0  # the factor the trained branches were scaled by (smar.training.blend)
     tracker: Tracker | None = None
     run_id: str | None = None
 
@@ -421,6 +424,26 @@ def _open_run(training: Training, tags: dict, saved: dict | None, paths: Paths) 
         training.total_steps,
     )
     return run_id
+
+
+def _blend_with_zero_shot(training: Training, valid_score: float) -> float:
+    """Scale the trained branches back toward zero-shot MiniLM by the factor of `train.zero_shot_blend` that
+    validates best (smar.training.blend); returns the validation score of the model kept."""
+    factors, primary = training.config.train.zero_shot_blend, training.config.evaluate.primary
+    if factors == [1.0] or training.data.valid_queries.empty or not residual_outputs(training.model):
+        return valid_score
+    factor, scores = blend_with_zero_shot(training.model, factors, training.valid_score, known={1.0: valid_score})
+    training.zero_shot_blend = factor
+    training.log({"zero_shot_blend": factor} | {primary.tracked("valid", f"blend_{f:g}"): s for f, s in scores.items()})
+    log.info(
+        "zero-shot blend: %s; kept %g (valid %s %.3f, as trained %.3f)",
+        ", ".join(f"{f:g}: {s:.3f}" for f, s in scores.items()),
+        factor,
+        primary.label,
+        scores[factor],
+        valid_score,
+    )
+    return scores[factor]
 
 
 def _train_router(training: Training, valid_score: float) -> float:

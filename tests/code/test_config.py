@@ -172,6 +172,12 @@ def test_batch_that_micro_batches_do_not_divide_is_rejected(tmp_path):
         load_config(tmp_path / "p.yaml")
 
 
+def test_a_zero_shot_blend_outside_zero_and_one_is_rejected_naming_the_factor(tmp_path):
+    (tmp_path / "p.yaml").write_text("train:\n  zero_shot_blend: [0.5, 1.5]\n")
+    with pytest.raises(ConfigError, match=r"train.zero_shot_blend.*factors \[1.5\] are outside \[0, 1\]"):
+        load_config(tmp_path / "p.yaml")
+
+
 def test_overrides_are_laid_over_the_file_and_empty_fields_keep_its_values(tmp_path):
     path = _write(tmp_path, "train:\n  epochs: 3\n  batch_size: 64\nmodel:\n  kind: late_fusion\n")
     config = load_config(path, {"train": {"epochs": 7, "batch_size": None}, "register": {"model_name": "ui-run"}})

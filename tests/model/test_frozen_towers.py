@@ -119,3 +119,49 @@ def test_a_model_saved_before_image_stage_existed_reads_the_last_stage(tmp_path)
     loaded, _ = load_model(tmp_path)
     assert loaded.config.image_stage == 5
     assert loaded.image_encoder.patches(pixels).shape == (1, 1, 320)
+
+
+def test_the_zero_shot_blend_walks_from_zero_shot_minilm_to_the_trained_model_and_keeps_the_best(tiny_data):
+    """Scaling the branches that start at zero by 0 gives zero-shot MiniLM exactly, by 1 the trained
+    model; blend_with_zero_shot keeps the factor that scores best, and on a tie the one nearer 1."""
+    from smar.training.blend import blend_with_zero_shot, residual_outputs
+
+    config = ModelConfig(image_size=32)
+    torch.manual_seed(0)
+    model = RetrievalModel(config, vocab_size=0, pretrained=True).eval()
+    tokenizer = train_tokenizer([], config)
+    layers = residual_outputs(model)
+    fusion = model.fusion
+    assert {id(layer) for layer in layers} == {
+        id(model.query_encoder.head.mlp[-1]),
+        id(fusion.added),
+        id(fusion.image_added),
+    }
+    with torch.no_grad():  # as if trained: the branches add something
+        for layer in layers:
+            layer.weight.normal_(0, 0.05)
+            layer.bias.normal_(0, 0.05)
+    trained = [layer.weight.detach().clone() for layer in layers]
+    tokens = tokenize(tokenizer, TEXTS)
+    images = torch.from_numpy(np.array(image_store(tiny_data, tiny_data.parent / "cache-blend", 32)[: len(TEXTS)]))
+
+    def encoded():
+        with torch.inference_mode():
+            return model.encode_queries(**tokens), model.encode_items(**tokens, images=images)["multimodal"]
+
+    as_trained = encoded()
+    seen = {}
+
+    def score() -> float:
+        factor = round(float(layers[1].weight.detach().norm() / trained[1].norm()), 6)
+        seen[factor] = encoded()
+        return {0.0: 0.1, 0.5: 0.9, 0.8: 0.9}.get(factor, 0.3)
+
+    factor, scores = blend_with_zero_shot(model, [0.0, 0.5, 0.8, 1.0], score, known={1.0: 0.3})
+    assert factor == 0.8 and scores == {0.0: 0.1, 0.5: 0.9, 0.8: 0.9, 1.0: 0.3}
+    assert sorted(seen) == [0.0, 0.5, 0.8]  # the trained model's score was known: not measured again
+    for vectors in seen[0.0]:
+        torch.testing.assert_close(vectors, zero_shot(TEXTS), atol=1e-5, rtol=0)
+    assert not torch.allclose(seen[0.5][1], as_trained[1], atol=1e-3)
+    for layer, weight in zip(layers, trained):  # the factor kept is in the weights
+        torch.testing.assert_close(layer.weight, 0.8 * weight)

@@ -101,6 +101,14 @@ def test_mlflow_run_holds_the_lineage(first_run):
         "gate.recall_at_10",
     ):
         assert metric in run.data.metrics
+    blends = {key: value for key, value in run.data.metrics.items() if key.startswith("valid.blend_")}
+    assert len(blends) == 6 and "zero_shot_blend" in run.data.metrics  # train.zero_shot_blend's factors
+    kept = run.data.metrics["zero_shot_blend"]
+    assert (
+        summary["train"]["valid"]["recall_at_10"]
+        == blends[f"valid.blend_{kept:g}.recall_at_10"]
+        == max(blends.values())
+    )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert {
         "validation/report.json",

@@ -42,12 +42,22 @@ def load_own_weights(model: RetrievalModel, state: dict, where: str | Path) -> N
         model.load_state_dict(state)
         return
     missing, unexpected = model.load_state_dict(state, strict=False)
-    not_shipped = sorted(set(missing) - model.shipped_state_keys())
+    not_shipped = sorted(set(missing) - model.shipped_state_keys() - _added_branches(model))
     if not_shipped or unexpected:
         raise ValueError(
             f"{where}: the saved weights do not fit the model ({len(not_shipped)} missing, {len(unexpected)} "
             f"unexpected, e.g. {(not_shipped + list(unexpected))[:3]}); retrain it."
         )
+
+
+# Branches added to the model after models were first saved: a model saved before one existed lacks
+# its keys, and the branch, left at zero (it ends in a ResidualOutput), adds nothing, as it did not then.
+BRANCHES_ADDED_LATER = ("fusion.image_added",)
+
+
+def _added_branches(model: RetrievalModel) -> set[str]:
+    modules = dict(model.named_modules())
+    return {f"{name}.{key}" for name in BRANCHES_ADDED_LATER if name in modules for key in modules[name].state_dict()}
 
 
 def save_model(model: RetrievalModel, tokenizer, directory: Path) -> None:

@@ -195,19 +195,21 @@ class ImageEncoder(nn.Module):
 
 class CrossAttentionFusion(nn.Module):
     """Title tokens attend to image tokens (self-attention, cross-attention, MLP); what they
-    gather is added to the text vector through a layer that starts at zero, so the untrained
-    fusion gives the item's text vector and learns what the image adds to it."""
+    gather, and the image's own vector, are added to the text vector through layers that start
+    at zero, so the untrained fusion gives the item's text vector and learns what the image adds
+    to it: through the title's reading of it, and as a whole (what no word of the title asks for)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.title_projection = nn.Linear(config.text_hidden_size, config.fusion_width)
         self.layers = nn.TransformerDecoder(_transformer_layer(config, decoder=True), config.fusion_layers)
         self.added = ResidualOutput(config.fusion_width, config.embedding_dim)
+        self.image_added = ResidualOutput(config.embedding_dim, config.embedding_dim)
 
     def forward(self, text_tokens, text_mask, text_vector, image_tokens, image_vector) -> torch.Tensor:
         title = self.title_projection(text_tokens)
         fused = self.layers(tgt=title, memory=image_tokens, tgt_key_padding_mask=~text_mask.bool())
-        return text_vector + self.added(masked_mean(fused, text_mask))
+        return text_vector + self.added(masked_mean(fused, text_mask)) + self.image_added(image_vector)
 
 
 class MlpFusion(nn.Module):

@@ -43,9 +43,6 @@ class RetrievalModel(nn.Module):
             )
         self.image_encoder = ImageEncoder(config, image_feature_shape, pretrained) if uses_images(config) else None
         self.fusion = FUSIONS[self.spec.fusion](config) if self.spec.fusion else None
-        if self.image_encoder is not None and self.spec.fusion == "cross_attention" and "image" not in self.spec.losses:
-            # S_i's own vector feeds no loss (cross-attention reads its tokens): frozen, or DDP waits on its gradient
-            self.image_encoder.projection.requires_grad_(False)
         start = torch.tensor(1.0 / initial_temperature).log()
         self.logit_scales = nn.ParameterDict({view: nn.Parameter(start.clone()) for view in self.spec.losses})
         self.router = None

@@ -165,3 +165,33 @@ def test_the_zero_shot_blend_walks_from_zero_shot_minilm_to_the_trained_model_an
     assert not torch.allclose(seen[0.5][1], as_trained[1], atol=1e-3)
     for layer, weight in zip(layers, trained):  # the factor kept is in the weights
         torch.testing.assert_close(layer.weight, 0.8 * weight)
+
+
+def test_a_model_saved_before_the_image_vector_joined_the_fusion_loads_as_it_was(tmp_path):
+    """The fused vector adds the image's own vector through a layer that starts at zero; a model
+    saved without that layer loads with it at zero, and gives the vectors it gave."""
+    from smar.core.paths import ModelFiles
+    from smar.model.checkpoint import load_model, save_model
+
+    config = ModelConfig(image_size=32)
+    torch.manual_seed(0)
+    model = RetrievalModel(config, 0, pretrained=True).eval()
+    tokenizer = train_tokenizer([], config)
+    with torch.no_grad():
+        model.fusion.added.weight.normal_(0, 0.05)  # as if trained
+    save_model(model, tokenizer, tmp_path)
+    weights = ModelFiles(tmp_path).weights
+    state = torch.load(weights, weights_only=True)
+    torch.save({key: value for key, value in state.items() if ".image_added." not in key}, weights)
+    loaded, _ = load_model(tmp_path)
+    assert torch.count_nonzero(loaded.fusion.image_added.weight) == 0
+    tokens, pixels = tokenize(tokenizer, TEXTS), torch.randint(0, 255, (len(TEXTS), 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            loaded.encode_items(**tokens, images=pixels)["multimodal"],
+            model.encode_items(**tokens, images=pixels)["multimodal"],
+        )
+    del state["fusion.added.weight"]  # any other weight missing is still an error, naming the fix
+    torch.save(state, weights)
+    with pytest.raises(ValueError, match=r"do not fit the model .*retrain it"):
+        load_model(tmp_path)

@@ -188,8 +188,8 @@ class TrainConfig(_Section):
     auxiliary_anneal: bool = Field(
         False, description="alpha and beta (L_t, L_i) fall linearly to 0 over training; gamma stays."
     )
-    zero_shot_blend: list[float] = Field(
-        [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    zero_shot_blend: tuple[float, ...] = Field(
+        (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
         min_length=1,
         description="After training, the branches added on top of the pretrained encoders are scaled by each "
         "factor (0: zero-shot MiniLM, 1: the model as trained) and the factor with the best validation score is "
@@ -198,7 +198,7 @@ class TrainConfig(_Section):
 
     @field_validator("zero_shot_blend")
     @classmethod
-    def _between_zero_and_one(cls, factors: list[float]) -> list[float]:
+    def _between_zero_and_one(cls, factors: tuple[float, ...]) -> tuple[float, ...]:
         outside = [factor for factor in factors if not 0.0 <= factor <= 1.0]
         if outside:
             raise ValueError(f"factors {outside} are outside [0, 1] (0: zero-shot MiniLM, 1: the model as trained)")

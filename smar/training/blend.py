@@ -12,7 +12,7 @@ factors tried; the one with the best validation score is baked into the saved we
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -25,7 +25,10 @@ def residual_outputs(model: torch.nn.Module) -> list[ResidualOutput]:
 
 
 def blend_with_zero_shot(
-    model: torch.nn.Module, factors: list[float], score: Callable[[], float], known: dict[float, float] | None = None
+    model: torch.nn.Module,
+    factors: Sequence[float],
+    score: Callable[[], float],
+    known: dict[float, float] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Scale the residual branches by each factor and score the model (`known`: scores already
     measured, such as the trained model's at 1); keep the best factor, on a tie the one nearest 1.

@@ -99,9 +99,10 @@ def test_routed_queries_are_ranked_in_their_chosen_view_alone(monkeypatch):
 
     torch.manual_seed(0)
     model = RetrievalModel(ModelConfig(kind="smar", adaptive_routing=True, **SMALL), 100).eval()
-    torch.nn.init.normal_(model.router[-1].weight)  # a head that sends some queries to each view
-    torch.nn.init.zeros_(model.router[-1].bias)
     queries = torch.nn.functional.normalize(torch.randn(300, 16), dim=-1)
+    torch.nn.init.normal_(model.router[-1].weight)  # a head that sends half the queries to each view
+    with torch.no_grad():
+        model.router[-1].bias.copy_(-model.router(queries).squeeze(-1).median() + model.router[-1].bias)
     items = {view: torch.nn.functional.normalize(torch.randn(500, 16), dim=-1) for view in ("multimodal", "text")}
     with torch.no_grad():
         to_multimodal = model.route_to_multimodal(queries)

@@ -83,8 +83,11 @@ def assert_same_training(expected, actual) -> None:
     assert len(losses) == len(other_losses) == STEPS
     assert np.allclose(losses, other_losses, rtol=1e-5, atol=1e-5), (losses, other_losses)
     assert vectors.keys() == other_vectors.keys() == {"multimodal", "queries"}
-    for name in vectors:
-        assert np.abs(vectors[name] - other_vectors[name]).max() < 1e-4, name
+    for name in vectors:  # the item vectors are stored as float16: within two of its steps (rtol 2e-3)
+        rtol = 2e-3 if vectors[name].dtype == np.float16 else 0
+        np.testing.assert_allclose(
+            vectors[name].astype(np.float32), other_vectors[name].astype(np.float32), rtol=rtol, atol=1e-4, err_msg=name
+        )
 
 
 @pytest.fixture(scope="module")

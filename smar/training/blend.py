@@ -35,7 +35,7 @@ def blend_with_zero_shot(
     Returns (the factor kept, every factor's score)."""
     layers = residual_outputs(model)
     trained = [(layer.weight.detach().clone(), layer.bias.detach().clone()) for layer in layers]
-    scores = dict(known or {})
+    scores = {factor: value for factor, value in (known or {}).items() if not math.isnan(value)}
     for factor in sorted(set(factors) - set(scores), reverse=True):
         _scale(layers, trained, factor)
         scores[factor] = score()

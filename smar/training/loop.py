@@ -430,7 +430,7 @@ def _blend_with_zero_shot(training: Training, valid_score: float) -> float:
     """Scale the trained branches back toward zero-shot MiniLM by the factor of `train.zero_shot_blend` that
     validates best (smar.training.blend); returns the validation score of the model kept."""
     factors, primary = training.config.train.zero_shot_blend, training.config.evaluate.primary
-    if factors == (1.0,) or training.data.valid_queries.empty or not residual_outputs(training.model):
+    if training.data.valid_queries.empty or not residual_outputs(training.model):
         return valid_score
     factor, scores = blend_with_zero_shot(training.model, factors, training.valid_score, known={1.0: valid_score})
     training.zero_shot_blend = factor

@@ -102,7 +102,7 @@ def test_routed_queries_are_ranked_in_their_chosen_view_alone(monkeypatch):
     queries = torch.nn.functional.normalize(torch.randn(300, 16), dim=-1)
     torch.nn.init.normal_(model.router[-1].weight)  # a head that sends half the queries to each view
     with torch.no_grad():
-        model.router[-1].bias.copy_(-model.router(queries).squeeze(-1).median() + model.router[-1].bias)
+        model.router[-1].bias -= model.router(queries).squeeze(-1).median()
     items = {view: torch.nn.functional.normalize(torch.randn(500, 16), dim=-1) for view in ("multimodal", "text")}
     with torch.no_grad():
         to_multimodal = model.route_to_multimodal(queries)
